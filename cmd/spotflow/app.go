@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/schemas"
+	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/localpg"
+	"github.com/spotflow/spotflow/workers/simagency"
+)
+
+// The roles a process can run.
+const (
+	roleIntake     = "intake"
+	roleRouter     = "router"
+	roleDispatcher = "dispatcher"
+	roleProjector  = "projector"
+)
+
+var allRoles = []string{roleIntake, roleRouter, roleDispatcher, roleProjector}
+
+// Main is one spotflow process: the roles it runs and the infrastructure it
+// starts or connects to. Run blocks until its context ends; tests drive it
+// with ":0" ports and temporary directories, the way the binary does.
+type Main struct {
+	Config Config
+	// Roles to run; all of them for `spotflow run`.
+	Roles []string
+	// Embed starts a NATS server in-process when Config.NATSURL is empty.
+	Embed bool
+	// Stdout receives the addresses the process uses, for people.
+	Stdout io.Writer
+	// Logger; default JSON on stderr at Config.LogLevel.
+	Logger *slog.Logger
+
+	ready    chan struct{}
+	httpAddr string
+	natsURL  string
+	agencies map[string]*simagency.Agency
+	js       jetstream.JetStream
+	pool     *pgxpool.Pool
+}
+
+// Ready is closed once every role is running and HTTPAddr is known.
+func (m *Main) Ready() <-chan struct{} {
+	if m.ready == nil {
+		m.ready = make(chan struct{})
+	}
+	return m.ready
+}
+
+// HTTPAddr is the address the HTTP server listens on, once Ready.
+func (m *Main) HTTPAddr() string { return m.httpAddr }
+
+// NATSURL is the NATS server in use, once Ready.
+func (m *Main) NATSURL() string { return m.natsURL }
+
+// Agencies are the simulated agencies of the dispatcher role, once Ready.
+func (m *Main) Agencies() map[string]*simagency.Agency { return m.agencies }
+
+// JetStream is the process's JetStream handle, once Ready.
+func (m *Main) JetStream() jetstream.JetStream { return m.js }
+
+// Run starts the roles and blocks until ctx ends, then stops everything it
+// started, in reverse order, and returns nil; it returns an error if a role
+// or a piece of infrastructure fails.
+func (m *Main) Run(ctx context.Context) (err error) {
+	m.Ready()
+	cfg := &m.Config
+	log := m.Logger
+	if log == nil {
+		log = cfg.logger(os.Stderr)
+	}
+	stdout := m.Stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
+
+	catalog, err := loadCatalog(cfg.CatalogFile)
+	if err != nil {
+		return err
+	}
+
+	// Postgres: the configured server, or the local cluster.
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		cluster, err := localpg.Open(ctx, localpg.Config{DataDir: cfg.DataDir, Logger: log})
+		if err != nil {
+			return fmt.Errorf("start local postgres: %w", err)
+		}
+		if cluster.Started() {
+			defer func() {
+				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				if err := cluster.Stop(stopCtx); err != nil {
+					log.Error("stop local postgres", "err", err)
+				}
+			}()
+		}
+		dbURL = cluster.URL()
+	}
+	m.pool, err = postgres.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer m.pool.Close()
+	if _, err := postgres.Migrate(ctx, m.pool); err != nil {
+		return err
+	}
+	key, err := cfg.citizenKey()
+	if err != nil {
+		return err
+	}
+	store := postgres.NewStore(m.pool, key)
+
+	// NATS: the configured server, or an embedded one.
+	m.natsURL = cfg.NATSURL
+	if m.natsURL == "" && m.Embed {
+		ns, err := m.embedNATS(log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		m.natsURL = ns.ClientURL()
+	}
+	m.natsURL = cmpOr(m.natsURL, nats.DefaultURL)
+	nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+fmt.Sprint(m.Roles), log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	m.js = js
+	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = natsbus.Provision(provisionCtx, js, natsbus.Topology{Agencies: catalog.AgencyCodes(), Replicas: cfg.Replicas})
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		pingCtx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		switch {
+		case !nc.IsConnected():
+			http.Error(w, "nats: not connected", http.StatusServiceUnavailable)
+		case m.pool.Ping(pingCtx) != nil:
+			http.Error(w, "postgres: not reachable", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	for _, role := range m.Roles {
+		switch role {
+		case roleIntake:
+			intake, err := workers.NewIntake(workers.IntakeConfig{
+				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalog, Logger: log.With("role", roleIntake),
+			})
+			if err != nil {
+				return err
+			}
+			mux.Handle("/v1/", intake)
+		case roleRouter:
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, Logger: log})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return router.Run(gctx) })
+		case roleDispatcher:
+			profiles, err := simagency.ParseProfiles(cfg.Agencies)
+			if err != nil {
+				return err
+			}
+			adapters := make(map[string]workers.Adapter)
+			m.agencies = make(map[string]*simagency.Agency)
+			for _, code := range catalog.AgencyCodes() {
+				a := simagency.New(code, simagency.For(profiles, code))
+				adapters[code], m.agencies[code] = a, a
+			}
+			d, err := workers.NewDispatcher(workers.DispatcherConfig{JetStream: js, Adapters: adapters, Logger: log})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return d.Run(gctx) })
+		case roleProjector:
+			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, Logger: log})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return p.Run(gctx) })
+		default:
+			return fmt.Errorf("unknown role %q", role)
+		}
+	}
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen for http: %w", err)
+		}
+		m.httpAddr = ln.Addr().String()
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(shutdownCtx)
+		})
+	}
+
+	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
+	if m.httpAddr != "" {
+		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, /healthz, /readyz)\n", m.httpAddr)
+	}
+	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
+	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
+	log.Info("spotflow running", "roles", m.Roles, "http", m.httpAddr, "nats", m.natsURL)
+	close(m.ready)
+	return g.Wait()
+}
+
+func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(m.Config.NATSListen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address %q: %w", m.Config.NATSListen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address %q: %w", m.Config.NATSListen, err)
+	}
+	if port == 0 {
+		port = -1 // any free port
+	}
+	return natsbus.RunServer(natsbus.ServerConfig{
+		StoreDir: filepath.Join(m.Config.DataDir, "nats"),
+		Host:     host,
+		Port:     port,
+		NoSync:   m.Config.NATSNoSync,
+		Logger:   log.With("component", "nats-server"),
+	})
+}
+
+func loadCatalog(path string) (*events.Catalog, error) {
+	data := schemas.Catalog
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("load catalogue: %w", err)
+		}
+	}
+	c, err := events.ParseCatalog(data)
+	if err != nil {
+		return nil, fmt.Errorf("load catalogue %s: %w", cmpOr(path, "(built in)"), err)
+	}
+	return c, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func hasRole(roles []string, role string) bool { return slices.Contains(roles, role) }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is everything a spotflow process can be told. Every field has a
+// flag and an environment variable; the flag wins.
+type Config struct {
+	// DataDir holds the embedded NATS store, the local Postgres cluster and
+	// the citizen key file. SPOTFLOW_DATA_DIR, default ./.data.
+	DataDir string
+	// HTTPAddr is where the desk API, health and metrics listen; empty
+	// turns HTTP off for roles other than intake. SPOTFLOW_HTTP_ADDR.
+	HTTPAddr string
+	// NATSURL is the NATS server to use. NATS_URL; when empty, `run`
+	// embeds a server and the single roles use nats://127.0.0.1:4222.
+	NATSURL string
+	// NATSListen is where an embedded NATS server listens.
+	// SPOTFLOW_NATS_LISTEN, default 127.0.0.1:4222.
+	NATSListen string
+	// NATSNoSync lets an embedded JetStream acknowledge before its write is
+	// synced to disk: faster, but a power loss may drop acknowledged
+	// requests. SPOTFLOW_NATS_NO_SYNC.
+	NATSNoSync bool
+	// Replicas of each stream: 1 for one server, 3 on a cluster.
+	// SPOTFLOW_STREAM_REPLICAS, default 1.
+	Replicas int
+	// DatabaseURL is the Postgres to use. DATABASE_URL; when empty, the
+	// local cluster under DataDir, started if need be.
+	DatabaseURL string
+	// Agencies sets the simulated agencies' behaviour, e.g.
+	// "*:latency=20ms;tax:latency=200ms,transient=0.1". SPOTFLOW_AGENCIES.
+	Agencies string
+	// CatalogFile replaces the built-in service catalogue.
+	// SPOTFLOW_CATALOG.
+	CatalogFile string
+	// CitizenKey keys the hash stored in place of national IDs (hex, at
+	// least 32 bytes). SPOTFLOW_CITIZEN_KEY; default: DataDir/citizen.key,
+	// created on first use.
+	CitizenKey string
+	// LogLevel is debug, info, warn or error. SPOTFLOW_LOG_LEVEL.
+	LogLevel string
+}
+
+func env(name, def string) string { return cmp.Or(os.Getenv(name), def) }
+
+func envBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+// flags registers the configuration's flags on fs with defaults taken from
+// the environment. httpDefault is the role's default HTTP address.
+func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
+	fs.StringVar(&c.DataDir, "data-dir", env("SPOTFLOW_DATA_DIR", ".data"), "data directory (SPOTFLOW_DATA_DIR)")
+	fs.StringVar(&c.HTTPAddr, "http", env("SPOTFLOW_HTTP_ADDR", httpDefault), "HTTP listen address; empty for none (SPOTFLOW_HTTP_ADDR)")
+	fs.StringVar(&c.NATSURL, "nats-url", os.Getenv("NATS_URL"), "NATS server URL (NATS_URL)")
+	fs.StringVar(&c.NATSListen, "nats-listen", env("SPOTFLOW_NATS_LISTEN", "127.0.0.1:4222"), "listen address of the embedded NATS server (SPOTFLOW_NATS_LISTEN)")
+	fs.BoolVar(&c.NATSNoSync, "nats-no-sync", envBool("SPOTFLOW_NATS_NO_SYNC"), "embedded JetStream acks before fsync: faster, may lose acknowledged requests on power loss (SPOTFLOW_NATS_NO_SYNC)")
+	fs.IntVar(&c.Replicas, "replicas", envInt("SPOTFLOW_STREAM_REPLICAS", 1), "replicas per stream: 1 on one server, 3 on a cluster (SPOTFLOW_STREAM_REPLICAS)")
+	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL; default: the local cluster under the data directory (DATABASE_URL)")
+	fs.StringVar(&c.Agencies, "agencies", env("SPOTFLOW_AGENCIES", "*:latency=20ms"), "simulated agencies' behaviour (SPOTFLOW_AGENCIES)")
+	fs.StringVar(&c.CatalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
+	fs.StringVar(&c.CitizenKey, "citizen-key", os.Getenv("SPOTFLOW_CITIZEN_KEY"), "hex key for hashing national IDs; default: <data-dir>/citizen.key (SPOTFLOW_CITIZEN_KEY)")
+	fs.StringVar(&c.LogLevel, "log-level", env("SPOTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (SPOTFLOW_LOG_LEVEL)")
+}
+
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// citizenKey returns the configured key, or the data directory's key file,
+// creating it on first use.
+func (c *Config) citizenKey() ([]byte, error) {
+	if c.CitizenKey != "" {
+		key, err := hex.DecodeString(strings.TrimSpace(c.CitizenKey))
+		if err != nil || len(key) < 32 {
+			return nil, errors.New("citizen key: SPOTFLOW_CITIZEN_KEY must be at least 32 bytes in hex")
+		}
+		return key, nil
+	}
+	path := filepath.Join(c.DataDir, "citizen.key")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("citizen key: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return c.citizenKey() // another process created it first
+		}
+		if err != nil {
+			return nil, fmt.Errorf("citizen key: %w", err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
+			return nil, fmt.Errorf("citizen key: %w", err)
+		}
+		return key, f.Sync()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("citizen key: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(key) < 32 {
+		return nil, fmt.Errorf("citizen key: %s does not hold a hex key of at least 32 bytes", path)
+	}
+	return key, nil
+}

@@ -1,0 +1,76 @@
+// Command spotflow carries citizens' service requests from assisted-service
+// desks to the back offices of public agencies. One binary holds every role:
+// `spotflow run` starts them all on embedded defaults, and each role can run
+// alone, as many processes as needed, against shared NATS and Postgres.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "spotflow:", err)
+		}
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "start the whole system: embedded NATS, local Postgres, every role", runAll},
+		{"intake", "run the desk API (HTTP) alone", roleCommand("intake", roleIntake)},
+		{"router", "run the router alone", roleCommand("router", roleRouter)},
+		{"dispatcher", "run the dispatcher (agency adapters) alone", roleCommand("dispatcher", roleDispatcher)},
+		{"projector", "run the Postgres projector alone", roleCommand("projector", roleProjector)},
+		{"migrate", "apply database migrations", migrateCommand},
+		{"desk", "manage desks: desk create --municipality CODE --name NAME", deskCommand},
+		{"postgres", "manage the local Postgres cluster: postgres start|stop|url", postgresCommand},
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	usage(stderr)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: spotflow <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'spotflow <command> --help' for a command's flags.")
+}

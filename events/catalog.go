@@ -1,0 +1,196 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Datatype is an attribute's type, from Open311 GeoReport v2's set.
+type Datatype string
+
+// The Open311 datatypes.
+const (
+	DatatypeString          Datatype = "string"
+	DatatypeNumber          Datatype = "number"
+	DatatypeDatetime        Datatype = "datetime"
+	DatatypeText            Datatype = "text"
+	DatatypeSingleValueList Datatype = "singlevaluelist"
+	DatatypeMultiValueList  Datatype = "multivaluelist"
+)
+
+func (d Datatype) valid() bool {
+	switch d {
+	case DatatypeString, DatatypeNumber, DatatypeDatetime, DatatypeText,
+		DatatypeSingleValueList, DatatypeMultiValueList:
+		return true
+	}
+	return false
+}
+
+// IsList reports whether values must come from the attribute's Values.
+func (d Datatype) IsList() bool {
+	return d == DatatypeSingleValueList || d == DatatypeMultiValueList
+}
+
+// DefaultLanguage is the language every catalogue text must have and the one
+// used when a requested language is missing.
+const DefaultLanguage = "en"
+
+// Text is a text in several languages, keyed by ISO 639-1 code.
+type Text map[string]string
+
+// In returns the text in lang, falling back to English.
+func (t Text) In(lang string) string {
+	if s, ok := t[lang]; ok && s != "" {
+		return s
+	}
+	return t[DefaultLanguage]
+}
+
+// Agency is a back office that owns services.
+type Agency struct {
+	Code string `json:"code"`
+	Name Text   `json:"name"`
+}
+
+// Value is one allowed value of a list attribute.
+type Value struct {
+	Key  string `json:"key"`
+	Name Text   `json:"name"`
+}
+
+// Attribute is a typed field a service asks of the citizen.
+type Attribute struct {
+	Code        string   `json:"code"`
+	Datatype    Datatype `json:"datatype"`
+	Required    bool     `json:"required"`
+	Order       int      `json:"order"`
+	Description Text     `json:"description"`
+	Values      []Value  `json:"values,omitempty"`
+}
+
+// Service is a catalogue entry: what a desk can submit and which agencies
+// handle it. A service with several agencies fans out: one work item each.
+type Service struct {
+	Code        string      `json:"code"`
+	Group       string      `json:"group"`
+	Keywords    []string    `json:"keywords,omitempty"`
+	Name        Text        `json:"name"`
+	Description Text        `json:"description"`
+	Agencies    []string    `json:"agencies"`
+	Attributes  []Attribute `json:"attributes"`
+	Documents   []string    `json:"documents,omitempty"`
+	// SLAHours is the expected completion time in hours.
+	SLAHours float64 `json:"sla_hours"`
+	// Training says whether the service may be submitted in training mode.
+	Training bool `json:"training"`
+}
+
+// SLA is the expected time from submission to completion.
+func (s *Service) SLA() time.Duration { return time.Duration(s.SLAHours * float64(time.Hour)) }
+
+// Catalog is the service catalogue. It is read-only once parsed and safe for
+// concurrent use.
+type Catalog struct {
+	Version  string    `json:"version"`
+	Agencies []Agency  `json:"agencies"`
+	Services []Service `json:"services"`
+
+	services map[string]*Service
+}
+
+// ParseCatalog decodes and checks a catalogue: unknown fields, duplicate or
+// malformed codes, services naming unknown agencies, attributes with an
+// unknown datatype or list attributes without values are all refused, with
+// the path of the offending entry.
+func ParseCatalog(data []byte) (*Catalog, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Catalog
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("parse catalogue: %w", err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("check catalogue: %w", err)
+	}
+	return &c, nil
+}
+
+func (c *Catalog) check() error {
+	agencies := make(map[string]bool, len(c.Agencies))
+	for i, a := range c.Agencies {
+		path := fmt.Sprintf("agencies[%d]", i)
+		switch {
+		case !ValidToken(a.Code):
+			return fmt.Errorf("%s.code: %q is not a valid code", path, a.Code)
+		case agencies[a.Code]:
+			return fmt.Errorf("%s.code: duplicate agency %q", path, a.Code)
+		case a.Name[DefaultLanguage] == "":
+			return fmt.Errorf("%s.name: an English name is required", path)
+		}
+		agencies[a.Code] = true
+	}
+	c.services = make(map[string]*Service, len(c.Services))
+	for i := range c.Services {
+		s := &c.Services[i]
+		path := fmt.Sprintf("services[%d]", i)
+		switch {
+		case !ValidToken(s.Code):
+			return fmt.Errorf("%s.code: %q is not a valid code", path, s.Code)
+		case c.services[s.Code] != nil:
+			return fmt.Errorf("%s.code: duplicate service %q", path, s.Code)
+		case s.Name[DefaultLanguage] == "":
+			return fmt.Errorf("%s.name: an English name is required", path)
+		case len(s.Agencies) == 0:
+			return fmt.Errorf("%s.agencies: at least one agency is required", path)
+		case s.SLAHours <= 0:
+			return fmt.Errorf("%s.sla_hours: must be positive", path)
+		}
+		for j, a := range s.Agencies {
+			if !agencies[a] {
+				return fmt.Errorf("%s.agencies[%d]: unknown agency %q", path, j, a)
+			}
+			if slices.Index(s.Agencies, a) != j {
+				return fmt.Errorf("%s.agencies[%d]: agency %q listed twice", path, j, a)
+			}
+		}
+		codes := make(map[string]bool, len(s.Attributes))
+		for j, a := range s.Attributes {
+			apath := fmt.Sprintf("%s.attributes[%d]", path, j)
+			switch {
+			case !ValidToken(a.Code):
+				return fmt.Errorf("%s.code: %q is not a valid code", apath, a.Code)
+			case codes[a.Code]:
+				return fmt.Errorf("%s.code: duplicate attribute %q", apath, a.Code)
+			case !a.Datatype.valid():
+				return fmt.Errorf("%s.datatype: unknown datatype %q", apath, a.Datatype)
+			case a.Datatype.IsList() && len(a.Values) == 0:
+				return fmt.Errorf("%s.values: a %s needs values", apath, a.Datatype)
+			case !a.Datatype.IsList() && len(a.Values) > 0:
+				return fmt.Errorf("%s.values: only list datatypes take values", apath)
+			}
+			codes[a.Code] = true
+		}
+		slices.SortStableFunc(s.Attributes, func(a, b Attribute) int { return a.Order - b.Order })
+		c.services[s.Code] = s
+	}
+	return nil
+}
+
+// Service returns the service with the given code.
+func (c *Catalog) Service(code string) (*Service, bool) {
+	s, ok := c.services[code]
+	return s, ok
+}
+
+// AgencyCodes lists every agency's code in catalogue order.
+func (c *Catalog) AgencyCodes() []string {
+	codes := make([]string, len(c.Agencies))
+	for i, a := range c.Agencies {
+		codes[i] = a.Code
+	}
+	return codes
+}

@@ -1,0 +1,144 @@
+package events
+
+import (
+	"encoding/json"
+	"log/slog"
+	"time"
+)
+
+// Schema identifiers carried in every message's "schema" field. A consumer
+// refuses a schema it does not know rather than guess at its meaning. The
+// JSON Schemas live under schemas/messages.
+const (
+	SchemaRequest  = "spotflow.request.v1"
+	SchemaWorkItem = "spotflow.work_item.v1"
+	SchemaStatus   = "spotflow.status.v1"
+)
+
+// Citizen is the person served. Its fields are personal data: they travel to
+// the responsible agencies and nowhere else, and never appear in logs (the
+// type redacts itself when formatted or logged).
+type Citizen struct {
+	NationalID string `json:"national_id"`
+	Name       string `json:"name"`
+}
+
+// LogValue keeps the citizen out of structured logs.
+func (Citizen) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// String keeps the citizen out of formatted output.
+func (Citizen) String() string { return "[redacted]" }
+
+// GoString keeps the citizen out of %#v output.
+func (Citizen) GoString() string { return "[redacted]" }
+
+// Request is a desk's validated submission as published on the events
+// stream (subject RequestSubject). It is immutable once published.
+type Request struct {
+	Schema       string                     `json:"schema"`
+	ID           string                     `json:"id"`
+	DeskID       string                     `json:"desk_id"`
+	Municipality string                     `json:"municipality"`
+	Mediator     string                     `json:"mediator,omitempty"`
+	ServiceCode  string                     `json:"service_code"`
+	VisitID      string                     `json:"visit_id,omitempty"`
+	Citizen      Citizen                    `json:"citizen"`
+	Attributes   map[string]json.RawMessage `json:"attributes"`
+	SubmittedAt  time.Time                  `json:"submitted_at"`
+}
+
+// WorkItem is a request's share for one agency, as queued on the agency's
+// work subject. ID is stable for the life of the work item and is the
+// idempotency key every delivery to the agency carries: an agency that sees
+// an ID twice must apply it once.
+type WorkItem struct {
+	Schema       string                     `json:"schema"`
+	ID           string                     `json:"id"`
+	RequestID    string                     `json:"request_id"`
+	Agency       string                     `json:"agency"`
+	ServiceCode  string                     `json:"service_code"`
+	DeskID       string                     `json:"desk_id"`
+	Municipality string                     `json:"municipality"`
+	VisitID      string                     `json:"visit_id,omitempty"`
+	Citizen      Citizen                    `json:"citizen"`
+	Attributes   map[string]json.RawMessage `json:"attributes"`
+	SubmittedAt  time.Time                  `json:"submitted_at"`
+}
+
+// WorkItemID names the work item of a request for an agency.
+func WorkItemID(requestID, agency string) string { return requestID + "." + agency }
+
+// StatusEvent records one status change of a request (Agency empty) or of
+// one of its work items. ID identifies the event for deduplication: the same
+// ID published or delivered twice is applied once.
+type StatusEvent struct {
+	Schema    string    `json:"schema"`
+	ID        string    `json:"id"`
+	RequestID string    `json:"request_id"`
+	Agency    string    `json:"agency,omitempty"`
+	Status    Status    `json:"status"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor,omitempty"`
+	Note      string    `json:"note,omitempty"`
+	// Agencies lists the agencies a routed event fanned the request out to;
+	// it is set on routed events only.
+	Agencies []string `json:"agencies,omitempty"`
+}
+
+// EventID is the deterministic ID of the event that moves a request, or one
+// of its work items when agency is not empty, to status. Publishing the same
+// step twice therefore yields the same ID, which JetStream and the projection
+// both deduplicate.
+func EventID(requestID, agency string, status Status) string {
+	if agency == "" {
+		return requestID + "." + string(status)
+	}
+	return requestID + "." + agency + "." + string(status)
+}
+
+// SubmittedEvent is the status event a submitted request stands for.
+func (r *Request) SubmittedEvent() StatusEvent {
+	return StatusEvent{
+		Schema:    SchemaStatus,
+		ID:        EventID(r.ID, "", StatusSubmitted),
+		RequestID: r.ID,
+		Status:    StatusSubmitted,
+		At:        r.SubmittedAt,
+		Actor:     "desk:" + r.DeskID,
+	}
+}
+
+// WorkItemFor builds the work item of r for agency.
+func (r *Request) WorkItemFor(agency string) WorkItem {
+	return WorkItem{
+		Schema:       SchemaWorkItem,
+		ID:           WorkItemID(r.ID, agency),
+		RequestID:    r.ID,
+		Agency:       agency,
+		ServiceCode:  r.ServiceCode,
+		DeskID:       r.DeskID,
+		Municipality: r.Municipality,
+		VisitID:      r.VisitID,
+		Citizen:      r.Citizen,
+		Attributes:   r.Attributes,
+		SubmittedAt:  r.SubmittedAt,
+	}
+}
+
+// Change is one thing a projection applies: a submitted request or a status
+// event. Exactly one of the two is set.
+type Change struct {
+	Request *Request
+	Event   *StatusEvent
+}
+
+// RequestID is the ID of the request the change concerns.
+func (c Change) RequestID() string {
+	if c.Request != nil {
+		return c.Request.ID
+	}
+	if c.Event != nil {
+		return c.Event.RequestID
+	}
+	return ""
+}

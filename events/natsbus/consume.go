@@ -1,0 +1,264 @@
+package natsbus
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spotflow/spotflow/events"
+)
+
+// Handler handles one message. nil means ack; an error marked with
+// events.Permanent means the message can never succeed (it is dead-lettered
+// and terminated); any other error is transient (NAK with a growing delay).
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+// BatchHandler handles several messages at once and returns one error per
+// message, in order, with the same meaning as Handler's.
+type BatchHandler func(ctx context.Context, msgs []jetstream.Msg) []error
+
+// Settings tune a consume loop. Zero values take the documented defaults.
+type Settings struct {
+	// Concurrency is how many messages a Handler works on at once. Default 1.
+	Concurrency int
+	// MaxBatch caps how many messages a BatchHandler gets at once: it gets
+	// whatever has arrived, up to this many, never waiting for more.
+	// Default 500.
+	MaxBatch int
+	// KeepAlive, when set, tells the server every KeepAlive that a message is
+	// still being worked on, so a slow call does not run past the ack wait.
+	KeepAlive time.Duration
+	// Retry gives the NAK delay after the given number of deliveries.
+	// Default: 1s doubling to a 1 minute ceiling.
+	Retry func(delivered uint64) time.Duration
+	// DeadLetter records a message that failed permanently. It runs before
+	// the message is terminated; if it fails, the message is NAK'd instead,
+	// so nothing leaves the queue unrecorded. Default: log only.
+	DeadLetter func(ctx context.Context, msg jetstream.Msg, reason error) error
+	// Grace is how long in-flight messages may finish after the loop's
+	// context ends. Default 10 seconds.
+	Grace time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (s *Settings) fill() {
+	s.Concurrency = cmp.Or(s.Concurrency, 1)
+	s.MaxBatch = cmp.Or(s.MaxBatch, 500)
+	s.Grace = cmp.Or(s.Grace, 10*time.Second)
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.Retry == nil {
+		s.Retry = DefaultRetry
+	}
+}
+
+// DefaultRetry waits one second after the first delivery and doubles up to a
+// one-minute ceiling.
+func DefaultRetry(delivered uint64) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < delivered && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+// Consume runs h on every message of cons, Concurrency at a time, until ctx
+// ends; then it stops pulling, lets in-flight messages finish within Grace,
+// and returns nil.
+func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler) error {
+	s.fill()
+	msgs, stop, err := pull(ctx, cons, s.Concurrency*2, s.Logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	work, cancel := graceful(ctx, s.Grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range s.Concurrency {
+		wg.Go(func() {
+			for msg := range msgs {
+				err := s.run(work, msg, h)
+				s.settle(work, msg, err)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// ConsumeBatches runs h on batches of whatever messages have arrived, one
+// batch at a time, until ctx ends; then it finishes the batch in hand within
+// Grace and returns nil.
+func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h BatchHandler) error {
+	s.fill()
+	msgs, stop, err := pull(ctx, cons, s.MaxBatch*2, s.Logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	work, cancel := graceful(ctx, s.Grace)
+	defer cancel()
+	batch := make([]jetstream.Msg, 0, s.MaxBatch)
+	for first := range msgs {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.MaxBatch {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		errs := s.runBatch(work, batch, h)
+		for i, msg := range batch {
+			s.settle(work, msg, errs[i])
+		}
+	}
+	return nil
+}
+
+// pull feeds messages from cons into a channel until ctx ends. stop releases
+// whatever was pulled but not handled, so it is redelivered at once.
+func pull(ctx context.Context, cons jetstream.Consumer, buffer int, logger *slog.Logger) (<-chan jetstream.Msg, func(), error) {
+	it, err := cons.Messages(jetstream.PullMaxMessages(buffer))
+	if err != nil {
+		return nil, nil, fmt.Errorf("consume: %w", err)
+	}
+	out := make(chan jetstream.Msg)
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	go func() {
+		defer close(out)
+		for {
+			msg, err := it.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			if err != nil {
+				logger.Warn("consume: pull failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(250 * time.Millisecond):
+				}
+				continue
+			}
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+				_ = msg.Nak()
+				return
+			}
+		}
+	}()
+	stop := func() {
+		it.Stop()
+		for msg := range out {
+			_ = msg.Nak()
+		}
+	}
+	return out, stop, nil
+}
+
+// graceful returns a context that ends Grace after parent does, so handlers
+// can finish what they hold when the loop is told to stop.
+func graceful(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
+	return ctx, func() { stop(); cancel() }
+}
+
+func (s *Settings) run(ctx context.Context, msg jetstream.Msg, h Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = events.Permanent(fmt.Errorf("handler panicked: %v", r))
+		}
+	}()
+	if s.KeepAlive > 0 {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			t := time.NewTicker(s.KeepAlive)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					_ = msg.InProgress()
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	return h(ctx, msg)
+}
+
+func (s *Settings) runBatch(ctx context.Context, msgs []jetstream.Msg, h BatchHandler) (errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			errs = make([]error, len(msgs))
+			for i := range errs {
+				errs[i] = fmt.Errorf("batch handler panicked: %v", r)
+			}
+		}
+	}()
+	errs = h(ctx, msgs)
+	if len(errs) != len(msgs) {
+		panic(fmt.Sprintf("natsbus: batch handler returned %d results for %d messages", len(errs), len(msgs)))
+	}
+	return errs
+}
+
+// settle is the one place where a handler's outcome becomes an ack, a NAK
+// with delay or a termination.
+func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) {
+	if err == nil {
+		if aerr := msg.Ack(); aerr != nil {
+			s.Logger.Warn("ack failed; the message will be redelivered", "subject", msg.Subject(), "err", aerr)
+		}
+		return
+	}
+	var delivered uint64 = 1
+	if meta, merr := msg.Metadata(); merr == nil {
+		delivered = meta.NumDelivered
+	}
+	if events.IsPermanent(err) {
+		if s.DeadLetter != nil {
+			if dlErr := s.DeadLetter(ctx, msg, err); dlErr != nil {
+				s.Logger.Error("dead letter not recorded; keeping the message", "subject", msg.Subject(), "err", dlErr)
+				_ = msg.NakWithDelay(s.Retry(delivered))
+				return
+			}
+		}
+		s.Logger.Warn("message failed permanently", "subject", msg.Subject(), "reason", err.Error())
+		_ = msg.TermWithReason(truncate(err.Error(), 200))
+		return
+	}
+	delay := s.Retry(delivered)
+	s.Logger.Info("message failed; will retry", "subject", msg.Subject(), "delivered", delivered, "retry_in", delay, "err", err)
+	_ = msg.NakWithDelay(delay)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

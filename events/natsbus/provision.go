@@ -1,0 +1,97 @@
+package natsbus
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spotflow/spotflow/events"
+)
+
+// Topology sizes the pipeline's streams and consumers. Zero values take the
+// defaults documented on each field.
+type Topology struct {
+	// Agencies whose work queues need a durable consumer.
+	Agencies []string
+	// Replicas per stream: 1 on a single server, 3 on a cluster. Default 1.
+	Replicas int
+	// Retention is how long the events stream keeps requests and status
+	// events. Default 7 days.
+	Retention time.Duration
+	// MaxBytes caps each stream; past it, publishes are refused (Discard:
+	// New) rather than old messages silently dropped. Default 8 GiB.
+	MaxBytes int64
+	// Duplicates is the window in which a repeated Nats-Msg-Id is
+	// recognised. Default 2 minutes.
+	Duplicates time.Duration
+	// AckWait is how long a consumer waits for an ack before redelivering.
+	// Default 30 seconds; adapters send in-progress during slower calls.
+	AckWait time.Duration
+}
+
+// Provision creates or updates the streams and durable consumers of the
+// pipeline. It is idempotent: every role calls it at start.
+func Provision(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	replicas := cmp.Or(t.Replicas, 1)
+	maxBytes := cmp.Or(t.MaxBytes, 8<<30)
+	dups := cmp.Or(t.Duplicates, 2*time.Minute)
+	ackWait := cmp.Or(t.AckWait, 30*time.Second)
+	streams := []jetstream.StreamConfig{{
+		Name:        events.EventsStream,
+		Description: "spotflow: submitted requests and status events",
+		Subjects:    []string{events.RequestSubjects, events.StatusSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cmp.Or(t.Retention, 7*24*time.Hour),
+		MaxBytes:    maxBytes,
+		Discard:     jetstream.DiscardNew,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Duplicates:  dups,
+	}, {
+		Name:        events.WorkStream,
+		Description: "spotflow: agencies' work queues",
+		Subjects:    []string{events.WorkSubjects},
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxBytes:    maxBytes,
+		Discard:     jetstream.DiscardNew,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Duplicates:  dups,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
+		}
+	}
+	consumer := func(stream, durable, filter string) error {
+		cfg := jetstream.ConsumerConfig{
+			Durable:       durable,
+			FilterSubject: filter,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ackWait,
+			// Outages are waited out, never turned into dead letters: the
+			// consumers of spotflow's own roles redeliver without limit.
+			MaxDeliver:    -1,
+			MaxAckPending: 20000,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		}
+		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
+			return fmt.Errorf("provision consumer %s: %w", durable, err)
+		}
+		return nil
+	}
+	if err := consumer(events.EventsStream, events.RouterConsumer, events.RequestSubjects); err != nil {
+		return err
+	}
+	if err := consumer(events.EventsStream, events.ProjectorConsumer, ""); err != nil {
+		return err
+	}
+	for _, a := range t.Agencies {
+		if err := consumer(events.WorkStream, events.AgencyConsumer(a), events.WorkSubject(a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package events
+
+import "strings"
+
+// Streams and subjects. Every message spotflow publishes travels on one of
+// these; the agency queue contract (README, "Agencies") is written in terms of
+// them.
+const (
+	// EventsStream holds what happened: submitted requests and every status
+	// event, kept for a retention period (limits retention) so projections
+	// can be rebuilt and consumers added later.
+	EventsStream = "SPOTFLOW_EVENTS"
+	// WorkStream is the agencies' work queue (work-queue retention): a work
+	// item leaves it when the agency's consumer acknowledges it.
+	WorkStream = "SPOTFLOW_WORK"
+
+	// RequestSubjects matches every submitted request:
+	// spotflow.requests.<municipality>.<desk>.
+	RequestSubjects = "spotflow.requests.>"
+	// StatusSubjects matches every status event: spotflow.status.<source>,
+	// where source is an agency code or a pipeline role.
+	StatusSubjects = "spotflow.status.>"
+	// WorkSubjects matches every work item: spotflow.work.<agency>.
+	WorkSubjects = "spotflow.work.*"
+
+	// RouterConsumer is the durable consumer the router shares across its
+	// processes.
+	RouterConsumer = "router"
+	// ProjectorConsumer is the durable consumer the projector shares across
+	// its processes.
+	ProjectorConsumer = "projector"
+
+	// SourceRouter is the status source of events published by the router.
+	SourceRouter = "router"
+)
+
+// RequestSubject is where the given desk's requests are published.
+func RequestSubject(municipality, desk string) string {
+	return "spotflow.requests." + municipality + "." + desk
+}
+
+// WorkSubject is the subject of an agency's work queue.
+func WorkSubject(agency string) string { return "spotflow.work." + agency }
+
+// StatusSubject is where a source (an agency or a pipeline role) publishes
+// status events.
+func StatusSubject(source string) string { return "spotflow.status." + source }
+
+// AgencyConsumer names the durable consumer of an agency's work queue.
+func AgencyConsumer(agency string) string { return "agency-" + agency }
+
+// IsRequestSubject reports whether subject carries a submitted request.
+func IsRequestSubject(subject string) bool {
+	return strings.HasPrefix(subject, "spotflow.requests.")
+}
+
+// ValidToken reports whether s can stand as one token of a subject and as a
+// code in the catalogue: lowercase letters, digits, '-' and '_', starting
+// with a letter or digit, at most 64 characters.
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		case (r == '-' || r == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

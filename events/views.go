@@ -1,0 +1,51 @@
+package events
+
+import "time"
+
+// Desk is an assisted-service desk, identified to spotflow by its own
+// credential. It belongs to one municipality.
+type Desk struct {
+	ID           string
+	Municipality string
+	Name         string
+}
+
+// RequestView is a request as a desk reads it back: current status, one
+// entry per work item, and the timeline of every status event applied.
+type RequestView struct {
+	ID          string          `json:"id"`
+	ServiceCode string          `json:"service_code"`
+	Status      Status          `json:"status"`
+	VisitID     string          `json:"visit_id,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	WorkItems   []WorkItemView  `json:"work_items"`
+	Timeline    []TimelineEntry `json:"timeline"`
+}
+
+// WorkItemView is one agency's share of a request.
+type WorkItemView struct {
+	Agency    string    `json:"agency"`
+	Status    Status    `json:"status"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TimelineEntry is one applied status event. Agency is empty for events of
+// the request as a whole.
+type TimelineEntry struct {
+	Status Status    `json:"status"`
+	At     time.Time `json:"at"`
+	Agency string    `json:"agency"`
+	Note   string    `json:"note"`
+}
+
+// KeyClaim binds a desk's idempotency key to a new request, unless the key is
+// bound already. Body is the submission in canonical form: the same key with
+// another body is a conflict.
+type KeyClaim struct {
+	DeskID      string
+	Key         string
+	ServiceCode string
+	Body        []byte
+	NewID       string
+}

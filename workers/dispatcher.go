@@ -1,0 +1,173 @@
+package workers
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+)
+
+// DispatcherConfig configures a Dispatcher.
+type DispatcherConfig struct {
+	// JetStream the dispatcher consumes from and publishes to. Required.
+	JetStream jetstream.JetStream
+	// Adapters by agency code: the dispatcher consumes the work queue of
+	// each agency listed here. Required, at least one.
+	Adapters map[string]Adapter
+	// Concurrency is how many work items of one agency one process delivers
+	// at once. Default 32.
+	Concurrency int
+	// RetryFor bounds the in-process retries of one delivery; after it the
+	// work item goes back to the queue (NAK with delay) and is retried
+	// later. Default 10 seconds.
+	RetryFor time.Duration
+	// KeepAlive is how often a slow delivery tells JetStream it is still in
+	// progress. Default 10 seconds; keep it well under the ack wait.
+	KeepAlive time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Dispatcher consumes agencies' work queues and delivers each work item
+// through the agency's adapter, publishing a dispatched event before the
+// call and the agency's answer after it. It acknowledges a work item only
+// once the answer is stored, so a crash in between re-delivers it to the
+// adapter, which the agency deduplicates by the work item's ID.
+type Dispatcher struct {
+	cfg DispatcherConfig
+	pub *natsbus.Publisher
+}
+
+// NewDispatcher validates cfg and returns a dispatcher.
+func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
+	if cfg.JetStream == nil || len(cfg.Adapters) == 0 {
+		return nil, errors.New("new dispatcher: JetStream and at least one adapter are required")
+	}
+	for agency, a := range cfg.Adapters {
+		if a == nil || !events.ValidToken(agency) {
+			return nil, fmt.Errorf("new dispatcher: bad adapter for agency %q", agency)
+		}
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
+	cfg.RetryFor = cmp.Or(cfg.RetryFor, 10*time.Second)
+	cfg.KeepAlive = cmp.Or(cfg.KeepAlive, 10*time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	return &Dispatcher{cfg: cfg, pub: natsbus.NewPublisher(cfg.JetStream)}, nil
+}
+
+// Run delivers work items of every configured agency until ctx ends, then
+// returns nil once in-flight deliveries are settled.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	agencies := make([]string, 0, len(d.cfg.Adapters))
+	for a := range d.cfg.Adapters {
+		agencies = append(agencies, a)
+	}
+	slices.Sort(agencies)
+	for _, agency := range agencies {
+		cons, err := d.cfg.JetStream.Consumer(ctx, events.WorkStream, events.AgencyConsumer(agency))
+		if err != nil {
+			return fmt.Errorf("dispatcher: agency %s: %w", agency, err)
+		}
+		adapter := d.cfg.Adapters[agency]
+		g.Go(func() error {
+			return natsbus.Consume(ctx, cons, natsbus.Settings{
+				Concurrency: d.cfg.Concurrency,
+				KeepAlive:   d.cfg.KeepAlive,
+				Logger:      d.cfg.Logger.With("role", "dispatcher", "agency", agency),
+				DeadLetter:  d.deadLetter,
+			}, func(ctx context.Context, msg jetstream.Msg) error {
+				item, err := decodeWorkItem(msg.Data())
+				if err != nil {
+					return err
+				}
+				if item.Agency != agency {
+					return events.Permanent(fmt.Errorf("work item %s is for %s, not %s", item.ID, item.Agency, agency))
+				}
+				return d.Deliver(ctx, adapter, item)
+			})
+		})
+	}
+	return g.Wait()
+}
+
+// Deliver hands item to adapter, retrying transient failures with backoff
+// for up to RetryFor, and publishes the outcome.
+func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.WorkItem) error {
+	if err := d.publishStatus(ctx, item, events.StatusDispatched, ""); err != nil {
+		return err
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxElapsedTime = d.cfg.RetryFor
+	receipt, err := backoff.RetryWithData(func() (Receipt, error) {
+		r, err := adapter.Deliver(ctx, *item)
+		if events.IsPermanent(err) {
+			return r, backoff.Permanent(err)
+		}
+		return r, err
+	}, backoff.WithContext(b, ctx))
+	if err != nil {
+		return fmt.Errorf("deliver work item %s: %w", item.ID, err)
+	}
+	switch receipt.Status {
+	case events.StatusAccepted, events.StatusInProgress, events.StatusCompleted, events.StatusRejected:
+	default:
+		return events.Permanent(fmt.Errorf("deliver work item %s: adapter answered with status %q", item.ID, receipt.Status))
+	}
+	return d.publishStatus(ctx, item, receipt.Status, receipt.Note)
+}
+
+func (d *Dispatcher) publishStatus(ctx context.Context, item *events.WorkItem, status events.Status, note string) error {
+	ev := events.StatusEvent{
+		Schema:    events.SchemaStatus,
+		ID:        events.EventID(item.RequestID, item.Agency, status),
+		RequestID: item.RequestID,
+		Agency:    item.Agency,
+		Status:    status,
+		At:        time.Now().UTC(),
+		Actor:     "agency:" + item.Agency,
+		Note:      note,
+	}
+	if status == events.StatusDispatched {
+		ev.Actor = "dispatcher"
+	}
+	err := d.pub.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: ev.ID, Value: ev})
+	if err != nil {
+		return fmt.Errorf("report %s of work item %s: %w", status, item.ID, err)
+	}
+	return nil
+}
+
+// deadLetter records a work item that cannot be delivered as failed, with
+// the reason in its note.
+func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) error {
+	item, err := decodeWorkItem(msg.Data())
+	if err != nil {
+		d.cfg.Logger.Error("dispatcher: dropping a message that is not a work item", "subject", msg.Subject(), "reason", reason.Error())
+		return nil
+	}
+	return d.publishStatus(ctx, item, events.StatusFailed, reason.Error())
+}
+
+func decodeWorkItem(data []byte) (*events.WorkItem, error) {
+	var item events.WorkItem
+	if err := json.Unmarshal(data, &item); err != nil {
+		return nil, events.Permanent(fmt.Errorf("decode work item: %w", err))
+	}
+	if item.Schema != events.SchemaWorkItem || item.ID == "" || item.RequestID == "" || item.Agency == "" {
+		return nil, events.Permanent(fmt.Errorf("decode work item: unexpected schema %q or missing ids", item.Schema))
+	}
+	return &item, nil
+}

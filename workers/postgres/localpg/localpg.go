@@ -1,0 +1,190 @@
+// Package localpg runs a PostgreSQL cluster that spotflow provisions for itself
+// from the PostgreSQL binaries installed on the machine.
+//
+// `spotflow run` opens the cluster and stops it on exit, commands such as
+// `spotflow desk create` open the same cluster, and `make test` starts one for
+// the test suite. The cluster lives in DataDir/postgres, listens only on
+// 127.0.0.1 on a port picked when the cluster is created, and trusts local
+// connections as the superuser "spotflow". It is meant for development and
+// tests, never for production.
+//
+// PostgreSQL refuses to run as root. When the process is root, initdb and the
+// server run as the "postgres" OS user, and when that user cannot reach
+// DataDir (say, a repository cloned under a private /root) the cluster is
+// placed under /var/lib/spotflow instead, with the pointer file
+// DataDir/postgres.location naming it.
+//
+// Besides the cluster, DataDir holds postgres.lock, which Open and Stop lock
+// with flock so that processes sharing DataDir take turns. The cluster holds
+// the server's log, server.log, and spotflow.conf, the settings localpg adds
+// to PostgreSQL's defaults, including the port.
+package localpg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+)
+
+const (
+	// superuser is the role initdb creates; local connections need no password.
+	superuser = "spotflow"
+	// database is the database Open makes sure exists.
+	database = "spotflow"
+	// clusterName is the cluster's directory inside DataDir.
+	clusterName = "postgres"
+	// lockName is the lock file inside DataDir that serialises Open and Stop
+	// across processes.
+	lockName = "postgres.lock"
+)
+
+// Config says where the cluster lives and which binaries run it. DataDir is
+// required; the other fields have defaults.
+type Config struct {
+	// DataDir is spotflow's data directory (e.g. "./.data"); the cluster lives
+	// in DataDir/postgres. It is created if missing.
+	DataDir string
+	// BinDir overrides the directory holding initdb and pg_ctl. Empty means
+	// the highest version under /usr/lib/postgresql/*/bin, then PATH.
+	BinDir string
+	// Logger receives what Open and Stop do. Nil discards.
+	Logger *slog.Logger
+}
+
+// Cluster is a local PostgreSQL cluster returned by Open. Its methods are safe
+// for concurrent use. The server outlives the process unless Stop is called.
+type Cluster struct {
+	dir       string
+	relocated bool
+	dataDir   string
+	port      int
+	started   bool
+	bins      binaries
+	run       runner
+	log       *slog.Logger
+}
+
+// Open initialises the cluster if it does not exist yet, starts it if it is
+// not running, waits until it accepts connections, makes sure a database named
+// "spotflow" exists, and returns it. Concurrent calls on the same DataDir, from
+// any number of processes, take turns, so only one of them runs initdb.
+func Open(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("open postgres cluster: Config.DataDir is empty")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dataDir, err := prepareDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	run, err := newRunner()
+	if err != nil {
+		return nil, err
+	}
+
+	unlock, err := lock(ctx, filepath.Join(dataDir, lockName), log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	place, err := locate(dataDir, run)
+	if err != nil {
+		return nil, err
+	}
+	bins, err := findBinaries(cfg.BinDir, clusterVersion(place.dir))
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		dir:       place.dir,
+		relocated: place.relocated,
+		dataDir:   dataDir,
+		bins:      bins,
+		run:       run,
+		log:       log.With("dir", place.dir),
+	}
+	if err := c.ensureInitialised(ctx); err != nil {
+		return nil, err
+	}
+	if c.port, err = readPort(c.dir); err != nil {
+		return nil, err
+	}
+	if err := c.ensureRunning(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.ensureDatabase(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// URL is the connection string of the "spotflow" database, e.g.
+// postgres://spotflow@127.0.0.1:PORT/spotflow?sslmode=disable.
+func (c *Cluster) URL() string {
+	return c.urlFor(database)
+}
+
+// Started reports whether Open started the server (false when it was already
+// running). Callers that did not start it usually leave it running.
+func (c *Cluster) Started() bool {
+	return c.started
+}
+
+// Dir is the cluster's data directory: DataDir/postgres, or the directory the
+// cluster was relocated to when the postgres user cannot reach DataDir.
+func (c *Cluster) Dir() string {
+	return c.dir
+}
+
+// Stop stops the server with pg_ctl's fast mode, which rolls back open
+// transactions and disconnects clients. It stops the server even when another
+// process is using it, returns nil when the server is not running, and so is
+// safe to call twice.
+func (c *Cluster) Stop(ctx context.Context) error {
+	unlock, err := lock(ctx, filepath.Join(c.dataDir, lockName), c.log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	st, err := c.state()
+	if err != nil {
+		return err
+	}
+	if !st.running {
+		return nil
+	}
+	c.log.Info("stopping postgres server", "pid", st.pid)
+	out, err := c.pgCtl(ctx, "stop", "-w", "-m", "fast", "-D", c.dir)
+	if err != nil {
+		if st, serr := c.state(); serr == nil && !st.running {
+			return nil
+		}
+		return fmt.Errorf("stop postgres server in %s: %w%s", c.dir, err, tail(out))
+	}
+	return nil
+}
+
+// prepareDataDir creates dataDir if needed and returns its absolute path with
+// symbolic links resolved, so every spelling of it names the same cluster.
+func prepareDataDir(dataDir string) (string, error) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("resolve data directory %s: %w", dataDir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("create data directory: %w", err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("resolve data directory %s: %w", abs, err)
+	}
+	return resolved, nil
+}

@@ -1,0 +1,223 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spotflow/spotflow/events"
+)
+
+// Project applies changes in one transaction, each change in a savepoint of
+// its own, and returns one error per change: nil when it was applied or had
+// been applied before. A change that fails is rolled back alone; if the
+// transaction cannot commit, every change gets the commit's error.
+//
+// Applying is idempotent: each event's ID is recorded in the timeline in the
+// same transaction as its effects, and an event seen before changes nothing.
+// A status only replaces one it outranks, so reordered events never move a
+// work item backwards.
+func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
+	errs := make([]error, len(changes))
+	// Lock requests in a stable order to keep concurrent projectors from
+	// deadlocking; a stable sort keeps each request's events in order.
+	order := make([]int, len(changes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Compare(changes[a].RequestID(), changes[b].RequestID())
+	})
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fill(errs, fmt.Errorf("project: begin: %w", err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	for _, i := range order {
+		errs[i] = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			return s.apply(ctx, sp, changes[i])
+		})
+		if errs[i] != nil && ctx.Err() != nil {
+			return fill(errs, fmt.Errorf("project: %w", ctx.Err()))
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fill(errs, fmt.Errorf("project: commit: %w", err))
+	}
+	return errs
+}
+
+func fill(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// requestRow is what applying an event needs of its request.
+type requestRow struct {
+	id, desk, municipality, service string
+	status                          events.Status
+}
+
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change) error {
+	if r := c.Request; r != nil {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
+			                      citizen_ref, status, submitted_at, updated_at)
+			VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), $7, $8, $9, $9)
+			ON CONFLICT (id) DO NOTHING`,
+			r.ID, r.DeskID, r.Municipality, r.ServiceCode, r.VisitID, r.Mediator,
+			s.keyedHash([]byte(r.Citizen.NationalID)), events.StatusSubmitted, r.SubmittedAt)
+		if err != nil {
+			return fmt.Errorf("insert request: %w", err)
+		}
+		ev := r.SubmittedEvent()
+		c.Event = &ev
+	}
+	ev := c.Event
+	if ev == nil {
+		return events.Permanent(errors.New("project: empty change"))
+	}
+	if !ev.Status.Valid() {
+		return events.Permanent(fmt.Errorf("project: event %s has unknown status %q", ev.ID, ev.Status))
+	}
+	var req requestRow
+	err := tx.QueryRow(ctx, `
+		SELECT id, desk_id, municipality, service_code, status FROM requests
+		WHERE id = $1 FOR UPDATE`, ev.RequestID).
+		Scan(&req.id, &req.desk, &req.municipality, &req.service, &req.status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("project event %s: %w", ev.ID, events.ErrUnknownRequest)
+	}
+	if err != nil {
+		return fmt.Errorf("lock request: %w", err)
+	}
+	if ev.Agency != "" {
+		var item events.Status
+		err := tx.QueryRow(ctx, `SELECT status FROM work_items WHERE request_id = $1 AND agency = $2`,
+			ev.RequestID, ev.Agency).Scan(&item)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("project event %s: agency %s: %w", ev.ID, ev.Agency, events.ErrUnknownRequest)
+		}
+		if err != nil {
+			return fmt.Errorf("read work item: %w", err)
+		}
+	}
+	fresh, err := s.record(ctx, tx, &req, ev.ID, ev.Agency, ev.Status, ev.At, ev.Actor, ev.Note)
+	if err != nil || !fresh {
+		return err
+	}
+	if ev.Agency == "" {
+		return s.applyRequestEvent(ctx, tx, &req, ev)
+	}
+	return s.applyWorkItemEvent(ctx, tx, &req, ev)
+}
+
+// record adds an event to the timeline and to the roll-ups, and reports
+// whether it was new.
+func (s *Store) record(ctx context.Context, tx pgx.Tx, req *requestRow, id, agency string,
+	status events.Status, at time.Time, actor, note string) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO timeline (event_id, request_id, agency, status, at, actor, note)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (event_id) DO NOTHING`,
+		id, req.id, agency, status, at, actor, note)
+	if err != nil {
+		return false, fmt.Errorf("record event: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
+		VALUES (date_trunc('minute', $1::timestamptz), $2, $3, $4, $5, $6, 1)
+		ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
+		DO UPDATE SET events = throughput_minute.events + 1`,
+		at, req.desk, req.municipality, req.service, agency, status)
+	if err != nil {
+		return false, fmt.Errorf("count event: %w", err)
+	}
+	return true, nil
+}
+
+func (s *Store) applyRequestEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent) error {
+	if ev.Status == events.StatusRouted {
+		if len(ev.Agencies) == 0 {
+			return events.Permanent(fmt.Errorf("project event %s: routed to no agency", ev.ID))
+		}
+		for _, a := range ev.Agencies {
+			_, err := tx.Exec(ctx, `
+				INSERT INTO work_items (request_id, agency, status, updated_at)
+				VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+				req.id, a, events.StatusRouted, ev.At)
+			if err != nil {
+				return fmt.Errorf("insert work item: %w", err)
+			}
+		}
+	}
+	if ev.Status.Rank() <= req.status.Rank() {
+		return touch(ctx, tx, req.id, ev.At)
+	}
+	return s.setRequestStatus(ctx, tx, req, ev.Status, ev.At, ev.Note)
+}
+
+func (s *Store) applyWorkItemEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE work_items SET status = $3, updated_at = greatest(updated_at, $4)
+		WHERE request_id = $1 AND agency = $2 AND $5 > (CASE status `+rankCases+` ELSE 0 END)`,
+		req.id, ev.Agency, ev.Status, ev.At, ev.Status.Rank())
+	if err != nil {
+		return fmt.Errorf("update work item: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT status FROM work_items WHERE request_id = $1`, req.id)
+	if err != nil {
+		return fmt.Errorf("read work items: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, pgx.RowTo[events.Status])
+	if err != nil {
+		return fmt.Errorf("read work items: %w", err)
+	}
+	agg := events.Aggregate(items)
+	if agg == req.status {
+		return touch(ctx, tx, req.id, ev.At)
+	}
+	return s.setRequestStatus(ctx, tx, req, agg, ev.At, "")
+}
+
+// setRequestStatus moves the request to status; reaching a terminal status
+// is itself an event of the request's timeline.
+func (s *Store) setRequestStatus(ctx context.Context, tx pgx.Tx, req *requestRow, status events.Status, at time.Time, note string) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE requests SET status = $2, updated_at = greatest(updated_at, $3) WHERE id = $1`,
+		req.id, status, at)
+	if err != nil {
+		return fmt.Errorf("update request: %w", err)
+	}
+	req.status = status
+	if status.Terminal() {
+		_, err = s.record(ctx, tx, req, events.EventID(req.id, "", status), "", status, at, "spotflow", note)
+	}
+	return err
+}
+
+func touch(ctx context.Context, tx pgx.Tx, id string, at time.Time) error {
+	_, err := tx.Exec(ctx, `UPDATE requests SET updated_at = greatest(updated_at, $2) WHERE id = $1`, id, at)
+	if err != nil {
+		return fmt.Errorf("update request: %w", err)
+	}
+	return nil
+}
+
+// rankCases is the SQL counterpart of events.Status.Rank.
+var rankCases = func() string {
+	s := ""
+	for _, st := range events.Statuses {
+		s += fmt.Sprintf("WHEN '%s' THEN %d ", st, st.Rank())
+	}
+	return s
+}()

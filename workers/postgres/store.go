@@ -1,0 +1,35 @@
+package postgres
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store reads and writes spotflow's tables. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	// citizenKey keys the hash that stands for a citizen's national ID.
+	citizenKey []byte
+}
+
+// NewStore returns a store over pool. citizenKey is the secret that keys the
+// hash stored in place of national IDs; keep it stable, or the hashes of old
+// and new requests stop matching.
+func NewStore(pool *pgxpool.Pool, citizenKey []byte) *Store {
+	return &Store{pool: pool, citizenKey: citizenKey}
+}
+
+// Pool is the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// keyedHash is HMAC-SHA256 of parts under the citizen key.
+func (s *Store) keyedHash(parts ...[]byte) []byte {
+	m := hmac.New(sha256.New, s.citizenKey)
+	for _, p := range parts {
+		m.Write(p)
+		m.Write([]byte{0})
+	}
+	return m.Sum(nil)
+}

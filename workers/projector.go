@@ -1,0 +1,123 @@
+package workers
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+)
+
+// Projection applies changes to the store that desks and dashboards read.
+// It returns one error per change (see workers/postgres.Store.Project).
+type Projection interface {
+	Project(ctx context.Context, changes []events.Change) []error
+}
+
+// ProjectorConfig configures a Projector.
+type ProjectorConfig struct {
+	// JetStream the projector consumes from. Required.
+	JetStream jetstream.JetStream
+	// Store applies the changes. Required.
+	Store Projection
+	// MaxBatch caps how many events go into one transaction. Default 500.
+	MaxBatch int
+	// UnknownRequestDeliveries is how many times an event naming a request
+	// the projection does not know is retried before it counts as poison.
+	// Default 20.
+	UnknownRequestDeliveries uint64
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Projector records submitted requests and status events in Postgres, a
+// batch per transaction, and acknowledges them only after the commit.
+type Projector struct {
+	cfg ProjectorConfig
+}
+
+// NewProjector validates cfg and returns a projector.
+func NewProjector(cfg ProjectorConfig) (*Projector, error) {
+	if cfg.JetStream == nil || cfg.Store == nil {
+		return nil, errors.New("new projector: JetStream and Store are required")
+	}
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 500)
+	cfg.UnknownRequestDeliveries = cmp.Or(cfg.UnknownRequestDeliveries, 20)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	return &Projector{cfg: cfg}, nil
+}
+
+// Run projects events until ctx ends, then returns nil once the batch in
+// hand is settled.
+func (p *Projector) Run(ctx context.Context) error {
+	cons, err := p.cfg.JetStream.Consumer(ctx, events.EventsStream, events.ProjectorConsumer)
+	if err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
+		MaxBatch: p.cfg.MaxBatch,
+		Logger:   p.cfg.Logger.With("role", "projector"),
+	}, p.handle)
+}
+
+func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {
+	errs := make([]error, len(msgs))
+	changes := make([]events.Change, 0, len(msgs))
+	index := make([]int, 0, len(msgs))
+	for i, msg := range msgs {
+		c, err := decodeChange(msg)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		changes = append(changes, c)
+		index = append(index, i)
+	}
+	if len(changes) == 0 {
+		return errs
+	}
+	for j, err := range p.cfg.Store.Project(ctx, changes) {
+		i := index[j]
+		if errors.Is(err, events.ErrUnknownRequest) && delivered(msgs[i]) >= p.cfg.UnknownRequestDeliveries {
+			err = events.Permanent(err)
+		}
+		errs[i] = err
+	}
+	return errs
+}
+
+func delivered(msg jetstream.Msg) uint64 {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return 1
+	}
+	return meta.NumDelivered
+}
+
+func decodeChange(msg jetstream.Msg) (events.Change, error) {
+	if events.IsRequestSubject(msg.Subject()) {
+		req, err := decodeRequest(msg.Data())
+		return events.Change{Request: req}, err
+	}
+	var ev events.StatusEvent
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		return events.Change{}, events.Permanent(fmt.Errorf("decode status event: %w", err))
+	}
+	if ev.Schema != events.SchemaStatus || ev.ID == "" || ev.RequestID == "" || ev.At.IsZero() {
+		return events.Change{}, events.Permanent(fmt.Errorf("decode status event: unexpected schema %q or missing fields", ev.Schema))
+	}
+	// A source speaks only for itself: an agency reports on its own work
+	// items, and only the router on requests as a whole.
+	source := strings.TrimPrefix(msg.Subject(), "spotflow.status.")
+	if want := cmp.Or(ev.Agency, events.SourceRouter); source != want {
+		return events.Change{}, events.Permanent(fmt.Errorf("decode status event %s: published by %q on behalf of %q", ev.ID, source, want))
+	}
+	return events.Change{Event: &ev}, nil
+}

@@ -1,0 +1,160 @@
+// Package simagency is a simulated agency back office: an adapter whose
+// latency, rejection rate and transient-failure rate are set per agency. It
+// serves `spotflow run`, demonstrations and tests. Like a real back office it
+// applies each work item once however often it is delivered, and it keeps a
+// log of what it applied so tests can count duplicates.
+package simagency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers"
+)
+
+// Profile is how a simulated agency behaves.
+type Profile struct {
+	// Latency of every call.
+	Latency time.Duration
+	// RejectRate is the share of work items the agency rejects, decided by
+	// the work item's ID so that a redelivery gets the same answer.
+	RejectRate float64
+	// TransientRate is the share of calls that fail as if the agency were
+	// briefly unreachable.
+	TransientRate float64
+}
+
+// ErrUnavailable is the transient failure a simulated agency returns.
+var ErrUnavailable = errors.New("simulated agency temporarily unavailable")
+
+// Agency is one simulated back office. It is safe for concurrent use.
+type Agency struct {
+	code    string
+	profile Profile
+
+	mu         sync.Mutex
+	applied    map[string]events.Status
+	duplicates int
+}
+
+var _ workers.Adapter = (*Agency)(nil)
+
+// New returns a simulated agency.
+func New(code string, p Profile) *Agency {
+	return &Agency{code: code, profile: p, applied: make(map[string]events.Status)}
+}
+
+// Deliver simulates the agency receiving item.
+func (a *Agency) Deliver(ctx context.Context, item events.WorkItem) (workers.Receipt, error) {
+	if a.profile.Latency > 0 {
+		t := time.NewTimer(a.profile.Latency)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return workers.Receipt{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+	if a.profile.TransientRate > 0 && rand.Float64() < a.profile.TransientRate {
+		return workers.Receipt{}, ErrUnavailable
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if status, ok := a.applied[item.ID]; ok {
+		a.duplicates++
+		return workers.Receipt{Status: status, Note: "already received"}, nil
+	}
+	status, note := events.StatusCompleted, ""
+	if share(item.ID) < a.profile.RejectRate {
+		status, note = events.StatusRejected, "rejected by the simulated "+a.code
+	}
+	a.applied[item.ID] = status
+	return workers.Receipt{Status: status, Note: note}, nil
+}
+
+// Applied returns how many distinct work items the agency applied.
+func (a *Agency) Applied() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.applied)
+}
+
+// Duplicates returns how many deliveries repeated a work item already applied.
+func (a *Agency) Duplicates() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.duplicates
+}
+
+// share maps id to [0, 1) deterministically.
+func share(id string) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// ParseProfiles reads per-agency profiles written as
+// "agency:key=value,key=value;agency:...", where "*" sets the default for
+// agencies not named and keys are latency (a Go duration), reject and
+// transient (shares from 0 to 1). For example:
+// "*:latency=20ms;tax:latency=200ms,transient=0.1".
+func ParseProfiles(spec string) (map[string]Profile, error) {
+	out := make(map[string]Profile)
+	for part := range strings.SplitSeq(spec, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		agency, settings, ok := strings.Cut(part, ":")
+		if !ok {
+			return nil, fmt.Errorf("parse agency profiles: %q: want agency:key=value", part)
+		}
+		p := out[agency]
+		for kv := range strings.SplitSeq(settings, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok {
+				return nil, fmt.Errorf("parse agency profiles: %q: want key=value", kv)
+			}
+			var err error
+			switch k {
+			case "latency":
+				p.Latency, err = time.ParseDuration(v)
+			case "reject":
+				p.RejectRate, err = parseShare(v)
+			case "transient":
+				p.TransientRate, err = parseShare(v)
+			default:
+				err = fmt.Errorf("unknown key %q", k)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("parse agency profiles: %s: %w", agency, err)
+			}
+		}
+		out[agency] = p
+	}
+	return out, nil
+}
+
+func parseShare(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 {
+		return 0, fmt.Errorf("%q is not a share between 0 and 1", v)
+	}
+	return f, nil
+}
+
+// For returns the profile of agency from profiles, falling back to "*".
+func For(profiles map[string]Profile, agency string) Profile {
+	if p, ok := profiles[agency]; ok {
+		return p
+	}
+	return profiles["*"]
+}
