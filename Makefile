@@ -1,0 +1,40 @@
+# spotflow: `make run` starts the whole system, `make test` runs every test.
+GO          ?= go
+BIN         := bin/spotflow
+DATA_DIR    ?= .data
+TEST_DIR    ?= .data/test
+GOTESTFLAGS ?= -count=1 -timeout 15m
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test vet postgres-binaries clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/spotflow
+	$(GO) build -o $(BIN) ./cmd/spotflow
+
+run: build postgres-binaries ## start the whole system on embedded defaults (desk API on 127.0.0.1:8080)
+	./$(BIN) run --data-dir $(DATA_DIR)
+
+vet: ## go vet every package
+	$(GO) vet ./...
+
+test: build vet postgres-binaries ## run every test against a real Postgres (started here) and embedded NATS
+	@set -e; \
+	url=$$(./$(BIN) postgres start --data-dir $(TEST_DIR) --log-level warn); \
+	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
+	echo "test database: $$url"; \
+	TEST_DATABASE_URL="$$url" $(GO) test $(GOTESTFLAGS) ./...
+
+postgres-binaries: ## install PostgreSQL's server binaries if this machine has none
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL server binaries not found: install the postgresql package" >&2; exit 1; fi
+
+clean: ## stop the local clusters and remove build output and local data
+	-./$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn 2>/dev/null
+	-./$(BIN) postgres stop --data-dir $(DATA_DIR) --log-level warn 2>/dev/null
+	rm -rf bin $(DATA_DIR)
