@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,6 +49,10 @@ type Main struct {
 	Roles []string
 	// Embed starts a NATS server in-process when Config.NATSURL is empty.
 	Embed bool
+	// DemoDesk registers a desk for trying the system out, the first time
+	// the process runs on a data directory, and writes its token to
+	// DataDir/demo-desk.token.
+	DemoDesk bool
 	// Stdout receives the addresses the process uses, for people.
 	Stdout io.Writer
 	// Logger; default JSON on stderr at Config.LogLevel.
@@ -238,6 +243,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		})
 	}
 
+	if m.DemoDesk {
+		path, err := demoDesk(ctx, store, cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  demo desk token in %s\n", path)
+	}
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
 		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, /healthz, /readyz)\n", m.httpAddr)
@@ -293,3 +305,22 @@ func cmpOr(a, b string) string {
 }
 
 func hasRole(roles []string, role string) bool { return slices.Contains(roles, role) }
+
+// demoDesk makes sure a demo desk exists and its token is in
+// dataDir/demo-desk.token, and returns that path.
+func demoDesk(ctx context.Context, store *postgres.Store, dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "demo-desk.token")
+	if data, err := os.ReadFile(path); err == nil {
+		if _, err := store.DeskByToken(ctx, strings.TrimSpace(string(data))); err == nil {
+			return path, nil
+		}
+	}
+	_, token, err := store.CreateDesk(ctx, "demo", "Demo desk")
+	if err != nil {
+		return "", fmt.Errorf("demo desk: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("demo desk: %w", err)
+	}
+	return path, nil
+}

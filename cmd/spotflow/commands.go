@@ -40,12 +40,14 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("run", "run [flags]",
 		"Starts the whole system: an embedded NATS server with JetStream on disk (unless NATS_URL\n"+
 			"is set), the local Postgres cluster under the data directory (unless DATABASE_URL is\n"+
-			"set), simulated agencies, and every role, with the desk API on --http.", stderr)
+			"set), simulated agencies, and every role, with the desk API on --http. On the local\n"+
+			"cluster it also registers a demo desk and writes its token to <data-dir>/demo-desk.token.", stderr)
 	m.Config.flags(fs, "127.0.0.1:8080")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	m.Logger = m.Config.logger(stderr)
+	m.DemoDesk = m.Config.DatabaseURL == ""
 	return m.Run(ctx)
 }
 
