@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+)
+
+// TestRoles_RunApartShareTheWork runs intake (with the embedded NATS server)
+// and then two routers, two dispatchers and two projectors as separate Mains,
+// each with its own connections, the way separate processes would, and
+// checks that requests flow through them to completion.
+func TestRoles_RunApartShareTheWork(t *testing.T) {
+	dbURL := pgtest.Schema(t)
+	key := strings.Repeat("cd", 32)
+	start := func(roles []string, natsURL, httpAddr string, embed bool) *Main {
+		m := &Main{
+			Config: Config{
+				DataDir: t.TempDir(), HTTPAddr: httpAddr, NATSURL: natsURL, NATSListen: "127.0.0.1:0",
+				DatabaseURL: dbURL, Agencies: "*:latency=2ms", CitizenKey: key,
+			},
+			Roles:  roles,
+			Embed:  embed,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%v: Run returned %v", roles, err)
+			}
+		})
+		select {
+		case <-m.Ready():
+		case err := <-done:
+			t.Fatalf("%v ended early: %v", roles, err)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%v not ready", roles)
+		}
+		return m
+	}
+	front := start([]string{roleIntake}, "", "127.0.0.1:0", true)
+	for _, role := range []string{roleRouter, roleRouter, roleDispatcher, roleDispatcher, roleProjector, roleProjector} {
+		start([]string{role}, front.NATSURL(), "", false)
+	}
+
+	pool := pgtest.Pool(t, dbURL)
+	store := postgres.NewStore(pool, nil)
+	ctx := context.Background()
+	desk, token, err := store.CreateDesk(ctx, "porto", "Desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	var ids []string
+	for n := range 60 {
+		a := post(t, client, "http://"+front.HTTPAddr(), token, submission{key: fmt.Sprint(n), body: validBody(n)})
+		if a.status != http.StatusAccepted {
+			t.Fatalf("submission %d: %d %s", n, a.status, a.code)
+		}
+		ids = append(ids, a.id)
+	}
+	waitFor(t, 60*time.Second, "every request to complete", func() (bool, string) {
+		done := 0
+		for _, id := range ids {
+			if v, err := store.RequestForDesk(ctx, desk.ID, id); err == nil && v.Status == events.StatusCompleted {
+				done++
+			}
+		}
+		return done == len(ids), fmt.Sprintf("%d of %d completed", done, len(ids))
+	})
+}
