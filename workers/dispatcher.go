@@ -69,17 +69,24 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 // Run delivers work items of every configured agency until ctx ends, then
 // returns nil once in-flight deliveries are settled.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
 	agencies := make([]string, 0, len(d.cfg.Adapters))
 	for a := range d.cfg.Adapters {
 		agencies = append(agencies, a)
 	}
 	slices.Sort(agencies)
-	for _, agency := range agencies {
+	// Find every queue before consuming any, so that a missing one fails Run
+	// without leaving the others' loops running.
+	consumers := make([]jetstream.Consumer, len(agencies))
+	for i, agency := range agencies {
 		cons, err := d.cfg.JetStream.Consumer(ctx, events.WorkStream, events.AgencyConsumer(agency))
 		if err != nil {
 			return fmt.Errorf("dispatcher: agency %s: %w", agency, err)
 		}
+		consumers[i] = cons
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for i, agency := range agencies {
+		cons := consumers[i]
 		adapter := d.cfg.Adapters[agency]
 		g.Go(func() error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{

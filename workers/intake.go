@@ -165,8 +165,8 @@ type submitted struct {
 
 func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Desk) {
 	key := r.Header.Get("Idempotency-Key")
-	if msg := checkIdempotencyKey(key); msg != "" {
-		writeError(w, http.StatusBadRequest, &apiError{Code: events.CodeRequired, Message: msg, Field: "Idempotency-Key"})
+	if code, msg := checkIdempotencyKey(key); code != "" {
+		writeError(w, http.StatusBadRequest, &apiError{Code: code, Message: msg, Field: "Idempotency-Key"})
 		return
 	}
 	sub, status, apiErr := in.decodeSubmission(w, r)
@@ -231,14 +231,14 @@ func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Des
 	writeJSON(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
 }
 
-func checkIdempotencyKey(key string) string {
+func checkIdempotencyKey(key string) (code, message string) {
 	switch {
 	case key == "":
-		return "an Idempotency-Key header is required"
+		return events.CodeRequired, "an Idempotency-Key header is required"
 	case len(key) > 255 || strings.IndexFunc(key, func(r rune) bool { return r > unicode.MaxASCII || !unicode.IsPrint(r) }) >= 0:
-		return "the Idempotency-Key must be 1 to 255 printable ASCII characters"
+		return events.CodeInvalidValue, "the Idempotency-Key must be 1 to 255 printable ASCII characters"
 	}
-	return ""
+	return "", ""
 }
 
 // Fields a submission may carry, by the object they belong to.

@@ -145,7 +145,7 @@ func ParseProfiles(spec string) (map[string]Profile, error) {
 
 func parseShare(v string) (float64, error) {
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || f > 1 {
+	if err != nil || !(f >= 0 && f <= 1) { // written so that NaN is refused too
 		return 0, fmt.Errorf("%q is not a share between 0 and 1", v)
 	}
 	return f, nil

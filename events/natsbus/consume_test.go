@@ -1,0 +1,441 @@
+package natsbus_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/events/natsbus/natstest"
+)
+
+// recorder notes what a consume loop did, safely across its goroutines.
+type recorder struct {
+	mu          sync.Mutex
+	deliveries  []uint64 // NumDelivered of every message handed to the handler
+	retries     []uint64 // arguments of every Retry call
+	deadLetters []string // reasons given to the DeadLetter hook
+	// queued is how many work-stream messages the DeadLetter hook saw, to
+	// show that it runs before the message is terminated.
+	queued []uint64
+}
+
+func (r *recorder) delivered(msg jetstream.Msg) uint64 {
+	n := uint64(0)
+	if meta, err := msg.Metadata(); err == nil {
+		n = meta.NumDelivered
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deliveries = append(r.deliveries, n)
+	return n
+}
+
+func (r *recorder) retry(delivered uint64) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retries = append(r.retries, delivered)
+	return 10 * time.Millisecond
+}
+
+func (r *recorder) snapshot() (deliveries, retries []uint64, deadLetters []string, queued []uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.deliveries), slices.Clone(r.retries), slices.Clone(r.deadLetters), slices.Clone(r.queued)
+}
+
+// deadLetter returns a DeadLetter hook that records its calls and fails the
+// first failures of them.
+func (r *recorder) deadLetter(js jetstream.JetStream, failures int) func(context.Context, jetstream.Msg, error) error {
+	return func(ctx context.Context, msg jetstream.Msg, reason error) error {
+		var queued uint64
+		if s, err := js.Stream(ctx, events.WorkStream); err == nil {
+			if info, err := s.Info(ctx); err == nil {
+				queued = info.State.Msgs
+			}
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.deadLetters = append(r.deadLetters, reason.Error())
+		r.queued = append(r.queued, queued)
+		if len(r.deadLetters) <= failures {
+			return errors.New("dead-letter store unavailable")
+		}
+		return nil
+	}
+}
+
+// terminations subscribes to the advisories JetStream publishes when a
+// consumer terminates a message, and returns their reasons as they come.
+func terminations(t *testing.T, js jetstream.JetStream, consumer string) <-chan string {
+	t.Helper()
+	out := make(chan string, 16)
+	sub, err := js.Conn().Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED."+events.WorkStream+"."+consumer, func(m *nats.Msg) {
+		var adv struct {
+			Reason string `json:"reason"`
+		}
+		_ = json.Unmarshal(m.Data, &adv)
+		out <- adv.Reason
+	})
+	if err != nil {
+		t.Fatalf("subscribe to termination advisories: %v", err)
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return out
+}
+
+func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a nil error acks the message and it leaves the work queue", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		publishWork(t, js, "tax", "w1")
+		var rec recorder
+		run(t, "Consume", func(ctx context.Context) error {
+			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet},
+				func(ctx context.Context, msg jetstream.Msg) error {
+					rec.delivered(msg)
+					return nil
+				})
+		})
+		waitFor(t, "the message to be acked", settled(t, js, cons, 0))
+		deliveries, retries, _, _ := rec.snapshot()
+		if !slices.Equal(deliveries, []uint64{1}) || len(retries) != 0 {
+			t.Errorf("deliveries %v, retries %v; want one delivery and no retry", deliveries, retries)
+		}
+		if info := consumerInfo(t, cons); info.NumRedelivered != 0 || info.AckFloor.Stream != 1 {
+			t.Errorf("redelivered %d, ack floor %d; want 0 and 1", info.NumRedelivered, info.AckFloor.Stream)
+		}
+	})
+
+	t.Run("a transient error redelivers the message after the retry delay", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		publishWork(t, js, "tax", "w1")
+		var rec recorder
+		run(t, "Consume", func(ctx context.Context) error {
+			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
+				func(ctx context.Context, msg jetstream.Msg) error {
+					if rec.delivered(msg) < 3 {
+						return errors.New("agency unreachable")
+					}
+					return nil
+				})
+		})
+		waitFor(t, "the third delivery to be acked", settled(t, js, cons, 0))
+		deliveries, retries, deadLetters, _ := rec.snapshot()
+		if !slices.Equal(deliveries, []uint64{1, 2, 3}) {
+			t.Errorf("deliveries = %v, want [1 2 3]", deliveries)
+		}
+		if !slices.Equal(retries, []uint64{1, 2}) {
+			t.Errorf("Retry called with %v, want [1 2]", retries)
+		}
+		if len(deadLetters) != 0 {
+			t.Errorf("a transient failure was dead-lettered: %v", deadLetters)
+		}
+	})
+
+	t.Run("a permanent error is dead-lettered once and the message terminated", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		terminated := terminations(t, js, "agency-tax")
+		publishWork(t, js, "tax", "w1")
+		var rec recorder
+		run(t, "Consume", func(ctx context.Context) error {
+			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
+				func(ctx context.Context, msg jetstream.Msg) error {
+					rec.delivered(msg)
+					return fmt.Errorf("handle: %w", events.Permanent(errors.New("malformed work item")))
+				})
+		})
+		reason := receive(t, terminated, "the termination advisory")
+		if !strings.Contains(reason, "malformed work item") {
+			t.Errorf("termination reason = %q, want the handler's error", reason)
+		}
+		waitFor(t, "the terminated message to leave the work queue", settled(t, js, cons, 0))
+		deliveries, retries, deadLetters, queued := rec.snapshot()
+		if !slices.Equal(deliveries, []uint64{1}) || len(retries) != 0 {
+			t.Errorf("deliveries %v, retries %v; want one delivery and no retry", deliveries, retries)
+		}
+		if len(deadLetters) != 1 || deadLetters[0] != "handle: malformed work item" {
+			t.Errorf("dead letters = %q, want one with the handler's error", deadLetters)
+		}
+		if !slices.Equal(queued, []uint64{1}) {
+			t.Errorf("the dead-letter hook saw %v messages queued, want [1]: it must run before the message is terminated", queued)
+		}
+		if info := consumerInfo(t, cons); info.NumRedelivered != 0 {
+			t.Errorf("a terminated message was redelivered %d times", info.NumRedelivered)
+		}
+	})
+
+	t.Run("a failing dead-letter hook keeps the message for another try", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		terminated := terminations(t, js, "agency-tax")
+		publishWork(t, js, "tax", "w1")
+		var rec recorder
+		run(t, "Consume", func(ctx context.Context) error {
+			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 2)},
+				func(ctx context.Context, msg jetstream.Msg) error {
+					rec.delivered(msg)
+					return events.Permanent(errors.New("refused by the agency"))
+				})
+		})
+		receive(t, terminated, "the termination advisory")
+		waitFor(t, "the message to be terminated once recorded", settled(t, js, cons, 0))
+		deliveries, retries, deadLetters, queued := rec.snapshot()
+		if !slices.Equal(deliveries, []uint64{1, 2, 3}) {
+			t.Errorf("deliveries = %v, want [1 2 3]: a message whose dead letter failed must be redelivered", deliveries)
+		}
+		if !slices.Equal(retries, []uint64{1, 2}) {
+			t.Errorf("Retry called with %v, want [1 2]", retries)
+		}
+		if len(deadLetters) != 3 || !slices.Equal(queued, []uint64{1, 1, 1}) {
+			t.Errorf("dead-letter hook calls %d seeing %v queued, want 3 seeing the message each time", len(deadLetters), queued)
+		}
+	})
+
+	t.Run("a panicking handler is dead-lettered like a permanent failure", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		publishWork(t, js, "tax", "w1")
+		var rec recorder
+		run(t, "Consume", func(ctx context.Context) error {
+			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
+				func(ctx context.Context, msg jetstream.Msg) error {
+					rec.delivered(msg)
+					panic("nil map")
+				})
+		})
+		waitFor(t, "the message to be terminated", settled(t, js, cons, 0))
+		_, _, deadLetters, _ := rec.snapshot()
+		if len(deadLetters) != 1 || !strings.Contains(deadLetters[0], "panicked: nil map") {
+			t.Errorf("dead letters = %q, want one naming the panic", deadLetters)
+		}
+	})
+}
+
+func TestConsume_KeepsSlowMessagesAlive(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ns := natstest.Server(t)
+	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	if err := natsbus.Provision(ctx, js, natsbus.Topology{Agencies: []string{"tax"}, AckWait: 300 * time.Millisecond}); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	cons := agencyConsumer(t, js, "tax")
+	publishWork(t, js, "tax", "w1")
+	var rec recorder
+	run(t, "Consume", func(ctx context.Context) error {
+		return natsbus.Consume(ctx, cons, natsbus.Settings{Concurrency: 2, KeepAlive: 50 * time.Millisecond, Retry: rec.retry, Logger: quiet},
+			func(ctx context.Context, msg jetstream.Msg) error {
+				rec.delivered(msg)
+				// Four ack waits: without in-progress signals the server
+				// would redeliver meanwhile.
+				select {
+				case <-time.After(1200 * time.Millisecond):
+				case <-ctx.Done():
+				}
+				return nil
+			})
+	})
+	waitFor(t, "the slow message to be acked", settled(t, js, cons, 0))
+	deliveries, _, _, _ := rec.snapshot()
+	if !slices.Equal(deliveries, []uint64{1}) {
+		t.Errorf("deliveries = %v, want [1]: the slow message was redelivered while in progress", deliveries)
+	}
+}
+
+func TestConsumeBatches_AcksEachMessageByItsOwnResult(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	for i := 1; i <= 7; i++ {
+		publishWork(t, js, "tax", fmt.Sprintf("w%d", i))
+	}
+	var (
+		mu      sync.Mutex
+		batches [][]string
+		seen    = map[string]int{}
+	)
+	var rec recorder
+	run(t, "ConsumeBatches", func(ctx context.Context) error {
+		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{MaxBatch: 3, Retry: fastRetry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				mu.Lock()
+				defer mu.Unlock()
+				ids := make([]string, len(msgs))
+				errs := make([]error, len(msgs))
+				for i, msg := range msgs {
+					var body map[string]string
+					_ = json.Unmarshal(msg.Data(), &body)
+					ids[i] = body["id"]
+					seen[ids[i]]++
+					switch {
+					case ids[i] == "w3" && seen["w3"] == 1:
+						errs[i] = errors.New("database busy")
+					case ids[i] == "w5":
+						errs[i] = events.Permanent(errors.New("not a status event"))
+					}
+				}
+				batches = append(batches, ids)
+				return errs
+			})
+	})
+	waitFor(t, "every message to be settled", settled(t, js, cons, 0))
+
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, b := range batches {
+		if len(b) == 0 || len(b) > 3 {
+			t.Errorf("a batch of %d messages, want 1 to MaxBatch (3): %v", len(b), batches)
+		}
+		total += len(b)
+	}
+	if total != 8 {
+		t.Errorf("handed over %d messages in %v, want 8 (seven, and w3 again)", total, batches)
+	}
+	for i := 1; i <= 7; i++ {
+		id := fmt.Sprintf("w%d", i)
+		want := 1
+		if id == "w3" {
+			want = 2
+		}
+		if seen[id] != want {
+			t.Errorf("%s handed over %d times, want %d", id, seen[id], want)
+		}
+	}
+	if _, _, deadLetters, _ := rec.snapshot(); len(deadLetters) != 1 || !strings.Contains(deadLetters[0], "not a status event") {
+		t.Errorf("dead letters = %q, want only w5's", deadLetters)
+	}
+}
+
+func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a message in hand when the context ends is finished and acked", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		publishWork(t, js, "tax", "w1")
+		started, release := make(chan struct{}), make(chan struct{})
+		var handlerCtxErr error
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			done <- natsbus.Consume(ctx, cons, natsbus.Settings{Retry: fastRetry, Logger: quiet},
+				func(hctx context.Context, msg jetstream.Msg) error {
+					close(started)
+					<-release
+					handlerCtxErr = hctx.Err()
+					return nil
+				})
+		}()
+		receive(t, started, "the handler to start")
+		cancel()
+		close(release)
+		if err := receive(t, done, "Consume to return"); err != nil {
+			t.Errorf("Consume returned %v, want nil", err)
+		}
+		if handlerCtxErr != nil {
+			t.Errorf("the handler's context ended within the grace period: %v", handlerCtxErr)
+		}
+		waitFor(t, "the finished message to be acked", settled(t, js, cons, 0))
+	})
+
+	t.Run("a message still in hand after the grace period stays queued", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		publishWork(t, js, "tax", "w1")
+		started := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			done <- natsbus.Consume(ctx, cons, natsbus.Settings{Grace: 50 * time.Millisecond, Retry: fastRetry, Logger: quiet},
+				func(hctx context.Context, msg jetstream.Msg) error {
+					close(started)
+					<-hctx.Done()
+					return hctx.Err()
+				})
+		}()
+		receive(t, started, "the handler to start")
+		cancel()
+		if err := receive(t, done, "Consume to return"); err != nil {
+			t.Errorf("Consume returned %v, want nil", err)
+		}
+		if n := natstest.StreamMessages(t, js, events.WorkStream); n != 1 {
+			t.Errorf("the work stream holds %d messages, want the unfinished one kept", n)
+		}
+	})
+
+	t.Run("an idle batch loop returns nil when its context ends", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		run(t, "ConsumeBatches", func(ctx context.Context) error {
+			return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{Logger: quiet},
+				func(ctx context.Context, msgs []jetstream.Msg) []error { return make([]error, len(msgs)) })
+		})
+	})
+}
+
+func TestDefaultRetry_DoublesFromOneSecondToOneMinute(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		delivered uint64
+		want      time.Duration
+	}{
+		{0, time.Second},
+		{1, time.Second},
+		{2, 2 * time.Second},
+		{3, 4 * time.Second},
+		{6, 32 * time.Second},
+		{7, time.Minute},
+		{8, time.Minute},
+		{1 << 40, time.Minute},
+	}
+	for _, tt := range tests {
+		if got := natsbus.DefaultRetry(tt.delivered); got != tt.want {
+			t.Errorf("DefaultRetry(%d) = %v, want %v", tt.delivered, got, tt.want)
+		}
+	}
+}
+
+// receive waits up to 20s for a value from ch.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("gave up after 20s waiting for %s", what)
+	}
+	panic("unreachable")
+}

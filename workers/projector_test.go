@@ -1,0 +1,325 @@
+package workers_test
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus/natstest"
+	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+)
+
+// startProjector runs a projector from a fresh JetStream into a fresh
+// schema, and subscribes to the reasons of the messages it terminates.
+func startProjector(t *testing.T, unknownRequestDeliveries uint64) (jetstream.JetStream, *postgres.Store, <-chan string) {
+	t.Helper()
+	store := pgtest.Store(t)
+	js := natstest.JetStream(t)
+	terminated := make(chan string, 16)
+	sub, err := js.Conn().Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED."+events.EventsStream+"."+events.ProjectorConsumer,
+		func(m *nats.Msg) {
+			var adv struct {
+				Reason string `json:"reason"`
+			}
+			_ = json.Unmarshal(m.Data, &adv)
+			terminated <- adv.Reason
+		})
+	if err != nil {
+		t.Fatalf("subscribe to termination advisories: %v", err)
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	p, err := workers.NewProjector(workers.ProjectorConfig{
+		JetStream: js, Store: store, UnknownRequestDeliveries: unknownRequestDeliveries, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatalf("new projector: %v", err)
+	}
+	runRole(t, "Projector", p.Run)
+	return js, store, terminated
+}
+
+// timeline of one request: its events are published at a second apiece
+// after its submission.
+type timeline struct {
+	req  *events.Request
+	tick int
+}
+
+// event builds the next status event of the request, or of its work item
+// when agency is set.
+func (tl *timeline) event(agency string, status events.Status, note string, agencies ...string) events.StatusEvent {
+	tl.tick++
+	actor := events.SourceRouter
+	if agency != "" {
+		actor = "agency:" + agency
+	}
+	return events.StatusEvent{
+		Schema: events.SchemaStatus, ID: events.EventID(tl.req.ID, agency, status), RequestID: tl.req.ID,
+		Agency: agency, Status: status, At: tl.req.SubmittedAt.Add(time.Duration(tl.tick) * time.Second),
+		Actor: actor, Note: note, Agencies: agencies,
+	}
+}
+
+// publishEvent publishes ev on its source's subject under msgID.
+func publishEvent(t *testing.T, js jetstream.JetStream, ev events.StatusEvent, msgID string) {
+	t.Helper()
+	publish(t, js, events.StatusSubject(cmp.Or(ev.Agency, events.SourceRouter)), msgID, ev)
+}
+
+// view waits until the desk's view of the request satisfies ok.
+func view(t *testing.T, store *postgres.Store, requestID, what string, ok func(v *events.RequestView) error) *events.RequestView {
+	t.Helper()
+	var got *events.RequestView
+	waitFor(t, what, func() error {
+		v, err := store.RequestForDesk(testContext(t), "desk-1", requestID)
+		if err != nil {
+			return err
+		}
+		got = v
+		return ok(v)
+	})
+	return got
+}
+
+func hasStatus(want events.Status) func(v *events.RequestView) error {
+	return func(v *events.RequestView) error {
+		if v.Status != want {
+			return fmt.Errorf("request is %s", v.Status)
+		}
+		return nil
+	}
+}
+
+func timelineOf(v *events.RequestView) []string {
+	out := make([]string, len(v.Timeline))
+	for i, e := range v.Timeline {
+		out[i] = strings.TrimPrefix(e.Agency+" "+string(e.Status), " ")
+	}
+	return out
+}
+
+func TestProjector_RecordsEventsInPostgres(t *testing.T) {
+	t.Parallel()
+	js, store, _ := startProjector(t, 0)
+	req := changeOfAddress("req-1")
+	req.VisitID = "visit-1"
+	tl := &timeline{req: req}
+	publishRequest(t, js, req)
+	for _, ev := range []events.StatusEvent{
+		tl.event("", events.StatusRouted, "", "tax", "sns"),
+		tl.event("tax", events.StatusDispatched, ""),
+		tl.event("sns", events.StatusDispatched, ""),
+		tl.event("tax", events.StatusCompleted, "address updated"),
+		tl.event("sns", events.StatusAccepted, ""),
+	} {
+		publishEvent(t, js, ev, ev.ID)
+	}
+
+	v := view(t, store, "req-1", "the request to be accepted", hasStatus(events.StatusAccepted))
+	if v.ServiceCode != "change-of-address" || v.VisitID != "visit-1" || !v.CreatedAt.Equal(req.SubmittedAt) {
+		t.Errorf("request = %+v, want change-of-address of visit-1 submitted at %v", v, req.SubmittedAt)
+	}
+	wantItems := []events.WorkItemView{
+		{Agency: "sns", Status: events.StatusAccepted, UpdatedAt: req.SubmittedAt.Add(5 * time.Second)},
+		{Agency: "tax", Status: events.StatusCompleted, UpdatedAt: req.SubmittedAt.Add(4 * time.Second)},
+	}
+	if len(v.WorkItems) != 2 {
+		t.Fatalf("work items = %+v, want %+v", v.WorkItems, wantItems)
+	}
+	for i, w := range wantItems {
+		if got := v.WorkItems[i]; got.Agency != w.Agency || got.Status != w.Status || !got.UpdatedAt.Equal(w.UpdatedAt) {
+			t.Errorf("work item %d = %+v, want %+v", i, got, w)
+		}
+	}
+	want := []string{"submitted", "routed", "tax dispatched", "sns dispatched", "tax completed", "sns accepted"}
+	if got := timelineOf(v); !slices.Equal(got, want) {
+		t.Errorf("timeline = %v, want %v", got, want)
+	}
+	if note := v.Timeline[4].Note; note != "address updated" {
+		t.Errorf("tax's completion note = %q, want the agency's", note)
+	}
+
+	last := tl.event("sns", events.StatusCompleted, "")
+	publishEvent(t, js, last, last.ID)
+	v = view(t, store, "req-1", "the request to be completed", hasStatus(events.StatusCompleted))
+	if got := timelineOf(v); len(got) != 8 || got[6] != "sns completed" || got[7] != "completed" {
+		t.Errorf("timeline = %v, want sns's completion and then the request's", got)
+	}
+}
+
+func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
+	t.Parallel()
+	js, store, _ := startProjector(t, 0)
+	req := request("req-2", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
+	tl := &timeline{req: req}
+	evs := []events.StatusEvent{
+		tl.event("", events.StatusRouted, "", "tax"),
+		tl.event("tax", events.StatusDispatched, ""),
+		tl.event("tax", events.StatusCompleted, ""),
+	}
+	// Each message twice under different Nats-Msg-Ids, as when a retry comes
+	// after JetStream's deduplication window.
+	for _, copy := range []string{"", "-again"} {
+		publish(t, js, events.RequestSubject(req.Municipality, req.DeskID), req.ID+copy, req)
+		for _, ev := range evs {
+			publishEvent(t, js, ev, ev.ID+copy)
+		}
+	}
+	if n := natstest.StreamMessages(t, js, events.EventsStream); n != 8 {
+		t.Fatalf("the events stream holds %d messages, want 8", n)
+	}
+	waitFor(t, "the projector to settle all eight", func() error {
+		if err := drained(t, js, events.EventsStream, events.ProjectorConsumer)(); err != nil {
+			return err
+		}
+		cons, _ := js.Consumer(testContext(t), events.EventsStream, events.ProjectorConsumer)
+		if info, err := cons.Info(testContext(t)); err != nil || info.AckFloor.Stream != 8 {
+			return fmt.Errorf("acked up to %d (%v)", info.AckFloor.Stream, err)
+		}
+		return nil
+	})
+
+	v := view(t, store, "req-2", "the request", hasStatus(events.StatusCompleted))
+	want := []string{"submitted", "routed", "tax dispatched", "tax completed", "completed"}
+	if got := timelineOf(v); !slices.Equal(got, want) {
+		t.Errorf("timeline = %v, want each event once: %v", got, want)
+	}
+	var counted int64
+	if err := store.Pool().QueryRow(testContext(t), `SELECT sum(events) FROM throughput_minute`).Scan(&counted); err != nil {
+		t.Fatalf("read throughput: %v", err)
+	}
+	if counted != int64(len(want)) {
+		t.Errorf("throughput counts %d events, want %d", counted, len(want))
+	}
+}
+
+func TestProjector_RefusesAStatusPublishedForSomeoneElse(t *testing.T) {
+	t.Parallel()
+	js, store, terminated := startProjector(t, 0)
+	req := changeOfAddress("req-3")
+	tl := &timeline{req: req}
+	publishRequest(t, js, req)
+	routed := tl.event("", events.StatusRouted, "", "tax", "sns")
+	publishEvent(t, js, routed, routed.ID)
+	// sns reports tax's work item completed, and tax reports the whole
+	// request rejected: neither may speak for the other.
+	forged := tl.event("tax", events.StatusCompleted, "")
+	publish(t, js, events.StatusSubject("sns"), forged.ID, forged)
+	overreach := tl.event("", events.StatusRejected, "")
+	publish(t, js, events.StatusSubject("tax"), overreach.ID, overreach)
+	own := tl.event("sns", events.StatusAccepted, "")
+	publishEvent(t, js, own, own.ID)
+
+	reasons := []string{receive(t, terminated, "a termination"), receive(t, terminated, "another termination")}
+	slices.Sort(reasons)
+	if !strings.Contains(reasons[0], `req-3.rejected: published by "tax" on behalf of "router"`) ||
+		!strings.Contains(reasons[1], `req-3.tax.completed: published by "sns" on behalf of "tax"`) {
+		t.Errorf("termination reasons = %q, want both forgeries named", reasons)
+	}
+	waitFor(t, "the projector to settle every event", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+	v := view(t, store, "req-3", "sns's acceptance", func(v *events.RequestView) error {
+		if len(v.WorkItems) != 2 || v.WorkItems[0].Status != events.StatusAccepted {
+			return fmt.Errorf("work items %+v", v.WorkItems)
+		}
+		return nil
+	})
+	if v.Status != events.StatusRouted || v.WorkItems[1].Agency != "tax" || v.WorkItems[1].Status != events.StatusRouted {
+		t.Errorf("request %s with work items %+v; want it routed, tax's still routed", v.Status, v.WorkItems)
+	}
+	if got, want := timelineOf(v), []string{"submitted", "routed", "sns accepted"}; !slices.Equal(got, want) {
+		t.Errorf("timeline = %v, want %v", got, want)
+	}
+}
+
+func TestProjector_TerminatesMalformedMessagesWithoutBlockingOthers(t *testing.T) {
+	t.Parallel()
+	js, store, terminated := startProjector(t, 0)
+	ctx := testContext(t)
+	raw := []struct{ subject, data string }{
+		{events.StatusSubject("tax"), `{not json`},
+		{events.StatusSubject("tax"), `{"schema":"spotflow.status.v9","id":"x","request_id":"req-4","status":"completed","at":"2026-01-01T00:00:00Z"}`},
+		{events.RequestSubject("lisboa", "desk-1"), `{"schema":"spotflow.request.v1"}`},
+	}
+	for i, m := range raw {
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: []byte(m.data)}, jetstream.WithMsgID(fmt.Sprint("raw-", i))); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	req := request("req-4", "birth-certificate", map[string]any{"format": "paper"})
+	publishRequest(t, js, req)
+	routed := (&timeline{req: req}).event("", events.StatusRouted, "", "civil-registry")
+	publishEvent(t, js, routed, routed.ID)
+
+	view(t, store, "req-4", "the valid request to be routed", hasStatus(events.StatusRouted))
+	var reasons []string
+	for range raw {
+		reasons = append(reasons, receive(t, terminated, "a malformed message to be terminated"))
+	}
+	slices.Sort(reasons)
+	for i, want := range []string{"decode request", "decode status event: invalid character", "decode status event: unexpected schema"} {
+		if !strings.Contains(reasons[i], want) {
+			t.Errorf("termination reasons = %q, want one with %q", reasons, want)
+		}
+	}
+	waitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+}
+
+func TestProjector_RetriesAnEventThatArrivesBeforeItsRequest(t *testing.T) {
+	t.Parallel()
+	js, store, terminated := startProjector(t, 2)
+	early := request("req-5", "birth-certificate", map[string]any{"format": "paper"})
+	routed := (&timeline{req: early}).event("", events.StatusRouted, "", "civil-registry")
+	publishEvent(t, js, routed, routed.ID)
+	orphan := (&timeline{req: request("req-never", "birth-certificate", nil)}).event("", events.StatusRouted, "", "civil-registry")
+	publishEvent(t, js, orphan, orphan.ID)
+	waitFor(t, "both events to be tried once", func() error {
+		cons, err := js.Consumer(testContext(t), events.EventsStream, events.ProjectorConsumer)
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(testContext(t))
+		if err != nil {
+			return err
+		}
+		if info.Delivered.Stream < 2 {
+			return fmt.Errorf("delivered up to stream sequence %d", info.Delivered.Stream)
+		}
+		return nil
+	})
+	publishRequest(t, js, early)
+
+	v := view(t, store, "req-5", "the early event to be applied", hasStatus(events.StatusRouted))
+	if got := timelineOf(v); !slices.Equal(got, []string{"submitted", "routed"}) {
+		t.Errorf("timeline = %v, want submitted then routed", got)
+	}
+	reason := receive(t, terminated, "the orphan event to be given up on")
+	if !strings.Contains(reason, "req-never") || !strings.Contains(reason, events.ErrUnknownRequest.Error()) {
+		t.Errorf("termination reason = %q, want the orphan's unknown request", reason)
+	}
+	waitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+}
+
+// receive waits up to 20s for a value from ch.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("gave up after 20s waiting for %s", what)
+	}
+	panic("unreachable")
+}

@@ -1,0 +1,211 @@
+package simagency_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/simagency"
+)
+
+func TestParseProfiles(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a spec sets each agency and a default for the others", func(t *testing.T) {
+		t.Parallel()
+		got, err := simagency.ParseProfiles(" *:latency=20ms ; tax:latency=200ms, transient=0.1,reject=0.25;sns:reject=1 ;")
+		if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		want := map[string]simagency.Profile{
+			"*":   {Latency: 20 * time.Millisecond},
+			"tax": {Latency: 200 * time.Millisecond, TransientRate: 0.1, RejectRate: 0.25},
+			"sns": {RejectRate: 1},
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("profiles = %+v, want %+v", got, want)
+		}
+		for agency, p := range map[string]simagency.Profile{
+			"tax": want["tax"], "sns": want["sns"], "imt": want["*"],
+		} {
+			if got := simagency.For(got, agency); got != p {
+				t.Errorf("For(%s) = %+v, want %+v", agency, got, p)
+			}
+		}
+	})
+
+	t.Run("an agency named twice keeps the settings of both parts", func(t *testing.T) {
+		t.Parallel()
+		got, err := simagency.ParseProfiles("tax:latency=1s;tax:reject=0.5")
+		if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		if want := (simagency.Profile{Latency: time.Second, RejectRate: 0.5}); got["tax"] != want {
+			t.Errorf("tax = %+v, want %+v", got["tax"], want)
+		}
+	})
+
+	t.Run("an empty spec leaves every agency with the zero profile", func(t *testing.T) {
+		t.Parallel()
+		got, err := simagency.ParseProfiles("")
+		if err != nil || len(got) != 0 {
+			t.Fatalf("ParseProfiles(\"\") = %v, %v; want an empty map", got, err)
+		}
+		if p := simagency.For(got, "tax"); p != (simagency.Profile{}) {
+			t.Errorf("For(tax) = %+v, want the zero profile", p)
+		}
+	})
+
+	bad := []struct {
+		spec, mention string
+	}{
+		{"tax", "want agency:key=value"},
+		{"tax:", "want key=value"},
+		{"tax:latency", "want key=value"},
+		{"tax:speed=1", `unknown key "speed"`},
+		{"tax:latency=fast", `invalid duration "fast"`},
+		{"tax:reject=1.5", `"1.5" is not a share`},
+		{"tax:transient=-0.1", `"-0.1" is not a share`},
+		{"tax:reject=half", `"half" is not a share`},
+		{"tax:reject=NaN", `"NaN" is not a share`},
+		{"tax:transient=+Inf", `"+Inf" is not a share`},
+		{"*:latency=1ms;sns:reject=0.1,", "want key=value"},
+	}
+	for _, tt := range bad {
+		t.Run(fmt.Sprintf("%q is refused", tt.spec), func(t *testing.T) {
+			t.Parallel()
+			got, err := simagency.ParseProfiles(tt.spec)
+			if err == nil {
+				t.Fatalf("ParseProfiles(%q) = %v, want an error", tt.spec, got)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("error %q does not mention %q", err, tt.mention)
+			}
+		})
+	}
+}
+
+func workItem(id string) events.WorkItem {
+	return events.WorkItem{Schema: events.SchemaWorkItem, ID: id + ".tax", RequestID: id, Agency: "tax", ServiceCode: "tax-id-certificate"}
+}
+
+func TestAgency_RejectsByWorkItemIDDeterministically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Two agencies with the same profile stand for a first delivery and a
+	// redelivery after a restart that lost the agency's memory.
+	a := simagency.New("tax", simagency.Profile{RejectRate: 0.3})
+	b := simagency.New("tax", simagency.Profile{RejectRate: 0.3})
+	const n = 2000
+	rejected := 0
+	for i := range n {
+		item := workItem(fmt.Sprintf("req-%d", i))
+		ra, err := a.Deliver(ctx, item)
+		if err != nil {
+			t.Fatalf("deliver %s: %v", item.ID, err)
+		}
+		rb, err := b.Deliver(ctx, item)
+		if err != nil {
+			t.Fatalf("deliver %s: %v", item.ID, err)
+		}
+		if ra != rb {
+			t.Fatalf("work item %s: %+v from one agency, %+v from the other", item.ID, ra, rb)
+		}
+		switch ra.Status {
+		case events.StatusRejected:
+			rejected++
+			if ra.Note == "" {
+				t.Errorf("work item %s rejected without a note", item.ID)
+			}
+		case events.StatusCompleted:
+		default:
+			t.Fatalf("work item %s answered %q, want completed or rejected", item.ID, ra.Status)
+		}
+	}
+	if share := float64(rejected) / n; share < 0.25 || share > 0.35 {
+		t.Errorf("rejected %.3f of work items, want about 0.3", share)
+	}
+	if a.Applied() != n || a.Duplicates() != 0 {
+		t.Errorf("applied %d with %d duplicates, want %d and 0", a.Applied(), a.Duplicates(), n)
+	}
+
+	for _, rate := range []float64{0, 1} {
+		ag := simagency.New("tax", simagency.Profile{RejectRate: rate})
+		want := events.StatusCompleted
+		if rate == 1 {
+			want = events.StatusRejected
+		}
+		for i := range 50 {
+			r, err := ag.Deliver(ctx, workItem(fmt.Sprintf("req-%d", i)))
+			if err != nil || r.Status != want {
+				t.Fatalf("at reject rate %v: %+v, %v; want %s", rate, r, err, want)
+			}
+		}
+	}
+}
+
+func TestAgency_AppliesARedeliveredWorkItemOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, rate := range []float64{0, 1} {
+		a := simagency.New("tax", simagency.Profile{RejectRate: rate})
+		item := workItem("req-1")
+		first, err := a.Deliver(ctx, item)
+		if err != nil {
+			t.Fatalf("first delivery: %v", err)
+		}
+		again, err := a.Deliver(ctx, item)
+		if err != nil {
+			t.Fatalf("second delivery: %v", err)
+		}
+		if again.Status != first.Status || again.Note != "already received" {
+			t.Errorf("reject rate %v: second delivery answered %+v after %+v; want the same status, noted as already received", rate, again, first)
+		}
+		if a.Applied() != 1 || a.Duplicates() != 1 {
+			t.Errorf("reject rate %v: applied %d with %d duplicates, want 1 and 1", rate, a.Applied(), a.Duplicates())
+		}
+		if _, err := a.Deliver(ctx, workItem("req-2")); err != nil || a.Applied() != 2 || a.Duplicates() != 1 {
+			t.Errorf("reject rate %v: another work item: err %v, applied %d, duplicates %d; want nil, 2, 1", rate, err, a.Applied(), a.Duplicates())
+		}
+	}
+}
+
+func TestAgency_FailsTransientlyAtRateOne(t *testing.T) {
+	t.Parallel()
+	a := simagency.New("tax", simagency.Profile{TransientRate: 1})
+	for i := range 20 {
+		_, err := a.Deliver(context.Background(), workItem(fmt.Sprintf("req-%d", i)))
+		if !errors.Is(err, simagency.ErrUnavailable) {
+			t.Fatalf("delivery %d: err = %v, want ErrUnavailable", i, err)
+		}
+		if events.IsPermanent(err) {
+			t.Fatalf("delivery %d: the simulated outage is marked permanent", i)
+		}
+	}
+	if a.Applied() != 0 {
+		t.Errorf("an unavailable agency applied %d work items", a.Applied())
+	}
+}
+
+func TestAgency_StopsWaitingWhenTheContextEnds(t *testing.T) {
+	t.Parallel()
+	a := simagency.New("tax", simagency.Profile{Latency: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := a.Deliver(ctx, workItem("req-1"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the context's deadline", err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("waited %v for an hour-long call after the context ended", waited)
+	}
+	if a.Applied() != 0 {
+		t.Errorf("an abandoned call applied %d work items", a.Applied())
+	}
+}
