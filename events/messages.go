@@ -142,3 +142,13 @@ func (c Change) RequestID() string {
 	}
 	return ""
 }
+
+// LogValue keeps a request's personal data out of structured logs.
+func (r Request) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", r.ID), slog.String("desk", r.DeskID), slog.String("service", r.ServiceCode))
+}
+
+// LogValue keeps a work item's personal data out of structured logs.
+func (w WorkItem) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", w.ID), slog.String("agency", w.Agency), slog.String("service", w.ServiceCode))
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -173,4 +174,9 @@ func isDatetime(v string) bool {
 		}
 	}
 	return false
+}
+
+// LogValue keeps a submission's personal data out of structured logs.
+func (s Submission) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("service", s.ServiceCode), slog.String("visit", s.VisitID))
 }

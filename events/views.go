@@ -49,3 +49,32 @@ type KeyClaim struct {
 	Body        []byte
 	NewID       string
 }
+
+// DeadLetter is a message that left its queue without being handled: a
+// permanent failure, or a work item whose deliveries ran out. Payload is the
+// message as it was published; it may hold personal data.
+type DeadLetter struct {
+	ID         int64      `json:"id"`
+	Stream     string     `json:"stream"`
+	StreamSeq  uint64     `json:"stream_seq"`
+	Subject    string     `json:"subject"`
+	RequestID  string     `json:"request_id,omitempty"`
+	WorkItemID string     `json:"work_item_id,omitempty"`
+	Agency     string     `json:"agency,omitempty"`
+	Reason     string     `json:"reason"`
+	LastError  string     `json:"last_error"`
+	Attempts   int        `json:"attempts"`
+	CreatedAt  time.Time  `json:"created_at"`
+	Replays    int        `json:"replays"`
+	ReplayedAt *time.Time `json:"replayed_at,omitempty"`
+	Payload    []byte     `json:"-"`
+}
+
+// Dead-letter reasons.
+const (
+	// ReasonPermanent: handling failed in a way no retry can cure.
+	ReasonPermanent = "permanent"
+	// ReasonMaxDeliveries: the message was delivered as often as its
+	// consumer allows without being acknowledged.
+	ReasonMaxDeliveries = "max_deliveries"
+)

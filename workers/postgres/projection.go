@@ -21,6 +21,10 @@ import (
 // same transaction as its effects, and an event seen before changes nothing.
 // A status only replaces one it outranks, so reordered events never move a
 // work item backwards.
+//
+// Throughput roll-ups are counted in memory and written last, in key order:
+// every event of a minute lands in the same few rows, and taking them in the
+// order of each batch's requests would let concurrent projectors deadlock.
 func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
 	errs := make([]error, len(changes))
 	// Lock requests in a stable order to keep concurrent projectors from
@@ -37,13 +41,23 @@ func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
 		return fill(errs, fmt.Errorf("project: begin: %w", err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	counts := make(map[throughputKey]int64)
 	for _, i := range order {
+		var counted []throughputKey
 		errs[i] = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			return s.apply(ctx, sp, changes[i])
+			return s.apply(ctx, sp, changes[i], &counted)
 		})
 		if errs[i] != nil && ctx.Err() != nil {
 			return fill(errs, fmt.Errorf("project: %w", ctx.Err()))
 		}
+		if errs[i] == nil {
+			for _, k := range counted {
+				counts[k]++
+			}
+		}
+	}
+	if err := addThroughput(ctx, tx, counts); err != nil {
+		return fill(errs, fmt.Errorf("project: %w", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fill(errs, fmt.Errorf("project: commit: %w", err))
@@ -62,9 +76,48 @@ func fill(errs []error, err error) []error {
 type requestRow struct {
 	id, desk, municipality, service string
 	status                          events.Status
+	// counted collects the roll-up buckets of the events recorded.
+	counted *[]throughputKey
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change) error {
+// throughputKey is one row of throughput_minute.
+type throughputKey struct {
+	minute                                      time.Time
+	desk, municipality, service, agency, status string
+}
+
+func (k throughputKey) compare(o throughputKey) int {
+	return cmp.Or(k.minute.Compare(o.minute), cmp.Compare(k.desk, o.desk),
+		cmp.Compare(k.municipality, o.municipality), cmp.Compare(k.service, o.service),
+		cmp.Compare(k.agency, o.agency), cmp.Compare(k.status, o.status))
+}
+
+// addThroughput adds counts to the roll-ups, taking their rows in key order.
+func addThroughput(ctx context.Context, tx pgx.Tx, counts map[throughputKey]int64) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	keys := make([]throughputKey, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, throughputKey.compare)
+	var b pgx.Batch
+	for _, k := range keys {
+		b.Queue(`
+			INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
+			DO UPDATE SET events = throughput_minute.events + excluded.events`,
+			k.minute, k.desk, k.municipality, k.service, k.agency, k.status, counts[k])
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("count events: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *[]throughputKey) error {
 	if r := c.Request; r != nil {
 		_, err := tx.Exec(ctx, `
 			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
@@ -86,7 +139,7 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change) error {
 	if !ev.Status.Valid() {
 		return events.Permanent(fmt.Errorf("project: event %s has unknown status %q", ev.ID, ev.Status))
 	}
-	var req requestRow
+	req := requestRow{counted: counted}
 	err := tx.QueryRow(ctx, `
 		SELECT id, desk_id, municipality, service_code, status FROM requests
 		WHERE id = $1 FOR UPDATE`, ev.RequestID).
@@ -118,8 +171,8 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change) error {
 	return s.applyWorkItemEvent(ctx, tx, &req, ev)
 }
 
-// record adds an event to the timeline and to the roll-ups, and reports
-// whether it was new.
+// record adds an event to the timeline, counts it for the roll-ups, and
+// reports whether it was new.
 func (s *Store) record(ctx context.Context, tx pgx.Tx, req *requestRow, id, agency string,
 	status events.Status, at time.Time, actor, note string) (bool, error) {
 	tag, err := tx.Exec(ctx, `
@@ -133,15 +186,11 @@ func (s *Store) record(ctx context.Context, tx pgx.Tx, req *requestRow, id, agen
 	if tag.RowsAffected() == 0 {
 		return false, nil
 	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
-		VALUES (date_trunc('minute', $1::timestamptz), $2, $3, $4, $5, $6, 1)
-		ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
-		DO UPDATE SET events = throughput_minute.events + 1`,
-		at, req.desk, req.municipality, req.service, agency, status)
-	if err != nil {
-		return false, fmt.Errorf("count event: %w", err)
-	}
+	*req.counted = append(*req.counted, throughputKey{
+		minute: at.UTC().Truncate(time.Minute),
+		desk:   req.desk, municipality: req.municipality, service: req.service,
+		agency: agency, status: string(status),
+	})
 	return true, nil
 }
 

@@ -1,0 +1,129 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spotflow/spotflow/events"
+)
+
+// RecordDeadLetter stores d, its payload sealed, unless a dead letter of the
+// same stream message is stored already. It reports whether d was new.
+func (s *Store) RecordDeadLetter(ctx context.Context, d events.DeadLetter) (bool, error) {
+	sealed, err := s.seal(d.Payload)
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO dead_letters (stream, stream_seq, subject, request_id, work_item_id, agency,
+		                          reason, last_error, attempts, payload)
+		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7, $8, $9, $10)
+		ON CONFLICT (stream, stream_seq) DO NOTHING`,
+		d.Stream, int64(d.StreamSeq), d.Subject, d.RequestID, d.WorkItemID, d.Agency,
+		d.Reason, truncate(d.LastError, 2000), d.Attempts, sealed)
+	if err != nil {
+		return false, fmt.Errorf("record dead letter: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+const deadLetterColumns = `id, stream, stream_seq, subject, coalesce(request_id, ''), coalesce(work_item_id, ''),
+	agency, reason, last_error, attempts, created_at, replays, replayed_at, payload`
+
+func scanDeadLetter(row pgx.Row) (events.DeadLetter, error) {
+	var d events.DeadLetter
+	var seq int64
+	err := row.Scan(&d.ID, &d.Stream, &seq, &d.Subject, &d.RequestID, &d.WorkItemID,
+		&d.Agency, &d.Reason, &d.LastError, &d.Attempts, &d.CreatedAt, &d.Replays, &d.ReplayedAt, &d.Payload)
+	d.StreamSeq = uint64(seq)
+	return d, err
+}
+
+// DeadLetterFilter narrows ListDeadLetters. Zero values match everything.
+type DeadLetterFilter struct {
+	Agency string
+	// Pending keeps only dead letters never replayed.
+	Pending bool
+	Limit   int
+}
+
+// ListDeadLetters returns dead letters, newest first, without their payloads.
+func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]events.DeadLetter, error) {
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+deadLetterColumns+` FROM dead_letters
+		WHERE ($1 = '' OR agency = $1) AND (NOT $2 OR replays = 0)
+		ORDER BY id DESC LIMIT $3`, f.Agency, f.Pending, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (events.DeadLetter, error) {
+		d, err := scanDeadLetter(r)
+		d.Payload = nil
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetter returns one dead letter with its payload unsealed.
+func (s *Store) DeadLetter(ctx context.Context, id int64) (events.DeadLetter, error) {
+	d, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, events.ErrNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("read dead letter: %w", err)
+	}
+	d.Payload, err = s.unseal(d.Payload)
+	return d, err
+}
+
+// MarkReplayed counts a replay of a dead letter and records who asked for it
+// in the audit log, in one transaction. It returns the replay's number,
+// which starts a new round of the request or work item.
+func (s *Store) MarkReplayed(ctx context.Context, id int64, actor string) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var target string
+		err := tx.QueryRow(ctx, `
+			UPDATE dead_letters SET replays = replays + 1, replayed_at = $2 WHERE id = $1
+			RETURNING replays, coalesce(work_item_id, request_id, subject)`, id, time.Now()).Scan(&n, &target)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return events.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "replay", target, map[string]any{"dead_letter": id, "replay": n})
+	})
+	if err != nil && !errors.Is(err, events.ErrNotFound) {
+		err = fmt.Errorf("mark dead letter replayed: %w", err)
+	}
+	return n, err
+}
+
+// audit appends an action by a person to the audit log.
+func audit(ctx context.Context, db DBTX, actor, action, target string, detail map[string]any) error {
+	_, err := db.Exec(ctx, `INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)`,
+		actor, action, target, detail)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
