@@ -98,12 +98,23 @@ func TestCitizen_SlogRedactsPersonalData(t *testing.T) {
 			})
 		}
 	}
-	t.Run("text handler with a request holding a citizen", func(t *testing.T) {
-		t.Parallel()
-		var buf bytes.Buffer
-		slog.New(slog.NewTextHandler(&buf, nil)).Info("submitted", "request", events.Request{ID: "r1", Citizen: c})
-		assertRedacted(t, "log line", buf.String())
-	})
+	for hname, newHandler := range handlers {
+		for _, v := range []any{
+			events.Request{ID: "r1", Citizen: c},
+			events.WorkItem{ID: "r1.tax", Citizen: c},
+			events.Submission{ServiceCode: "s", Citizen: &c},
+		} {
+			t.Run(fmt.Sprintf("%s handler with a %T holding a citizen", hname, v), func(t *testing.T) {
+				t.Parallel()
+				var buf bytes.Buffer
+				slog.New(newHandler(&buf)).Info("submitted", "value", v)
+				out := buf.String()
+				if strings.Contains(out, secretID) || strings.Contains(out, secretName) {
+					t.Errorf("log line %q reveals the citizen", out)
+				}
+			})
+		}
+	}
 	t.Run("logger carrying a citizen in its context attributes", func(t *testing.T) {
 		t.Parallel()
 		var buf bytes.Buffer
