@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"log/slog"
+	"strconv"
 	"time"
 )
 
@@ -45,6 +46,8 @@ type Request struct {
 	Citizen      Citizen                    `json:"citizen"`
 	Attributes   map[string]json.RawMessage `json:"attributes"`
 	SubmittedAt  time.Time                  `json:"submitted_at"`
+	// Round counts operator replays of the request; 0 for the original.
+	Round int `json:"round,omitempty"`
 }
 
 // WorkItem is a request's share for one agency, as queued on the agency's
@@ -63,6 +66,10 @@ type WorkItem struct {
 	Citizen      Citizen                    `json:"citizen"`
 	Attributes   map[string]json.RawMessage `json:"attributes"`
 	SubmittedAt  time.Time                  `json:"submitted_at"`
+	// Round counts operator replays of the work item (or of its request);
+	// 0 for the original. A replay keeps the ID, so the agency still
+	// recognises a work item it has already applied.
+	Round int `json:"round,omitempty"`
 }
 
 // WorkItemID names the work item of a request for an agency.
@@ -83,6 +90,10 @@ type StatusEvent struct {
 	// Agencies lists the agencies a routed event fanned the request out to;
 	// it is set on routed events only.
 	Agencies []string `json:"agencies,omitempty"`
+	// Round is the replay round the event belongs to. An event of a newer
+	// round than the projection holds supersedes the status of the older
+	// one: that is how a replayed work item leaves "failed".
+	Round int `json:"round,omitempty"`
 }
 
 // EventID is the deterministic ID of the event that moves a request, or one
@@ -90,10 +101,21 @@ type StatusEvent struct {
 // step twice therefore yields the same ID, which JetStream and the projection
 // both deduplicate.
 func EventID(requestID, agency string, status Status) string {
-	if agency == "" {
-		return requestID + "." + string(status)
+	return RoundEventID(requestID, agency, status, 0)
+}
+
+// RoundEventID is EventID for a replay round: round 0 is the original and
+// adds nothing, later rounds add ".r<round>".
+func RoundEventID(requestID, agency string, status Status, round int) string {
+	id := requestID
+	if agency != "" {
+		id += "." + agency
 	}
-	return requestID + "." + agency + "." + string(status)
+	id += "." + string(status)
+	if round > 0 {
+		id += ".r" + strconv.Itoa(round)
+	}
+	return id
 }
 
 // SubmittedEvent is the status event a submitted request stands for.
@@ -122,6 +144,7 @@ func (r *Request) WorkItemFor(agency string) WorkItem {
 		Citizen:      r.Citizen,
 		Attributes:   r.Attributes,
 		SubmittedAt:  r.SubmittedAt,
+		Round:        r.Round,
 	}
 }
 
@@ -151,4 +174,14 @@ func (r Request) LogValue() slog.Value {
 // LogValue keeps a work item's personal data out of structured logs.
 func (w WorkItem) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("id", w.ID), slog.String("agency", w.Agency), slog.String("service", w.ServiceCode))
+}
+
+// MsgID is the Nats-Msg-Id of a message of the given round: the message's
+// own ID for the original, with ".r<round>" added for replays, so that a
+// replay is stored even within JetStream's deduplication window.
+func MsgID(id string, round int) string {
+	if round == 0 {
+		return id
+	}
+	return id + ".r" + strconv.Itoa(round)
 }

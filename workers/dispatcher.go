@@ -139,13 +139,14 @@ func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.
 func (d *Dispatcher) publishStatus(ctx context.Context, item *events.WorkItem, status events.Status, note string) error {
 	ev := events.StatusEvent{
 		Schema:    events.SchemaStatus,
-		ID:        events.EventID(item.RequestID, item.Agency, status),
+		ID:        events.RoundEventID(item.RequestID, item.Agency, status, item.Round),
 		RequestID: item.RequestID,
 		Agency:    item.Agency,
 		Status:    status,
 		At:        time.Now().UTC(),
 		Actor:     "agency:" + item.Agency,
 		Note:      note,
+		Round:     item.Round,
 	}
 	if status == events.StatusDispatched {
 		ev.Actor = "dispatcher"

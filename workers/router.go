@@ -76,12 +76,13 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 	// items before any agency reports on them.
 	routed := events.StatusEvent{
 		Schema:    events.SchemaStatus,
-		ID:        events.EventID(req.ID, "", events.StatusRouted),
+		ID:        events.RoundEventID(req.ID, "", events.StatusRouted, req.Round),
 		RequestID: req.ID,
 		Status:    events.StatusRouted,
 		At:        time.Now().UTC(),
 		Actor:     events.SourceRouter,
 		Agencies:  svc.Agencies,
+		Round:     req.Round,
 	}
 	if err := r.pub.Publish(ctx, natsbus.Outgoing{
 		Subject: events.StatusSubject(events.SourceRouter), ID: routed.ID, Value: routed,
@@ -91,7 +92,7 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 	outs := make([]natsbus.Outgoing, len(svc.Agencies))
 	for i, agency := range svc.Agencies {
 		item := req.WorkItemFor(agency)
-		outs[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: item.ID, Value: item}
+		outs[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item}
 	}
 	if err := r.pub.PublishAll(ctx, outs); err != nil {
 		return fmt.Errorf("route request %s: %w", req.ID, err)
@@ -109,12 +110,13 @@ func (r *Router) deadLetter(ctx context.Context, msg jetstream.Msg, reason error
 	}
 	failed := events.StatusEvent{
 		Schema:    events.SchemaStatus,
-		ID:        events.EventID(req.ID, "", events.StatusFailed),
+		ID:        events.RoundEventID(req.ID, "", events.StatusFailed, req.Round),
 		RequestID: req.ID,
 		Status:    events.StatusFailed,
 		At:        time.Now().UTC(),
 		Actor:     events.SourceRouter,
 		Note:      reason.Error(),
+		Round:     req.Round,
 	}
 	return r.pub.Publish(ctx, natsbus.Outgoing{
 		Subject: events.StatusSubject(events.SourceRouter), ID: failed.ID, Value: failed,

@@ -76,6 +76,7 @@ func fill(errs []error, err error) []error {
 type requestRow struct {
 	id, desk, municipality, service string
 	status                          events.Status
+	round                           int
 	// counted collects the roll-up buckets of the events recorded.
 	counted *[]throughputKey
 }
@@ -141,9 +142,9 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *
 	}
 	req := requestRow{counted: counted}
 	err := tx.QueryRow(ctx, `
-		SELECT id, desk_id, municipality, service_code, status FROM requests
+		SELECT id, desk_id, municipality, service_code, status, round FROM requests
 		WHERE id = $1 FOR UPDATE`, ev.RequestID).
-		Scan(&req.id, &req.desk, &req.municipality, &req.service, &req.status)
+		Scan(&req.id, &req.desk, &req.municipality, &req.service, &req.status, &req.round)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("project event %s: %w", ev.ID, events.ErrUnknownRequest)
 	}
@@ -199,48 +200,76 @@ func (s *Store) applyRequestEvent(ctx context.Context, tx pgx.Tx, req *requestRo
 		if len(ev.Agencies) == 0 {
 			return events.Permanent(fmt.Errorf("project event %s: routed to no agency", ev.ID))
 		}
+		// A routed event of a newer round (a replayed request) starts its
+		// work items over.
 		for _, a := range ev.Agencies {
 			_, err := tx.Exec(ctx, `
-				INSERT INTO work_items (request_id, agency, status, updated_at)
-				VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-				req.id, a, events.StatusRouted, ev.At)
+				INSERT INTO work_items (request_id, agency, status, updated_at, round)
+				VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (request_id, agency) DO UPDATE
+				SET status = excluded.status, round = excluded.round, updated_at = greatest(work_items.updated_at, excluded.updated_at)
+				WHERE work_items.round < excluded.round`,
+				req.id, a, events.StatusRouted, ev.At, ev.Round)
 			if err != nil {
 				return fmt.Errorf("insert work item: %w", err)
 			}
 		}
 	}
-	if ev.Status.Rank() <= req.status.Rank() {
+	switch {
+	case ev.Round > req.round:
+		_, err := tx.Exec(ctx, `UPDATE requests SET round = $2 WHERE id = $1`, req.id, ev.Round)
+		if err != nil {
+			return fmt.Errorf("update request: %w", err)
+		}
+		req.round = ev.Round
+	case ev.Round < req.round || ev.Status.Rank() <= req.status.Rank():
 		return touch(ctx, tx, req.id, ev.At)
 	}
-	return s.setRequestStatus(ctx, tx, req, ev.Status, ev.At, ev.Note)
+	return s.setRequestStatus(ctx, tx, req, ev.Status, ev.At, ev.Note, ev.Round)
 }
 
 func (s *Store) applyWorkItemEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent) error {
+	// An event of a newer round supersedes whatever the work item reached;
+	// within a round, a status only replaces one it outranks.
 	_, err := tx.Exec(ctx, `
-		UPDATE work_items SET status = $3, updated_at = greatest(updated_at, $4)
-		WHERE request_id = $1 AND agency = $2 AND $5 > (CASE status `+rankCases+` ELSE 0 END)`,
-		req.id, ev.Agency, ev.Status, ev.At, ev.Status.Rank())
+		UPDATE work_items SET status = $3, round = $6, updated_at = greatest(updated_at, $4)
+		WHERE request_id = $1 AND agency = $2
+		  AND ($6 > round OR ($6 = round AND $5 > (CASE status `+rankCases+` ELSE 0 END)))`,
+		req.id, ev.Agency, ev.Status, ev.At, ev.Status.Rank(), ev.Round)
 	if err != nil {
 		return fmt.Errorf("update work item: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT status FROM work_items WHERE request_id = $1`, req.id)
+	rows, err := tx.Query(ctx, `SELECT status, round FROM work_items WHERE request_id = $1`, req.id)
 	if err != nil {
 		return fmt.Errorf("read work items: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, pgx.RowTo[events.Status])
-	if err != nil {
+	var items []events.Status
+	round := req.round
+	for rows.Next() {
+		var st events.Status
+		var r int
+		if err := rows.Scan(&st, &r); err != nil {
+			rows.Close()
+			return fmt.Errorf("read work items: %w", err)
+		}
+		items = append(items, st)
+		round = max(round, r)
+	}
+	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read work items: %w", err)
 	}
 	agg := events.Aggregate(items)
 	if agg == req.status {
 		return touch(ctx, tx, req.id, ev.At)
 	}
-	return s.setRequestStatus(ctx, tx, req, agg, ev.At, "")
+	return s.setRequestStatus(ctx, tx, req, agg, ev.At, "", round)
 }
 
 // setRequestStatus moves the request to status; reaching a terminal status
 // is itself an event of the request's timeline.
-func (s *Store) setRequestStatus(ctx context.Context, tx pgx.Tx, req *requestRow, status events.Status, at time.Time, note string) error {
+// The round names that event, so a request that fails again after a replay
+// shows both failures.
+func (s *Store) setRequestStatus(ctx context.Context, tx pgx.Tx, req *requestRow, status events.Status, at time.Time, note string, round int) error {
 	_, err := tx.Exec(ctx, `
 		UPDATE requests SET status = $2, updated_at = greatest(updated_at, $3) WHERE id = $1`,
 		req.id, status, at)
@@ -249,7 +278,7 @@ func (s *Store) setRequestStatus(ctx context.Context, tx pgx.Tx, req *requestRow
 	}
 	req.status = status
 	if status.Terminal() {
-		_, err = s.record(ctx, tx, req, events.EventID(req.id, "", status), "", status, at, "spotflow", note)
+		_, err = s.record(ctx, tx, req, events.RoundEventID(req.id, "", status, round), "", status, at, "spotflow", note)
 	}
 	return err
 }
