@@ -32,6 +32,15 @@ const (
 
 	// SourceRouter is the status source of events published by the router.
 	SourceRouter = "router"
+
+	// AdvisoryStream keeps JetStream's advisories that a work item's
+	// deliveries ran out, which the server publishes but does not store.
+	AdvisoryStream = "SPOTFLOW_ADVISORIES"
+	// MaxDeliveriesAdvisories matches those advisories for the work stream.
+	MaxDeliveriesAdvisories = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + WorkStream + ".*"
+	// UndeliveredConsumer is the durable consumer that turns those
+	// advisories into dead letters.
+	UndeliveredConsumer = "undelivered"
 )
 
 // RequestSubject is where the given desk's requests are published.

@@ -35,6 +35,9 @@ type DispatcherConfig struct {
 	// KeepAlive is how often a slow delivery tells JetStream it is still in
 	// progress. Default 10 seconds; keep it well under the ack wait.
 	KeepAlive time.Duration
+	// DeadLetters records work items that fail permanently before they
+	// leave the queue. Optional: without it they are only marked failed.
+	DeadLetters DeadLetters
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -93,7 +96,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				Concurrency: d.cfg.Concurrency,
 				KeepAlive:   d.cfg.KeepAlive,
 				Logger:      d.cfg.Logger.With("role", "dispatcher", "agency", agency),
-				DeadLetter:  d.deadLetter,
+				DeadLetter:  d.deadLetterFor(agency),
 			}, func(ctx context.Context, msg jetstream.Msg) error {
 				item, err := decodeWorkItem(msg.Data())
 				if err != nil {
@@ -137,20 +140,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.
 }
 
 func (d *Dispatcher) publishStatus(ctx context.Context, item *events.WorkItem, status events.Status, note string) error {
-	ev := events.StatusEvent{
-		Schema:    events.SchemaStatus,
-		ID:        events.RoundEventID(item.RequestID, item.Agency, status, item.Round),
-		RequestID: item.RequestID,
-		Agency:    item.Agency,
-		Status:    status,
-		At:        time.Now().UTC(),
-		Actor:     "agency:" + item.Agency,
-		Note:      note,
-		Round:     item.Round,
-	}
-	if status == events.StatusDispatched {
-		ev.Actor = "dispatcher"
-	}
+	ev := statusEvent(item, status, note)
 	err := d.pub.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: ev.ID, Value: ev})
 	if err != nil {
 		return fmt.Errorf("report %s of work item %s: %w", status, item.ID, err)
@@ -158,15 +148,28 @@ func (d *Dispatcher) publishStatus(ctx context.Context, item *events.WorkItem, s
 	return nil
 }
 
-// deadLetter records a work item that cannot be delivered as failed, with
-// the reason in its note.
-func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) error {
-	item, err := decodeWorkItem(msg.Data())
-	if err != nil {
-		d.cfg.Logger.Error("dispatcher: dropping a message that is not a work item", "subject", msg.Subject(), "reason", reason.Error())
-		return nil
+// deadLetterFor returns the hook that records a message of agency's queue
+// that cannot be delivered, and marks the work item failed, with the reason
+// in its note, when it is the agency's own.
+func (d *Dispatcher) deadLetterFor(agency string) func(context.Context, jetstream.Msg, error) error {
+	return func(ctx context.Context, msg jetstream.Msg, reason error) error {
+		dl := deadLetterOf(msg, events.ReasonPermanent, reason)
+		item, err := decodeWorkItem(msg.Data())
+		if err == nil {
+			dl.RequestID, dl.WorkItemID, dl.Agency = item.RequestID, item.ID, item.Agency
+		} else {
+			dl.Agency = agency
+		}
+		if err := record(ctx, d.cfg.DeadLetters, dl); err != nil {
+			return err
+		}
+		if err != nil || item.Agency != agency {
+			d.cfg.Logger.Error("dispatcher: dead-lettered a message that is not a work item of this queue",
+				"agency", agency, "subject", msg.Subject(), "reason", reason.Error())
+			return nil
+		}
+		return d.publishStatus(ctx, item, events.StatusFailed, reason.Error())
 	}
-	return d.publishStatus(ctx, item, events.StatusFailed, reason.Error())
 }
 
 func decodeWorkItem(data []byte) (*events.WorkItem, error) {

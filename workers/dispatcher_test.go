@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"slices"
 	"strings"
 	"sync"
@@ -226,25 +228,46 @@ func TestDispatcher_DeadLettersAWorkItemQueuedForAnotherAgency(t *testing.T) {
 	adapter := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
 		return workers.Receipt{Status: events.StatusCompleted}, nil
 	}}
-	js := startDispatcher(t, map[string]workers.Adapter{"tax": adapter}, 5*time.Second)
+	store := pgtest.Store(t)
+	js := natstest.JetStream(t, "tax")
+	d, err := workers.NewDispatcher(workers.DispatcherConfig{
+		JetStream: js, Adapters: map[string]workers.Adapter{"tax": adapter}, DeadLetters: store, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRole(t, "Dispatcher", d.Run)
 	// Something that is no work item at all, then sns's work item on tax's
 	// queue.
 	publish(t, js, events.WorkSubject("tax"), "junk", map[string]string{"schema": "spotflow.work_item.v0"})
 	queueWorkItem(t, js, events.WorkSubject("tax"), changeOfAddress("req-4"), "sns")
 
-	failed, _ := eventWith(t, js, events.EventID("req-4", "sns", events.StatusFailed))
-	if !strings.Contains(failed.Note, "is for sns, not tax") {
-		t.Errorf("failed event note = %q, want the reason", failed.Note)
-	}
-	waitFor(t, "the misqueued work item to be terminated", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
+	waitFor(t, "both messages to be terminated", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("the work stream still holds %d messages", n)
+	}
+	dead, err := store.ListDeadLetters(context.Background(), postgres.DeadLetterFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want the junk and the misqueued work item: %+v", len(dead), dead)
+	}
+	for _, dl := range dead {
+		if dl.Reason != events.ReasonPermanent || dl.Stream != events.WorkStream || dl.Subject != events.WorkSubject("tax") {
+			t.Errorf("dead letter %+v, want a permanent failure on tax's queue", dl)
+		}
+	}
+	i := slices.IndexFunc(dead, func(dl events.DeadLetter) bool { return dl.WorkItemID == "req-4.sns" })
+	if i < 0 || !strings.Contains(dead[i].LastError, "is for sns, not tax") {
+		t.Errorf("dead letters %+v, want req-4.sns with the reason", dead)
 	}
 	if calls := adapter.Calls(); len(calls) != 0 {
 		t.Errorf("tax's adapter was handed sns's work item: %v", calls)
 	}
-	if evs := statusEvents(t, js); len(evs) != 1 || evs[0].ID != failed.ID {
-		t.Errorf("status events %+v, want only req-4's failure: nothing dispatched, nothing for the junk", evs)
+	// tax does not speak for sns: nothing is published for the misqueued item.
+	if evs := statusEvents(t, js); len(evs) != 0 {
+		t.Errorf("status events %+v, want none", evs)
 	}
 }
 

@@ -33,6 +33,8 @@ type ProjectorConfig struct {
 	// the projection does not know is retried before it counts as poison.
 	// Default 20.
 	UnknownRequestDeliveries uint64
+	// DeadLetters records events that can never be applied. Optional.
+	DeadLetters DeadLetters
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -62,9 +64,22 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("projector: %w", err)
 	}
 	return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
-		MaxBatch: p.cfg.MaxBatch,
-		Logger:   p.cfg.Logger.With("role", "projector"),
+		MaxBatch:   p.cfg.MaxBatch,
+		Logger:     p.cfg.Logger.With("role", "projector"),
+		DeadLetter: p.deadLetter,
 	}, p.handle)
+}
+
+// deadLetter records an event that can never be applied.
+func (p *Projector) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) error {
+	dl := deadLetterOf(msg, events.ReasonPermanent, reason)
+	if c, err := decodeChange(msg); err == nil {
+		dl.RequestID = c.RequestID()
+		if c.Event != nil {
+			dl.Agency = c.Event.Agency
+		}
+	}
+	return record(ctx, p.cfg.DeadLetters, dl)
 }
 
 func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {

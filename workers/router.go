@@ -23,6 +23,9 @@ type RouterConfig struct {
 	// Concurrency is how many requests one process routes at once.
 	// Default 16.
 	Concurrency int
+	// DeadLetters records requests that cannot be routed. Optional: without
+	// it they are only marked failed.
+	DeadLetters DeadLetters
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -100,9 +103,16 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 	return nil
 }
 
-// deadLetter records a request that cannot be routed as failed.
+// deadLetter records a request that cannot be routed, and marks it failed.
 func (r *Router) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) error {
+	dl := deadLetterOf(msg, events.ReasonPermanent, reason)
 	req, err := decodeRequest(msg.Data())
+	if err == nil {
+		dl.RequestID = req.ID
+	}
+	if err := record(ctx, r.cfg.DeadLetters, dl); err != nil {
+		return err
+	}
 	if err != nil {
 		// Not a request at all: nothing to attach a status to.
 		r.cfg.Logger.Error("router: dropping a message that is not a request", "subject", msg.Subject(), "reason", reason.Error())

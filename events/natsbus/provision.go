@@ -29,6 +29,13 @@ type Topology struct {
 	// AckWait is how long a consumer waits for an ack before redelivering.
 	// Default 30 seconds; adapters send in-progress during slower calls.
 	AckWait time.Duration
+	// MaxDeliveries caps how often a work item is delivered to its agency's
+	// adapter before it is dead-lettered. Transient failures are NAK'd with
+	// a delay growing to a minute, so the default of 100 rides out about an
+	// hour and a half of agency outage. Spotflow's own consumers (router,
+	// projector) redeliver without limit: an outage of Postgres or NATS is
+	// waited out, never dead-lettered.
+	MaxDeliveries int
 }
 
 // Provision creates or updates the streams and durable consumers of the
@@ -59,21 +66,29 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Duplicates:  dups,
+	}, {
+		Name:        events.AdvisoryStream,
+		Description: "spotflow: advisories of work items whose deliveries ran out",
+		Subjects:    []string{events.MaxDeliveriesAdvisories},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cmp.Or(t.Retention, 7*24*time.Hour),
+		MaxBytes:    1 << 30,
+		Discard:     jetstream.DiscardNew,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
 		}
 	}
-	consumer := func(stream, durable, filter string) error {
+	consumer := func(stream, durable, filter string, maxDeliver int) error {
 		cfg := jetstream.ConsumerConfig{
 			Durable:       durable,
 			FilterSubject: filter,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       ackWait,
-			// Outages are waited out, never turned into dead letters: the
-			// consumers of spotflow's own roles redeliver without limit.
-			MaxDeliver:    -1,
+			MaxDeliver:    maxDeliver,
 			MaxAckPending: 20000,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 		}
@@ -82,14 +97,19 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		}
 		return nil
 	}
-	if err := consumer(events.EventsStream, events.RouterConsumer, events.RequestSubjects); err != nil {
+	unlimited := -1
+	if err := consumer(events.EventsStream, events.RouterConsumer, events.RequestSubjects, unlimited); err != nil {
 		return err
 	}
-	if err := consumer(events.EventsStream, events.ProjectorConsumer, ""); err != nil {
+	if err := consumer(events.EventsStream, events.ProjectorConsumer, "", unlimited); err != nil {
+		return err
+	}
+	if err := consumer(events.AdvisoryStream, events.UndeliveredConsumer, "", unlimited); err != nil {
 		return err
 	}
 	for _, a := range t.Agencies {
-		if err := consumer(events.WorkStream, events.AgencyConsumer(a), events.WorkSubject(a)); err != nil {
+		err := consumer(events.WorkStream, events.AgencyConsumer(a), events.WorkSubject(a), cmp.Or(t.MaxDeliveries, 100))
+		if err != nil {
 			return err
 		}
 	}

@@ -69,15 +69,28 @@ func TestProvision_IsIdempotentAndCreatesStreamsAndConsumers(t *testing.T) {
 		}
 	})
 
-	consumers := []struct{ stream, name, filter string }{
-		{events.EventsStream, events.RouterConsumer, events.RequestSubjects},
-		{events.EventsStream, events.ProjectorConsumer, ""},
-		{events.WorkStream, "agency-tax", "spotflow.work.tax"},
-		{events.WorkStream, "agency-sns", "spotflow.work.sns"},
-		{events.WorkStream, "agency-imt", "spotflow.work.imt"},
+	t.Run("the advisory stream captures max-deliveries advisories of the work stream", func(t *testing.T) {
+		cfg := streamConfig(t, js, events.AdvisoryStream)
+		if want := []string{events.MaxDeliveriesAdvisories}; !slices.Equal(cfg.Subjects, want) || cfg.Discard != jetstream.DiscardNew {
+			t.Errorf("subjects = %v discard %v, want %v and discard new", cfg.Subjects, cfg.Discard, want)
+		}
+	})
+
+	// Spotflow's own consumers wait out outages (no delivery limit); an
+	// agency's queue dead-letters a work item after MaxDeliveries.
+	consumers := []struct {
+		stream, name, filter string
+		maxDeliver           int
+	}{
+		{events.EventsStream, events.RouterConsumer, events.RequestSubjects, -1},
+		{events.EventsStream, events.ProjectorConsumer, "", -1},
+		{events.AdvisoryStream, events.UndeliveredConsumer, "", -1},
+		{events.WorkStream, "agency-tax", "spotflow.work.tax", 100},
+		{events.WorkStream, "agency-sns", "spotflow.work.sns", 100},
+		{events.WorkStream, "agency-imt", "spotflow.work.imt", 100},
 	}
 	for _, c := range consumers {
-		t.Run("consumer "+c.name+" acks explicitly and redelivers without limit", func(t *testing.T) {
+		t.Run(fmt.Sprintf("consumer %s acks explicitly and delivers at most %d times", c.name, c.maxDeliver), func(t *testing.T) {
 			cons, err := js.Consumer(testContext(t), c.stream, c.name)
 			if err != nil {
 				t.Fatalf("consumer %s on %s: %v", c.name, c.stream, err)
@@ -86,8 +99,8 @@ func TestProvision_IsIdempotentAndCreatesStreamsAndConsumers(t *testing.T) {
 			if cfg.Durable != c.name || cfg.FilterSubject != c.filter {
 				t.Errorf("durable %q filter %q, want %q filter %q", cfg.Durable, cfg.FilterSubject, c.name, c.filter)
 			}
-			if cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.MaxDeliver != -1 || cfg.AckWait != 30*time.Second {
-				t.Errorf("ack policy %v, max deliver %d, ack wait %v; want explicit, -1, 30s", cfg.AckPolicy, cfg.MaxDeliver, cfg.AckWait)
+			if cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.MaxDeliver != c.maxDeliver || cfg.AckWait != 30*time.Second {
+				t.Errorf("ack policy %v, max deliver %d, ack wait %v; want explicit, %d, 30s", cfg.AckPolicy, cfg.MaxDeliver, cfg.AckWait, c.maxDeliver)
 			}
 		})
 	}
