@@ -24,7 +24,7 @@ import (
 type IntakeStore interface {
 	DeskByToken(ctx context.Context, token string) (events.Desk, error)
 	ClaimKey(ctx context.Context, c events.KeyClaim) (id string, published bool, err error)
-	MarkPublished(ctx context.Context, requestID string) error
+	MarkPublished(ctx context.Context, requestID string, message []byte) error
 	RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error)
 }
 
@@ -43,6 +43,9 @@ type IntakeConfig struct {
 	Catalog *events.Catalog
 	// MaxBody is the largest request body accepted. Default 64 KiB.
 	MaxBody int64
+	// PublishTimeout bounds the wait for JetStream to store a request; past
+	// it the desk gets 503 and retries with the same key. Default 5 seconds.
+	PublishTimeout time.Duration
 	// DeskCacheTTL is how long a desk's credential is trusted without asking
 	// the database again. Default 30 seconds.
 	DeskCacheTTL time.Duration
@@ -74,6 +77,7 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	}
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 64<<10)
 	cfg.DeskCacheTTL = cmp.Or(cfg.DeskCacheTTL, 30*time.Second)
+	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, 5*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	in := &Intake{cfg: cfg, mux: http.NewServeMux(), desks: make(map[string]cachedDesk)}
 	in.mux.HandleFunc("GET /v1/services", in.listServices)
@@ -214,14 +218,22 @@ func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Des
 			Attributes:   sub.Attributes,
 			SubmittedAt:  now,
 		}
-		out := natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: id, Value: req}
-		if err := in.cfg.Publisher.Publish(r.Context(), out); err != nil {
+		message, err := json.Marshal(req)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, &apiError{Code: "internal", Message: "cannot encode the request"})
+			return
+		}
+		out := natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: id, Value: json.RawMessage(message)}
+		publishCtx, cancel := context.WithTimeout(r.Context(), in.cfg.PublishTimeout)
+		err = in.cfg.Publisher.Publish(publishCtx, out)
+		cancel()
+		if err != nil {
 			in.cfg.Logger.Error("intake: publish request", "desk", desk.ID, "request", id, "err", err)
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be stored; retry with the same Idempotency-Key"})
 			return
 		}
-		if err := in.cfg.Store.MarkPublished(r.Context(), id); err != nil {
+		if err := in.cfg.Store.MarkPublished(r.Context(), id, message); err != nil {
 			// The request is stored; a retry with the same key publishes
 			// it again, which JetStream and the projection deduplicate.
 			in.cfg.Logger.Warn("intake: mark request published", "request", id, "err", err)

@@ -44,5 +44,7 @@ ALTER TABLE work_items ADD COLUMN round integer NOT NULL DEFAULT 0;
 -- The request as published, sealed, so that a request whose progress stalls
 -- can be published again with its original ids.
 ALTER TABLE intake_keys ADD COLUMN sealed_request bytea;
+ALTER TABLE intake_keys ADD COLUMN redriven_at timestamptz;
+ALTER TABLE intake_keys ADD COLUMN redrives integer NOT NULL DEFAULT 0;
 CREATE INDEX intake_keys_published ON intake_keys (published_at);
 CREATE INDEX requests_stalled ON requests (updated_at) WHERE status IN ('submitted', 'routed', 'dispatched');

@@ -230,13 +230,15 @@ func TestClient_CancellationEndsASlowCall(t *testing.T) {
 	t.Parallel()
 
 	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
 	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		// The server notices a client going away only once the body is read.
+		io.Copy(io.Discard, r.Body)
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
 	})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()

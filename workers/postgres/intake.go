@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spotflow/spotflow/events"
@@ -38,12 +39,70 @@ func (s *Store) ClaimKey(ctx context.Context, c events.KeyClaim) (id string, pub
 	return id, published, nil
 }
 
-// MarkPublished records that JetStream stored the request bound to a key.
-func (s *Store) MarkPublished(ctx context.Context, requestID string) error {
-	_, err := s.pool.Exec(ctx,
-		`UPDATE intake_keys SET published_at = now() WHERE request_id = $1 AND published_at IS NULL`, requestID)
+// MarkPublished records that JetStream stored the request bound to a key,
+// and keeps the message as published, sealed, so that the request can be
+// published again if its progress stalls (see StalledRequests).
+func (s *Store) MarkPublished(ctx context.Context, requestID string, message []byte) error {
+	sealed, err := s.seal(message)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `
+		UPDATE intake_keys SET published_at = now(), sealed_request = $2
+		WHERE request_id = $1 AND published_at IS NULL`, requestID, sealed)
 	if err != nil {
 		return fmt.Errorf("mark request published: %w", err)
+	}
+	return nil
+}
+
+// StalledRequest is a request to publish again: Message is what intake
+// published.
+type StalledRequest struct {
+	ID      string
+	Message []byte
+}
+
+// StalledRequests finds up to limit requests that JetStream accepted before
+// cutoff (and no earlier than a day before it) whose progress stalled where
+// spotflow, not an agency, owns it: never projected, or still submitted,
+// routed or dispatched with no change since cutoff. A request re-driven
+// since cutoff is left alone until cutoff passes it again.
+func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int) ([]StalledRequest, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT k.request_id, k.sealed_request FROM intake_keys k
+		LEFT JOIN requests r ON r.id = k.request_id
+		WHERE k.published_at < $1 AND k.published_at > $1 - interval '1 day'
+		  AND k.sealed_request IS NOT NULL
+		  AND coalesce(k.redriven_at, k.published_at) < $1
+		  AND (r.id IS NULL OR (r.status IN ('submitted', 'routed', 'dispatched') AND r.updated_at < $1))
+		ORDER BY k.published_at
+		LIMIT $2`, cutoff, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find stalled requests: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (StalledRequest, error) {
+		var sr StalledRequest
+		var sealed []byte
+		if err := r.Scan(&sr.ID, &sealed); err != nil {
+			return sr, err
+		}
+		sr.Message, err = s.unseal(sealed)
+		return sr, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find stalled requests: %w", err)
+	}
+	return out, nil
+}
+
+// MarkRedriven records that requests were published again.
+func (s *Store) MarkRedriven(ctx context.Context, ids []string) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE intake_keys SET redriven_at = now(), redrives = redrives + 1
+		WHERE request_id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("mark requests re-driven: %w", err)
 	}
 	return nil
 }

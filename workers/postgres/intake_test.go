@@ -64,7 +64,7 @@ func TestClaimKey_SameKeyAndBodyReturnTheFirstRequest(t *testing.T) {
 		t.Errorf("retry before publishing = %q, %v, %v; want %q, false, nil", got, published, err, id)
 	}
 
-	if err := s.MarkPublished(ctx, id); err != nil {
+	if err := s.MarkPublished(ctx, id, []byte(`{}`)); err != nil {
 		t.Fatalf("MarkPublished: %v", err)
 	}
 	retry = claim(desk, "key-1", body)
@@ -85,7 +85,7 @@ func TestClaimKey_SameKeyWithAnotherBodyConflicts(t *testing.T) {
 	}
 	for _, published := range []bool{false, true} {
 		if published {
-			if err := s.MarkPublished(ctx, id); err != nil {
+			if err := s.MarkPublished(ctx, id, []byte(`{}`)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -116,7 +116,7 @@ func TestClaimKey_KeysAreIndependentPerDeskAndPerKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkPublished(ctx, id1); err != nil {
+	if err := s.MarkPublished(ctx, id1, []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -233,7 +233,7 @@ func TestMarkPublished_KeepsTheFirstPublicationTime(t *testing.T) {
 	if at := publishedAt(); at != nil {
 		t.Fatalf("a fresh claim is marked published at %v", at)
 	}
-	if err := s.MarkPublished(ctx, c.NewID); err != nil {
+	if err := s.MarkPublished(ctx, c.NewID, []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	first := publishedAt()
@@ -241,13 +241,13 @@ func TestMarkPublished_KeepsTheFirstPublicationTime(t *testing.T) {
 		t.Fatal("MarkPublished did not record a time")
 	}
 	// A later mark, in a later transaction, must not move it.
-	if err := s.MarkPublished(ctx, c.NewID); err != nil {
+	if err := s.MarkPublished(ctx, c.NewID, []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	if second := publishedAt(); second == nil || !second.Equal(*first) {
 		t.Errorf("second MarkPublished moved published_at from %v to %v", first, second)
 	}
-	if err := s.MarkPublished(ctx, "no-such-request"); err != nil {
+	if err := s.MarkPublished(ctx, "no-such-request", []byte(`{}`)); err != nil {
 		t.Errorf("MarkPublished of an unknown request: %v", err)
 	}
 }

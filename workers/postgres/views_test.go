@@ -133,7 +133,7 @@ func TestRequestForDesk_PublishedButNotProjectedIsSubmitted(t *testing.T) {
 		t.Errorf("unpublished request: RequestForDesk = %+v, %v; want events.ErrNotFound", v, err)
 	}
 
-	if err := s.MarkPublished(ctx, id); err != nil {
+	if err := s.MarkPublished(ctx, id, []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	v, err := s.RequestForDesk(ctx, desk.ID, id)
