@@ -78,3 +78,10 @@ const (
 	// consumer allows without being acknowledged.
 	ReasonMaxDeliveries = "max_deliveries"
 )
+
+// StalledRequest is an accepted request whose progress stalled in the
+// pipeline, to be published again: Message is what intake published.
+type StalledRequest struct {
+	ID      string
+	Message []byte
+}

@@ -9,8 +9,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Outgoing is one message to publish: Value is encoded as JSON and ID becomes
-// its Nats-Msg-Id, so JetStream stores it once however often it is sent.
+// Raw is a message body published exactly as it is, not encoded as JSON.
+type Raw []byte
+
+// Outgoing is one message to publish: Value is encoded as JSON (unless it is
+// Raw) and ID becomes its Nats-Msg-Id, so JetStream stores it once however
+// often it is sent.
 type Outgoing struct {
 	Subject string
 	ID      string
@@ -71,9 +75,12 @@ func (p *Publisher) PublishAll(ctx context.Context, outs []Outgoing) error {
 }
 
 func encode(out Outgoing) (*nats.Msg, error) {
-	data, err := json.Marshal(out.Value)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", out.Subject, err)
+	data, ok := out.Value.(Raw)
+	if !ok {
+		var err error
+		if data, err = json.Marshal(out.Value); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", out.Subject, err)
+		}
 	}
 	return &nats.Msg{Subject: out.Subject, Data: data, Header: nats.Header{}}, nil
 }

@@ -56,19 +56,12 @@ func (s *Store) MarkPublished(ctx context.Context, requestID string, message []b
 	return nil
 }
 
-// StalledRequest is a request to publish again: Message is what intake
-// published.
-type StalledRequest struct {
-	ID      string
-	Message []byte
-}
-
 // StalledRequests finds up to limit requests that JetStream accepted before
 // cutoff (and no earlier than a day before it) whose progress stalled where
 // spotflow, not an agency, owns it: never projected, or still submitted,
 // routed or dispatched with no change since cutoff. A request re-driven
 // since cutoff is left alone until cutoff passes it again.
-func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int) ([]StalledRequest, error) {
+func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int) ([]events.StalledRequest, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT k.request_id, k.sealed_request FROM intake_keys k
 		LEFT JOIN requests r ON r.id = k.request_id
@@ -81,8 +74,8 @@ func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int
 	if err != nil {
 		return nil, fmt.Errorf("find stalled requests: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (StalledRequest, error) {
-		var sr StalledRequest
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (events.StalledRequest, error) {
+		var sr events.StalledRequest
 		var sealed []byte
 		if err := r.Scan(&sr.ID, &sealed); err != nil {
 			return sr, err
