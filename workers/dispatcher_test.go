@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"slices"
 	"strings"
@@ -246,7 +245,7 @@ func TestDispatcher_DeadLettersAWorkItemQueuedForAnotherAgency(t *testing.T) {
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("the work stream still holds %d messages", n)
 	}
-	dead, err := store.ListDeadLetters(context.Background(), postgres.DeadLetterFilter{})
+	dead, err := store.ListDeadLetters(context.Background(), "", false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (r *Replayer) Replay(ctx context.Context, id int64, actor string) error {
 		// The routed event of the new round moves the work item out of
 		// failed before the agency is asked again.
 		routed := statusEvent(item, events.StatusRouted, note)
-		routed.Actor = "operator:" + actor
+		routed.Actor = actor
 		outs = append(outs,
 			natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: routed.ID, Value: routed},
 			natsbus.Outgoing{Subject: dl.Subject, ID: events.MsgID(item.ID, item.Round), Value: item})

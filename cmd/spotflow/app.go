@@ -25,6 +25,7 @@ import (
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/schemas"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/httpadapter"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
 	"github.com/spotflow/spotflow/workers/simagency"
@@ -159,7 +160,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	defer nc.Close()
 	m.js = js
 	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = natsbus.Provision(provisionCtx, js, natsbus.Topology{Agencies: catalog.AgencyCodes(), Replicas: cfg.Replicas})
+	err = natsbus.Provision(provisionCtx, js, natsbus.Topology{
+		Agencies: catalog.AgencyCodes(), Replicas: cfg.Replicas, AckWait: cfg.AckWait, MaxDeliveries: cfg.MaxDeliveries,
+	})
 	cancel()
 	if err != nil {
 		return err
@@ -190,30 +193,47 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return err
 			}
 			mux.Handle("/v1/", intake)
+			if cfg.OperatorToken != "" {
+				ops, err := workers.NewOps(workers.OpsConfig{
+					Store: store, Replayer: workers.NewReplayer(store, js), Token: cfg.OperatorToken, Logger: log.With("role", "ops"),
+				})
+				if err != nil {
+					return err
+				}
+				mux.Handle("/v1/ops/", ops)
+			}
 		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, Logger: log})
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, DeadLetters: store, Logger: log})
+			if err != nil {
+				return err
+			}
+			reconciler, err := workers.NewReconciler(workers.ReconcilerConfig{
+				JetStream: js, Store: store, After: cfg.ReconcileAfter, Every: cfg.ReconcileEvery, Logger: log.With("role", "reconciler"),
+			})
 			if err != nil {
 				return err
 			}
 			g.Go(func() error { return router.Run(gctx) })
+			g.Go(func() error { return reconciler.Run(gctx) })
 		case roleDispatcher:
-			profiles, err := simagency.ParseProfiles(cfg.Agencies)
+			adapters, err := m.adapters(catalog)
 			if err != nil {
 				return err
 			}
-			adapters := make(map[string]workers.Adapter)
-			m.agencies = make(map[string]*simagency.Agency)
-			for _, code := range catalog.AgencyCodes() {
-				a := simagency.New(code, simagency.For(profiles, code))
-				adapters[code], m.agencies[code] = a, a
+			d, err := workers.NewDispatcher(workers.DispatcherConfig{
+				JetStream: js, Adapters: adapters, DeadLetters: store, KeepAlive: cfg.AckWait / 3, Logger: log,
+			})
+			if err != nil {
+				return err
 			}
-			d, err := workers.NewDispatcher(workers.DispatcherConfig{JetStream: js, Adapters: adapters, Logger: log})
+			undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: js, Store: store, Logger: log})
 			if err != nil {
 				return err
 			}
 			g.Go(func() error { return d.Run(gctx) })
+			g.Go(func() error { return undelivered.Run(gctx) })
 		case roleProjector:
-			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, Logger: log})
+			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, DeadLetters: store, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -259,6 +279,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	log.Info("spotflow running", "roles", m.Roles, "http", m.httpAddr, "nats", m.natsURL)
 	close(m.ready)
 	return g.Wait()
+}
+
+// adapters connects the dispatcher to every agency of the catalogue: over
+// HTTP when AgencyURL is set, else to simulated agencies in this process.
+func (m *Main) adapters(catalog *events.Catalog) (map[string]workers.Adapter, error) {
+	adapters := make(map[string]workers.Adapter)
+	if m.Config.AgencyURL != "" {
+		client, err := httpadapter.New(httpadapter.Config{Endpoint: m.Config.AgencyURL})
+		if err != nil {
+			return nil, err
+		}
+		for _, code := range catalog.AgencyCodes() {
+			adapters[code] = client
+		}
+		return adapters, nil
+	}
+	profiles, err := simagency.ParseProfiles(m.Config.Agencies)
+	if err != nil {
+		return nil, err
+	}
+	m.agencies = make(map[string]*simagency.Agency)
+	for _, code := range catalog.AgencyCodes() {
+		a := simagency.New(code, simagency.For(profiles, code))
+		adapters[code], m.agencies[code] = a, a
+	}
+	return adapters, nil
 }
 
 func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {

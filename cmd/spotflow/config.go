@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is everything a spotflow process can be told. Every field has a
@@ -51,6 +52,25 @@ type Config struct {
 	// least 32 bytes). SPOTFLOW_CITIZEN_KEY; default: DataDir/citizen.key,
 	// created on first use.
 	CitizenKey string
+	// AgencyURL, when set, makes the dispatcher deliver over HTTP to this
+	// endpoint ("{agency}" stands for the agency's code) instead of to the
+	// in-process simulated agencies. SPOTFLOW_AGENCY_URL.
+	AgencyURL string
+	// AckWait is how long a consumer waits for an acknowledgement before
+	// redelivering. SPOTFLOW_ACK_WAIT, default 30s.
+	AckWait time.Duration
+	// MaxDeliveries caps deliveries of a work item to its agency before it
+	// is dead-lettered. SPOTFLOW_MAX_DELIVERIES, default 100.
+	MaxDeliveries int
+	// ReconcileAfter is how long an accepted request may go without
+	// progress before it is re-driven. SPOTFLOW_RECONCILE_AFTER, default 5m.
+	ReconcileAfter time.Duration
+	// ReconcileEvery is how often the router looks for stalled requests.
+	// SPOTFLOW_RECONCILE_EVERY, default 30s.
+	ReconcileEvery time.Duration
+	// OperatorToken enables the operator API (/v1/ops/) for holders of this
+	// bearer token. SPOTFLOW_OPERATOR_TOKEN; empty turns the API off.
+	OperatorToken string
 	// LogLevel is debug, info, warn or error. SPOTFLOW_LOG_LEVEL.
 	LogLevel string
 }
@@ -60,6 +80,13 @@ func env(name, def string) string { return cmp.Or(os.Getenv(name), def) }
 func envBool(name string) bool {
 	b, _ := strconv.ParseBool(os.Getenv(name))
 	return b
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
 }
 
 func envInt(name string, def int) int {
@@ -82,6 +109,12 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.Agencies, "agencies", env("SPOTFLOW_AGENCIES", "*:latency=20ms"), "simulated agencies' behaviour (SPOTFLOW_AGENCIES)")
 	fs.StringVar(&c.CatalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
 	fs.StringVar(&c.CitizenKey, "citizen-key", os.Getenv("SPOTFLOW_CITIZEN_KEY"), "hex key for hashing national IDs; default: <data-dir>/citizen.key (SPOTFLOW_CITIZEN_KEY)")
+	fs.StringVar(&c.AgencyURL, "agency-url", os.Getenv("SPOTFLOW_AGENCY_URL"), "deliver to agencies over HTTP at this endpoint, {agency} standing for the agency's code; default: simulated in-process (SPOTFLOW_AGENCY_URL)")
+	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("SPOTFLOW_ACK_WAIT", 30*time.Second), "how long a consumer waits for an ack before redelivering (SPOTFLOW_ACK_WAIT)")
+	fs.IntVar(&c.MaxDeliveries, "max-deliveries", envInt("SPOTFLOW_MAX_DELIVERIES", 100), "deliveries of a work item to its agency before it is dead-lettered (SPOTFLOW_MAX_DELIVERIES)")
+	fs.DurationVar(&c.ReconcileAfter, "reconcile-after", envDuration("SPOTFLOW_RECONCILE_AFTER", 5*time.Minute), "re-drive an accepted request that made no progress for this long (SPOTFLOW_RECONCILE_AFTER)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("SPOTFLOW_RECONCILE_EVERY", 30*time.Second), "how often to look for stalled requests (SPOTFLOW_RECONCILE_EVERY)")
+	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "bearer token of the operator API /v1/ops/; empty turns it off (SPOTFLOW_OPERATOR_TOKEN)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SPOTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (SPOTFLOW_LOG_LEVEL)")
 }
 

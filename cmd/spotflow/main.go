@@ -46,6 +46,9 @@ func commands() []command {
 		{"projector", "run the Postgres projector alone", roleCommand("projector", roleProjector)},
 		{"migrate", "apply database migrations", migrateCommand},
 		{"desk", "manage desks: desk create --municipality CODE --name NAME", deskCommand},
+		{"dead", "inspect and replay dead letters: dead list|show|replay", deadCommand},
+		{"nats", "run the NATS server (JetStream on disk) alone", natsCommand},
+		{"agencies", "run the simulated agencies as an HTTP service with a durable journal", agenciesCommand},
 		{"postgres", "manage the local Postgres cluster: postgres start|stop|url", postgresCommand},
 	}
 }

@@ -49,24 +49,17 @@ func scanDeadLetter(row pgx.Row) (events.DeadLetter, error) {
 	return d, err
 }
 
-// DeadLetterFilter narrows ListDeadLetters. Zero values match everything.
-type DeadLetterFilter struct {
-	Agency string
-	// Pending keeps only dead letters never replayed.
-	Pending bool
-	Limit   int
-}
-
-// ListDeadLetters returns dead letters, newest first, without their payloads.
-func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]events.DeadLetter, error) {
-	limit := f.Limit
+// ListDeadLetters returns up to limit dead letters (1,000 when limit is 0),
+// newest first, without their payloads: of agency only when it is not empty,
+// and only those never replayed when pending is set.
+func (s *Store) ListDeadLetters(ctx context.Context, agency string, pending bool, limit int) ([]events.DeadLetter, error) {
 	if limit <= 0 || limit > 10000 {
 		limit = 1000
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+deadLetterColumns+` FROM dead_letters
 		WHERE ($1 = '' OR agency = $1) AND (NOT $2 OR replays = 0)
-		ORDER BY id DESC LIMIT $3`, f.Agency, f.Pending, limit)
+		ORDER BY id DESC LIMIT $3`, agency, pending, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/simagency"
+)
+
+// natsCommand runs the embedded NATS server alone, for deployments and tests
+// that want it in a process of its own.
+func natsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	fs := newFlagSet("nats", "nats [flags]",
+		"Runs a NATS server with JetStream storing under <data-dir>/nats, listening on\n"+
+			"--nats-listen, syncing to disk before every acknowledgement unless --nats-no-sync.", stderr)
+	cfg.flags(fs, "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	m := &Main{Config: cfg}
+	ns, err := m.embedNATS(cfg.logger(stderr))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "NATS %s (JetStream in %s)\n", ns.ClientURL(), filepath.Join(cfg.DataDir, "nats"))
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
+}
+
+// agenciesCommand runs the simulated agencies as an HTTP service with a
+// durable journal, for the dispatcher's --agency-url.
+func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	var dir string
+	fs := newFlagSet("agencies", "agencies [flags]",
+		"Serves the catalogue's agencies as simulated back offices over HTTP at\n"+
+			"POST /agencies/{agency}/work-items (point the dispatcher's --agency-url there),\n"+
+			"journalling every work item applied under --journal-dir. Faults can be switched\n"+
+			"at run time with PUT /control/{agency} {\"down\": true, \"latency\": \"5s\"}.", stderr)
+	cfg.flags(fs, "127.0.0.1:9090")
+	fs.StringVar(&dir, "journal-dir", "", "journal directory; default <data-dir>/agencies")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := cfg.logger(stderr)
+	catalog, err := loadCatalog(cfg.CatalogFile)
+	if err != nil {
+		return err
+	}
+	profiles, err := simagency.ParseProfiles(cfg.Agencies)
+	if err != nil {
+		return err
+	}
+	srv, err := simagency.NewServer(simagency.ServerConfig{
+		Dir: cmpOr(dir, filepath.Join(cfg.DataDir, "agencies")), Profiles: profiles, Agencies: catalog.AgencyCodes(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	fmt.Fprintf(stdout, "simulated agencies on http://%s/agencies/{agency}/work-items\n", ln.Addr())
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shutdownCtx)
+	}()
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// deadCommand lists, shows and replays dead letters.
+func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const line = "dead list [--agency A] [--pending] | dead show ID | dead replay (ID | --all [--agency A]) [flags]"
+	about := "Inspects and replays dead letters: work items and messages that left their queue\n" +
+		"unhandled. A replay keeps the work item's idempotency key, starts a new round in the\n" +
+		"request's timeline, and is recorded in the audit log under --operator."
+	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
+		newFlagSet("dead", line, about, stderr).Usage()
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return fmt.Errorf("%w: dead needs list, show or replay", errUsage)
+	}
+	verb := args[0]
+	var cfg Config
+	var agency, operatorName string
+	var pending, all bool
+	fs := newFlagSet("dead "+verb, line, about, stderr)
+	fs.StringVar(&agency, "agency", "", "only this agency's dead letters")
+	fs.BoolVar(&pending, "pending", false, "list: only dead letters never replayed")
+	fs.BoolVar(&all, "all", false, "replay: every dead letter never replayed (of --agency, if given)")
+	fs.StringVar(&operatorName, "operator", os.Getenv("USER"), "replay: who is replaying, for the audit log")
+	cfg.flags(fs, "")
+	// Accept the ID before or after the flags.
+	var id int64
+	rest := args[1:]
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		id, _ = strconv.ParseInt(rest[0], 10, 64)
+		rest = rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		id, _ = strconv.ParseInt(fs.Arg(0), 10, 64)
+	}
+	if (verb == "show" || (verb == "replay" && !all)) && id <= 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: %s needs a dead letter ID", errUsage, verb)
+	}
+	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
+		switch verb {
+		case "list":
+			dead, err := store.ListDeadLetters(ctx, agency, pending, 0)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tCREATED\tAGENCY\tWORK ITEM\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR")
+			for _, d := range dead {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, d.CreatedAt.Format(time.RFC3339), d.Agency,
+					cmpOr(d.WorkItemID, cmpOr(d.RequestID, d.Subject)), d.Reason, d.Attempts, d.Replays, truncate(d.LastError, 80))
+			}
+			return tw.Flush()
+		case "show":
+			d, err := store.DeadLetter(ctx, id)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(d)
+		}
+		nc, js, err := natsbus.Connect(cmpOr(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cfg.logger(stderr))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		replayer := workers.NewReplayer(store, js)
+		ids := []int64{id}
+		if all {
+			dead, err := store.ListDeadLetters(ctx, agency, true, 10000)
+			if err != nil {
+				return err
+			}
+			ids = ids[:0]
+			for _, d := range dead {
+				ids = append(ids, d.ID)
+			}
+		}
+		for _, id := range ids {
+			if err := replayer.Replay(ctx, id, "operator:"+cmpOr(operatorName, "unnamed")); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "replayed dead letter %d\n", id)
+		}
+		return nil
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
