@@ -1,0 +1,293 @@
+package workers_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/events/natsbus/natstest"
+	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+)
+
+// pipeline runs every role but intake against a fresh JetStream and schema,
+// with adapter answering for every agency of the catalogue.
+type pipeline struct {
+	js    jetstream.JetStream
+	store *postgres.Store
+}
+
+func startPipeline(t *testing.T, adapter workers.Adapter, topology natsbus.Topology) *pipeline {
+	t.Helper()
+	cat := catalog(t)
+	p := &pipeline{js: natstest.JetStream(t), store: pgtest.Store(t)}
+	topology.Agencies = cat.AgencyCodes()
+	if err := natsbus.Provision(testContext(t), p.js, topology); err != nil {
+		t.Fatal(err)
+	}
+	adapters := make(map[string]workers.Adapter)
+	for _, a := range cat.AgencyCodes() {
+		adapters[a] = adapter
+	}
+	router, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: cat, DeadLetters: p.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
+		JetStream: p.js, Adapters: adapters, DeadLetters: p.store, RetryFor: 50 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	projector, err := workers.NewProjector(workers.ProjectorConfig{JetStream: p.js, Store: p.store, DeadLetters: p.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: p.js, Store: p.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRole(t, "Router", router.Run)
+	runRole(t, "Dispatcher", dispatcher.Run)
+	runRole(t, "Projector", projector.Run)
+	runRole(t, "Undelivered", undelivered.Run)
+	return p
+}
+
+// accept binds a key to req as intake does, and returns req's desk.
+func (p *pipeline) accept(t *testing.T, req *events.Request, publish bool) events.Desk {
+	t.Helper()
+	ctx := testContext(t)
+	desk, _, err := p.store.CreateDesk(ctx, "lisboa", "Desk "+req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.DeskID, req.Municipality = desk.ID, desk.Municipality
+	id, _, err := p.store.ClaimKey(ctx, events.KeyClaim{DeskID: desk.ID, Key: "k-" + req.ID, ServiceCode: req.ServiceCode, Body: []byte(req.ID), NewID: req.ID})
+	if err != nil || id != req.ID {
+		t.Fatalf("claim key: %q %v", id, err)
+	}
+	message, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if publish {
+		pub := natsbus.NewPublisher(p.js)
+		if err := pub.Publish(ctx, natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: req.ID, Value: req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.store.MarkPublished(ctx, req.ID, message); err != nil {
+		t.Fatal(err)
+	}
+	return desk
+}
+
+func (p *pipeline) waitForStatus(t *testing.T, desk events.Desk, id string, want events.Status) *events.RequestView {
+	t.Helper()
+	var v *events.RequestView
+	waitFor(t, fmt.Sprintf("request %s to be %s", id, want), func() error {
+		var err error
+		v, err = p.store.RequestForDesk(context.Background(), desk.ID, id)
+		if err != nil {
+			return err
+		}
+		if v.Status != want {
+			return fmt.Errorf("status %s, timeline %v", v.Status, timelineOf(v))
+		}
+		return nil
+	})
+	return v
+}
+
+func TestUndelivered_DeadLettersAWorkItemWhoseDeliveriesRunOut(t *testing.T) {
+	t.Parallel()
+	unreachable := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		return workers.Receipt{}, errors.New("connection refused")
+	}}
+	p := startPipeline(t, unreachable, natsbus.Topology{MaxDeliveries: 2})
+	req := request("req-undelivered", "birth-certificate", map[string]any{"format": "paper"})
+	desk := p.accept(t, req, true)
+
+	v := p.waitForStatus(t, desk, req.ID, events.StatusFailed)
+	if v.WorkItems[0].Status != events.StatusFailed {
+		t.Errorf("work item %+v, want failed", v.WorkItems[0])
+	}
+	dead, err := p.store.ListDeadLetters(testContext(t), "civil-registry", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].Reason != events.ReasonMaxDeliveries || dead[0].WorkItemID != req.ID+".civil-registry" || dead[0].Attempts != 2 {
+		t.Fatalf("dead letters %+v, want one max_deliveries dead letter of the work item after 2 attempts", dead)
+	}
+	waitFor(t, "the work item to leave the work queue", func() error {
+		if n := natstest.StreamMessages(t, p.js, events.WorkStream); n != 0 {
+			return fmt.Errorf("%d messages in the work stream", n)
+		}
+		return nil
+	})
+	if calls := len(unreachable.Calls()); calls < 2 {
+		t.Errorf("adapter called %d times, want at least one call per delivery", calls)
+	}
+}
+
+func TestReplay_DeliversAFailedWorkItemAgainInANewRound(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	agency := &fakeAdapter{answer: func(n int, item events.WorkItem) (workers.Receipt, error) {
+		if calls.Add(1) == 1 {
+			return workers.Receipt{}, events.Permanent(errors.New("agency refused: licence register offline for maintenance"))
+		}
+		return workers.Receipt{Status: events.StatusCompleted, Note: "done"}, nil
+	}}
+	p := startPipeline(t, agency, natsbus.Topology{})
+	req := request("req-replay", "driving-licence-renewal", map[string]any{"licence_number": "L-1", "categories": []string{"B"}})
+	desk := p.accept(t, req, true)
+	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
+
+	ctx := testContext(t)
+	dead, err := p.store.ListDeadLetters(ctx, "imt", true, 0)
+	if err != nil || len(dead) != 1 || dead[0].Reason != events.ReasonPermanent {
+		t.Fatalf("dead letters %+v (err %v), want the refused work item", dead, err)
+	}
+	if err := workers.NewReplayer(p.store, p.js).Replay(ctx, dead[0].ID, "operator:ana"); err != nil {
+		t.Fatal(err)
+	}
+	v := p.waitForStatus(t, desk, req.ID, events.StatusCompleted)
+
+	if got := agency.Calls(); len(got) != 2 || got[0] != got[1] {
+		t.Errorf("agency received %v, want the same work item ID twice", got)
+	}
+	want := []string{"submitted", "routed", "imt dispatched", "imt failed", "failed", "imt routed", "imt dispatched", "imt completed", "completed"}
+	if got := timelineOf(v); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("timeline %v, want %v", got, want)
+	}
+	var replayNote string
+	for _, e := range v.Timeline {
+		if e.Agency == "imt" && e.Status == events.StatusRouted {
+			replayNote = e.Note
+		}
+	}
+	if !strings.Contains(replayNote, "replayed by operator:ana") {
+		t.Errorf("replay shows in the timeline as %q, want who replayed it", replayNote)
+	}
+	var actor, action string
+	if err := p.store.Pool().QueryRow(ctx, `SELECT actor, action FROM audit_log`).Scan(&actor, &action); err != nil || actor != "operator:ana" || action != "replay" {
+		t.Errorf("audit log holds %q %q (err %v), want operator:ana's replay", actor, action, err)
+	}
+	if _, err := p.store.Pool().Exec(ctx, `DELETE FROM audit_log`); err == nil {
+		t.Error("deleting from the audit log succeeded; it must be append-only")
+	}
+	if pending, _ := p.store.ListDeadLetters(ctx, "imt", true, 0); len(pending) != 0 {
+		t.Errorf("%d dead letters still pending after the replay", len(pending))
+	}
+}
+
+func TestReconciler_RedrivesARequestLostAfterItWasAccepted(t *testing.T) {
+	t.Parallel()
+	agency := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		return workers.Receipt{Status: events.StatusCompleted}, nil
+	}}
+	p := startPipeline(t, agency, natsbus.Topology{})
+	reconciler, err := workers.NewReconciler(workers.ReconcilerConfig{JetStream: p.js, Store: p.store, After: 300 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Accepted, but the message never made it to disk: nothing is published.
+	lost := changeOfAddress("req-lost")
+	desk := p.accept(t, lost, false)
+	// A request that is merely on its way is left alone.
+	ctx := testContext(t)
+	if n, err := reconciler.Reconcile(ctx); err != nil || n != 0 {
+		t.Fatalf("fresh request: re-drove %d (err %v), want 0", n, err)
+	}
+	waitFor(t, "the lost request to be re-driven", func() error {
+		n, err := reconciler.Reconcile(ctx)
+		if err != nil || n != 1 {
+			return fmt.Errorf("re-drove %d (err %v)", n, err)
+		}
+		return nil
+	})
+	v := p.waitForStatus(t, desk, lost.ID, events.StatusCompleted)
+	if len(v.WorkItems) != 4 {
+		t.Errorf("work items %+v, want change of address's four", v.WorkItems)
+	}
+	if n, err := reconciler.Reconcile(ctx); err != nil || n != 0 {
+		t.Errorf("completed request: re-drove %d (err %v), want 0", n, err)
+	}
+}
+
+func TestOps_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	agency := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		if calls.Add(1) == 1 {
+			return workers.Receipt{}, events.Permanent(errors.New("refused"))
+		}
+		return workers.Receipt{Status: events.StatusCompleted}, nil
+	}}
+	p := startPipeline(t, agency, natsbus.Topology{})
+	req := request("req-ops", "criminal-record-certificate", map[string]any{"purpose": "employment"})
+	desk := p.accept(t, req, true)
+	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
+
+	ops, err := workers.NewOps(workers.OpsConfig{Store: p.store, Replayer: workers.NewReplayer(p.store, p.js), Token: "op-secret", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ops)
+	t.Cleanup(srv.Close)
+	call := func(method, path, token string) (int, map[string]json.RawMessage) {
+		r, _ := http.NewRequest(method, srv.URL+path, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		r.Header.Set("X-Operator", "rui")
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]json.RawMessage
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	if code, _ := call("GET", "/v1/ops/dead-letters", "desk-token"); code != http.StatusUnauthorized {
+		t.Errorf("without the operator token: %d, want 401", code)
+	}
+	code, body := call("GET", "/v1/ops/dead-letters?agency=justice", "op-secret")
+	var list []events.DeadLetter
+	if err := json.Unmarshal(body["dead_letters"], &list); code != http.StatusOK || err != nil || len(list) != 1 {
+		t.Fatalf("list: %d %s", code, body["dead_letters"])
+	}
+	if strings.Contains(string(body["dead_letters"]), lost().Citizen.NationalID) {
+		t.Error("the list shows the citizen's national ID")
+	}
+	if code, _ := call("GET", fmt.Sprintf("/v1/ops/dead-letters/%d", list[0].ID), "op-secret"); code != http.StatusOK {
+		t.Errorf("show: %d", code)
+	}
+	if code, _ := call("GET", "/v1/ops/dead-letters/999999", "op-secret"); code != http.StatusNotFound {
+		t.Errorf("show unknown: %d, want 404", code)
+	}
+	if code, _ := call("POST", "/v1/ops/dead-letters/replay?agency=justice", "op-secret"); code != http.StatusAccepted {
+		t.Errorf("replay all: %d, want 202", code)
+	}
+	p.waitForStatus(t, desk, req.ID, events.StatusCompleted)
+	var actor string
+	if err := p.store.Pool().QueryRow(testContext(t), `SELECT actor FROM audit_log`).Scan(&actor); err != nil || actor != "operator:rui" {
+		t.Errorf("audit actor %q (err %v), want operator:rui", actor, err)
+	}
+}
+
+// lost returns a request like the tests', for its citizen.
+func lost() *events.Request { return changeOfAddress("x") }
