@@ -157,7 +157,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer func() {
+		// Flush the last acknowledgements before the connection goes.
+		_ = nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+	}()
 	m.js = js
 	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = natsbus.Provision(provisionCtx, js, natsbus.Topology{

@@ -3,7 +3,6 @@ package natsbus
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -74,17 +73,18 @@ func DefaultRetry(delivered uint64) time.Duration {
 // and returns nil.
 func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler) error {
 	s.fill()
-	msgs, stop, err := pull(ctx, cons, s.Concurrency*2, s.Logger)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	msgs := pull(ctx, cons, s.Concurrency*2, s.Logger)
 	work, cancel := graceful(ctx, s.Grace)
 	defer cancel()
 	var wg sync.WaitGroup
 	for range s.Concurrency {
 		wg.Go(func() {
 			for msg := range msgs {
+				if work.Err() != nil {
+					// Past the grace period: release it untouched.
+					s.settle(work, msg, work.Err())
+					continue
+				}
 				err := s.run(work, msg, h)
 				s.settle(work, msg, err)
 			}
@@ -99,11 +99,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler
 // Grace and returns nil.
 func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h BatchHandler) error {
 	s.fill()
-	msgs, stop, err := pull(ctx, cons, s.MaxBatch*2, s.Logger)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	msgs := pull(ctx, cons, s.MaxBatch, s.Logger)
 	work, cancel := graceful(ctx, s.Grace)
 	defer cancel()
 	batch := make([]jetstream.Msg, 0, s.MaxBatch)
@@ -129,49 +125,37 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 	return nil
 }
 
-// pull feeds messages from cons into a channel until ctx ends. stop releases
-// whatever was pulled but not handled, so it is redelivered at once.
-func pull(ctx context.Context, cons jetstream.Consumer, buffer int, logger *slog.Logger) (<-chan jetstream.Msg, func(), error) {
-	it, err := cons.Messages(jetstream.PullMaxMessages(buffer))
-	if err != nil {
-		return nil, nil, fmt.Errorf("consume: %w", err)
-	}
+// pullExpiry bounds each pull request. The server may deliver to an open
+// request until it expires, so it also bounds how long a stopping loop keeps
+// receiving.
+const pullExpiry = time.Second
+
+// pull feeds messages from cons into a channel, pulling up to batch at a
+// time, until ctx ends; the channel closes once the last pull request has
+// expired. Messages that arrive on that last request are handed over too,
+// to be finished within the grace period: releasing them instead (NAK)
+// would only have the server deliver them again to the same open request,
+// and leave them pending if the server itself is stopping.
+func pull(ctx context.Context, cons jetstream.Consumer, batch int, logger *slog.Logger) <-chan jetstream.Msg {
 	out := make(chan jetstream.Msg)
 	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	go func() {
 		defer close(out)
-		for {
-			msg, err := it.Next()
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
+		for ctx.Err() == nil {
+			msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(pullExpiry))
 			if err != nil {
 				logger.Warn("consume: pull failed; retrying", "err", err)
 				select {
 				case <-ctx.Done():
-					return
 				case <-time.After(250 * time.Millisecond):
 				}
 				continue
 			}
-			select {
-			case out <- msg:
-			case <-ctx.Done():
-				_ = msg.Nak()
-				return
+			for msg := range msgs.Messages() {
+				out <- msg
 			}
 		}
 	}()
-	stop := func() {
-		it.Stop()
-		for msg := range out {
-			_ = msg.Nak()
-		}
-	}
-	return out, stop, nil
+	return out
 }
 
 // graceful returns a context that ends Grace after parent does, so handlers
