@@ -90,4 +90,3 @@ func raw(dl events.DeadLetter, replay int) natsbus.Outgoing {
 		Value:   natsbus.Raw(dl.Payload),
 	}
 }
-

@@ -3,6 +3,7 @@ package natsbus
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -236,9 +237,20 @@ func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) {
 		return
 	}
 	delay := s.Retry(delivered)
+	var ra retryAfter
+	if errors.As(err, &ra) {
+		delay = min(max(delay, ra.RetryAfter()), maxRetryAfter)
+	}
 	s.Logger.Info("message failed; will retry", "subject", msg.Subject(), "delivered", delivered, "retry_in", delay, "err", err)
 	_ = msg.NakWithDelay(delay)
 }
+
+// retryAfter is implemented by errors that say how long to wait before
+// trying again, such as an agency's Retry-After.
+type retryAfter interface{ RetryAfter() time.Duration }
+
+// maxRetryAfter caps the wait an error may ask for.
+const maxRetryAfter = 5 * time.Minute
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

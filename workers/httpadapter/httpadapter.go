@@ -251,6 +251,10 @@ func (e *RetryAfterError) Error() string {
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// RetryAfter is the agency's delay; natsbus honours it when it schedules
+// the redelivery.
+func (e *RetryAfterError) RetryAfter() time.Duration { return e.Delay }
+
 // parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
 // A date in the past is a zero delay.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
