@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -21,8 +20,7 @@ import (
 )
 
 // startMain runs the all-in-one on ":0" ports, a temporary data directory
-// and a fresh schema, and returns it once ready. It is stopped, and must
-// return nil, when the test ends.
+// and a fresh schema, and returns it once ready.
 func startMain(t *testing.T, agencies string) (*Main, string) {
 	t.Helper()
 	dbURL := pgtest.Schema(t)
@@ -35,9 +33,19 @@ func startMain(t *testing.T, agencies string) (*Main, string) {
 			Agencies:    agencies,
 			CitizenKey:  strings.Repeat("ab", 32),
 		},
-		Roles:  allRoles,
-		Embed:  true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Roles: allRoles,
+		Embed: true,
+	}
+	runMain(t, m)
+	return m, dbURL
+}
+
+// runMain runs m until the test ends, when it must return nil, and waits
+// until it is ready.
+func runMain(t *testing.T, m *Main) {
+	t.Helper()
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -47,20 +55,19 @@ func startMain(t *testing.T, agencies string) (*Main, string) {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("Run returned %v after cancellation; want nil", err)
+				t.Errorf("%v: Run returned %v after cancellation; want nil", m.Roles, err)
 			}
 		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of cancellation")
+			t.Errorf("%v: Run did not return within 30s of cancellation", m.Roles)
 		}
 	})
 	select {
 	case <-m.Ready():
 	case err := <-done:
-		t.Fatalf("Run ended before it was ready: %v", err)
+		t.Fatalf("%v: Run ended before it was ready: %v", m.Roles, err)
 	case <-time.After(60 * time.Second):
-		t.Fatal("spotflow not ready after 60s")
+		t.Fatalf("%v: not ready after 60s", m.Roles)
 	}
-	return m, dbURL
 }
 
 // submission is one POST /v1/requests the test makes, with what it expects.

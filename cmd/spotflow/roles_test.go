@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -28,26 +26,10 @@ func TestRoles_RunApartShareTheWork(t *testing.T) {
 				DataDir: t.TempDir(), HTTPAddr: httpAddr, NATSURL: natsURL, NATSListen: "127.0.0.1:0",
 				DatabaseURL: dbURL, Agencies: "*:latency=2ms", CitizenKey: key,
 			},
-			Roles:  roles,
-			Embed:  embed,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Roles: roles,
+			Embed: embed,
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- m.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("%v: Run returned %v", roles, err)
-			}
-		})
-		select {
-		case <-m.Ready():
-		case err := <-done:
-			t.Fatalf("%v ended early: %v", roles, err)
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%v not ready", roles)
-		}
+		runMain(t, m)
 		return m
 	}
 	front := start([]string{roleIntake}, "", "127.0.0.1:0", true)
