@@ -46,6 +46,7 @@ func commands() []command {
 		{"projector", "run the Postgres projector alone", roleCommand("projector", roleProjector)},
 		{"migrate", "apply database migrations", migrateCommand},
 		{"desk", "manage desks: desk create --municipality CODE --name NAME", deskCommand},
+		{"loadgen", "drive a running spotflow with desk submissions and report throughput and latency", loadgenCommand},
 		{"dead", "inspect and replay dead letters: dead list|show|replay", deadCommand},
 		{"nats", "run the NATS server (JetStream on disk) alone", natsCommand},
 		{"agencies", "run the simulated agencies as an HTTP service with a durable journal", agenciesCommand},

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/postgres"
+)
+
+// loadgenConfig is what `spotflow loadgen` is told.
+type loadgenConfig struct {
+	URL         string
+	Desks       int
+	Rate        string // requests per second, or "max"
+	Duration    time.Duration
+	Concurrency int
+	Mix         string
+	Drain       time.Duration
+	JSONOut     string
+}
+
+// loadReport is what a load run measured. Latencies are in milliseconds.
+type loadReport struct {
+	Started         time.Time          `json:"started"`
+	TargetRate      string             `json:"target_rate"`
+	Desks           int                `json:"desks"`
+	DurationSeconds float64            `json:"duration_seconds"`
+	Submitted       int64              `json:"submitted"`
+	Accepted        int64              `json:"accepted"`
+	Completed       int64              `json:"completed"`
+	Errors          int64              `json:"errors"`
+	Retries         int64              `json:"retries"`
+	SubmittedPerSec float64            `json:"submitted_per_second"`
+	AcceptedPerSec  float64            `json:"accepted_per_second"`
+	CompletedPerSec float64            `json:"completed_per_second"`
+	Accept          map[string]float64 `json:"submit_to_accepted_ms"`
+	Complete        map[string]float64 `json:"submit_to_completed_ms"`
+}
+
+func loadgenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	var lc loadgenConfig
+	fs := newFlagSet("loadgen", "loadgen [flags]",
+		"Drives a running spotflow with desk submissions: registers --desks desks, submits at\n"+
+			"--rate requests a second (or \"max\") for --duration, retrying 503s with the same\n"+
+			"Idempotency-Key, shows progress every second, then waits for the requests to finish\n"+
+			"and reports throughput and submit→accepted / submit→completed latencies (the latter\n"+
+			"from the timelines in Postgres), as text and, with --json, as JSON.", stderr)
+	fs.StringVar(&lc.URL, "url", "http://127.0.0.1:8080", "spotflow's HTTP address")
+	fs.IntVar(&lc.Desks, "desks", 10, "desks to register and submit from")
+	fs.StringVar(&lc.Rate, "rate", "100", "requests per second, or max")
+	fs.DurationVar(&lc.Duration, "duration", 30*time.Second, "how long to submit")
+	fs.IntVar(&lc.Concurrency, "concurrency", 128, "submissions in flight at most")
+	fs.StringVar(&lc.Mix, "mix", "", "service mix as code=weight,...; default: every service, equally")
+	fs.DurationVar(&lc.Drain, "drain", 2*time.Minute, "how long to wait for submitted requests to finish")
+	fs.StringVar(&lc.JSONOut, "json", "", "also write the report as JSON to this file (- for stdout)")
+	cfg.flags(fs, "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
+		r, err := runLoad(ctx, store, lc, stderr)
+		if err != nil {
+			return err
+		}
+		r.print(stdout)
+		if lc.JSONOut != "" {
+			out := stdout
+			if lc.JSONOut != "-" {
+				f, err := os.Create(lc.JSONOut)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				out = f
+			}
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(r)
+		}
+		return nil
+	})
+}
+
+// loadBody is a valid submission body for a service, built from its
+// definition in the catalogue.
+func loadBody(svc events.Service, n int) []byte {
+	attrs := make(map[string]any)
+	for _, a := range svc.Attributes {
+		switch a.Datatype {
+		case events.DatatypeNumber:
+			attrs[a.Code] = 1 + n%5
+		case events.DatatypeDatetime:
+			attrs[a.Code] = "2026-12-01T09:30:00Z"
+		case events.DatatypeSingleValueList:
+			attrs[a.Code] = a.Values[n%len(a.Values)].Key
+		case events.DatatypeMultiValueList:
+			attrs[a.Code] = []string{a.Values[n%len(a.Values)].Key}
+		default:
+			attrs[a.Code] = fmt.Sprintf("%s %d", a.Code, n)
+		}
+	}
+	body, _ := json.Marshal(map[string]any{
+		"service_code": svc.Code,
+		"citizen":      map[string]string{"national_id": strconv.Itoa(10000000 + n%90000000), "name": "Load Test"},
+		"attributes":   attrs,
+	})
+	return body
+}
+
+// mixOf picks services by weight.
+func mixOf(services []events.Service, spec string) ([]events.Service, error) {
+	if spec == "" {
+		return services, nil
+	}
+	var out []events.Service
+	for part := range strings.SplitSeq(spec, ",") {
+		code, w, _ := strings.Cut(strings.TrimSpace(part), "=")
+		weight, err := strconv.Atoi(cmp.Or(w, "1"))
+		if err != nil || weight < 0 {
+			return nil, fmt.Errorf("mix: bad weight in %q", part)
+		}
+		i := slices.IndexFunc(services, func(s events.Service) bool { return s.Code == code })
+		if i < 0 {
+			return nil, fmt.Errorf("mix: no service %q", code)
+		}
+		for range weight {
+			out = append(out, services[i])
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("mix: empty")
+	}
+	return out, nil
+}
+
+func runLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig, progress io.Writer) (*loadReport, error) {
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: lc.Concurrency}}
+	services, err := fetchServices(ctx, client, lc.URL)
+	if err != nil {
+		return nil, err
+	}
+	mix, err := mixOf(services, lc.Mix)
+	if err != nil {
+		return nil, err
+	}
+	var deskIDs, tokens []string
+	for i := range max(lc.Desks, 1) {
+		d, tok, err := store.CreateDesk(ctx, fmt.Sprintf("load-%d", i%50), fmt.Sprintf("Load desk %d", i))
+		if err != nil {
+			return nil, err
+		}
+		deskIDs, tokens = append(deskIDs, d.ID), append(tokens, tok)
+	}
+	var interval time.Duration
+	if lc.Rate != "max" {
+		rate, err := strconv.ParseFloat(lc.Rate, 64)
+		if err != nil || rate <= 0 {
+			return nil, fmt.Errorf("loadgen: --rate must be a positive number or max")
+		}
+		interval = time.Duration(float64(time.Second) / rate)
+	}
+
+	r := &loadReport{Started: time.Now().UTC(), TargetRate: lc.Rate, Desks: len(deskIDs)}
+	var submitted, accepted, failed, retries atomic.Int64
+	var mu sync.Mutex
+	var acceptMs []float64
+	run := fmt.Sprintf("%x", rand.Uint32())
+	submit := func(n int) {
+		desk := n % len(tokens)
+		body := loadBody(mix[n%len(mix)], n)
+		key := fmt.Sprintf("load-%s-%d", run, n)
+		start := time.Now()
+		submitted.Add(1)
+		for attempt := 0; ; attempt++ {
+			status := post1(ctx, client, lc.URL, tokens[desk], key, body)
+			if status == http.StatusAccepted {
+				accepted.Add(1)
+				mu.Lock()
+				acceptMs = append(acceptMs, float64(time.Since(start).Microseconds())/1000)
+				mu.Unlock()
+				return
+			}
+			retryable := status == http.StatusServiceUnavailable || status == 0
+			if !retryable || attempt >= 20 || ctx.Err() != nil {
+				failed.Add(1)
+				return
+			}
+			retries.Add(1)
+			time.Sleep(min(time.Duration(1<<attempt)*50*time.Millisecond, 5*time.Second))
+		}
+	}
+
+	loadCtx, stop := context.WithTimeout(ctx, lc.Duration)
+	defer stop()
+	sem := make(chan struct{}, lc.Concurrency)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	go func() { // progress, every second
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				completed, _ := completedCount(ctx, store, deskIDs)
+				a := accepted.Load()
+				fmt.Fprintf(progress, "%5.0fs  rate %6d/s  accepted %8d  completed %8d  errors %d\n",
+					time.Since(r.Started).Seconds(), a-last, a, completed, failed.Load())
+				last = a
+			}
+		}
+	}()
+	begin := time.Now()
+	for n := 0; loadCtx.Err() == nil; n++ {
+		if interval > 0 {
+			if wait := time.Until(begin.Add(time.Duration(n) * interval)); wait > 0 {
+				select {
+				case <-loadCtx.Done():
+				case <-time.After(wait):
+				}
+				if loadCtx.Err() != nil {
+					break
+				}
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-loadCtx.Done():
+		}
+		if loadCtx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			submit(n)
+		})
+	}
+	wg.Wait()
+	submitEnd := time.Since(begin)
+
+	// Wait for the accepted requests to finish.
+	deadline := time.Now().Add(lc.Drain)
+	var completed int64
+	for {
+		completed, err = completedCount(ctx, store, deskIDs)
+		if err != nil || completed >= accepted.Load() || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	close(done)
+	completeMs, lastDone, err := completionLatencies(ctx, store, deskIDs)
+	if err != nil {
+		return nil, err
+	}
+	r.DurationSeconds = submitEnd.Seconds()
+	r.Submitted, r.Accepted, r.Completed, r.Errors, r.Retries = submitted.Load(), accepted.Load(), completed, failed.Load(), retries.Load()
+	r.SubmittedPerSec = float64(r.Submitted) / submitEnd.Seconds()
+	r.AcceptedPerSec = float64(r.Accepted) / submitEnd.Seconds()
+	if span := lastDone.Sub(begin).Seconds(); span > 0 {
+		r.CompletedPerSec = float64(r.Completed) / span
+	}
+	r.Accept, r.Complete = percentiles(acceptMs), percentiles(completeMs)
+	return r, nil
+}
+
+func fetchServices(ctx context.Context, client *http.Client, base string) ([]events.Service, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/services", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: list services: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Services []struct {
+			Code       string `json:"code"`
+			Attributes []struct {
+				Code     string          `json:"code"`
+				Datatype events.Datatype `json:"datatype"`
+				Values   []struct {
+					Key string `json:"key"`
+				} `json:"values"`
+			} `json:"attributes"`
+		} `json:"services"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Services) == 0 {
+		return nil, fmt.Errorf("loadgen: list services: %d %v", resp.StatusCode, err)
+	}
+	services := make([]events.Service, len(out.Services))
+	for i, s := range out.Services {
+		services[i].Code = s.Code
+		for _, a := range s.Attributes {
+			attr := events.Attribute{Code: a.Code, Datatype: a.Datatype}
+			for _, v := range a.Values {
+				attr.Values = append(attr.Values, events.Value{Key: v.Key})
+			}
+			services[i].Attributes = append(services[i].Attributes, attr)
+		}
+	}
+	return services, nil
+}
+
+// post1 submits once and returns the HTTP status, or 0 when no answer came.
+func post1(ctx context.Context, client *http.Client, base, token, key string, body []byte) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/requests", bytes.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func completedCount(ctx context.Context, store *postgres.Store, desks []string) (int64, error) {
+	var n int64
+	err := store.Pool().QueryRow(ctx, `
+		SELECT count(*) FROM requests WHERE desk_id = ANY($1) AND status IN ('completed', 'rejected')`, desks).Scan(&n)
+	return n, err
+}
+
+// completionLatencies reads submit→completed of the desks' finished
+// requests from their timelines, and when the last one finished.
+func completionLatencies(ctx context.Context, store *postgres.Store, desks []string) ([]float64, time.Time, error) {
+	rows, err := store.Pool().Query(ctx, `
+		SELECT extract(epoch FROM t.at - r.submitted_at) * 1000, t.at
+		FROM requests r JOIN timeline t ON t.request_id = r.id AND t.agency = '' AND t.status IN ('completed', 'rejected')
+		WHERE r.desk_id = ANY($1)`, desks)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("loadgen: read timelines: %w", err)
+	}
+	defer rows.Close()
+	var ms []float64
+	var last time.Time
+	for rows.Next() {
+		var v float64
+		var at time.Time
+		if err := rows.Scan(&v, &at); err != nil {
+			return nil, last, err
+		}
+		ms = append(ms, v)
+		if at.After(last) {
+			last = at
+		}
+	}
+	return ms, last, rows.Err()
+}
+
+func percentiles(v []float64) map[string]float64 {
+	out := map[string]float64{"p50": 0, "p95": 0, "p99": 0, "max": 0}
+	if len(v) == 0 {
+		return out
+	}
+	slices.Sort(v)
+	at := func(p float64) float64 { return v[min(len(v)-1, int(p*float64(len(v))))] }
+	out["p50"], out["p95"], out["p99"], out["max"] = at(0.50), at(0.95), at(0.99), v[len(v)-1]
+	return out
+}
+
+func (r *loadReport) print(w io.Writer) {
+	fmt.Fprintf(w, "\nload: %d desks, target rate %s, %.1fs\n", r.Desks, r.TargetRate, r.DurationSeconds)
+	fmt.Fprintf(w, "  submitted  %8d  %8.1f/s\n", r.Submitted, r.SubmittedPerSec)
+	fmt.Fprintf(w, "  accepted   %8d  %8.1f/s\n", r.Accepted, r.AcceptedPerSec)
+	fmt.Fprintf(w, "  completed  %8d  %8.1f/s\n", r.Completed, r.CompletedPerSec)
+	fmt.Fprintf(w, "  errors     %8d  (retries %d)\n", r.Errors, r.Retries)
+	fmt.Fprintf(w, "  submit→accepted   p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n",
+		r.Accept["p50"], r.Accept["p95"], r.Accept["p99"], r.Accept["max"])
+	fmt.Fprintf(w, "  submit→completed  p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n",
+		r.Complete["p50"], r.Complete["p95"], r.Complete["p99"], r.Complete["max"])
+}
