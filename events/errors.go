@@ -60,6 +60,20 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// ErrUnavailable: a piece of infrastructure (Postgres, NATS, an agency's
+// endpoint) cannot be reached. It is never the message's fault: consumers
+// retry at a short fixed interval and pause fetching, and never dead-letter
+// for it. Wrap the cause with Unavailable.
+var ErrUnavailable = errors.New("unavailable")
+
+// Unavailable marks err as an infrastructure outage; Unavailable(nil) is nil.
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
 // ErrUnknownRequest: a status event names a request or work item that the
 // projection has not recorded (yet). Usually the request is still on its way;
 // an event that keeps naming an unknown request is poison.

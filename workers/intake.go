@@ -234,9 +234,13 @@ func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Des
 			return
 		}
 		if err := in.cfg.Store.MarkPublished(r.Context(), id, message); err != nil {
-			// The request is stored; a retry with the same key publishes
-			// it again, which JetStream and the projection deduplicate.
-			in.cfg.Logger.Warn("intake: mark request published", "request", id, "err", err)
+			// JetStream has it, but until Postgres knows, the reconciler
+			// could not re-drive it: the desk retries with the same key,
+			// which publishes it again (deduplicated) and marks it.
+			in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be recorded; retry with the same Idempotency-Key"})
+			return
 		}
 	}
 	w.Header().Set("Location", "/v1/requests/"+id)

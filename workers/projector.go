@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,9 +17,12 @@ import (
 )
 
 // Projection applies changes to the store that desks and dashboards read.
-// It returns one error per change (see workers/postgres.Store.Project).
+// Project returns one error per change (see workers/postgres.Store.Project);
+// Accepted tells whether intake accepted a request, so that an event that
+// overtook its request is waited for rather than taken for poison.
 type Projection interface {
 	Project(ctx context.Context, changes []events.Change) []error
+	Accepted(ctx context.Context, requestID string) (bool, error)
 }
 
 // ProjectorConfig configures a Projector.
@@ -29,10 +33,11 @@ type ProjectorConfig struct {
 	Store Projection
 	// MaxBatch caps how many events go into one transaction. Default 500.
 	MaxBatch int
-	// UnknownRequestDeliveries is how many times an event naming a request
-	// the projection does not know is retried before it counts as poison.
-	// Default 20.
-	UnknownRequestDeliveries uint64
+	// UnknownRequestFor is how long an event may name a request that
+	// neither the projection nor intake knows before it counts as poison.
+	// An event of a request intake accepted is retried every second until
+	// its request is projected, however long that takes. Default 2 minutes.
+	UnknownRequestFor time.Duration
 	// DeadLetters records events that can never be applied. Optional.
 	DeadLetters DeadLetters
 	// Logger; default slog.Default().
@@ -51,7 +56,7 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 		return nil, errors.New("new projector: JetStream and Store are required")
 	}
 	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 500)
-	cfg.UnknownRequestDeliveries = cmp.Or(cfg.UnknownRequestDeliveries, 20)
+	cfg.UnknownRequestFor = cmp.Or(cfg.UnknownRequestFor, 2*time.Minute)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Projector{cfg: cfg}, nil
 }
@@ -100,20 +105,28 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	}
 	for j, err := range p.cfg.Store.Project(ctx, changes) {
 		i := index[j]
-		if errors.Is(err, events.ErrUnknownRequest) && delivered(msgs[i]) >= p.cfg.UnknownRequestDeliveries {
-			err = events.Permanent(err)
+		if errors.Is(err, events.ErrUnknownRequest) {
+			err = p.unknownRequest(ctx, msgs[i], changes[j].RequestID(), err)
 		}
 		errs[i] = err
 	}
 	return errs
 }
 
-func delivered(msg jetstream.Msg) uint64 {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return 1
+// unknownRequest decides about an event whose request the projection does
+// not know: wait a second for a request intake accepted, or a young one;
+// give up on an old event that names a request nobody accepted.
+func (p *Projector) unknownRequest(ctx context.Context, msg jetstream.Msg, requestID string, err error) error {
+	accepted, lookupErr := p.cfg.Store.Accepted(ctx, requestID)
+	if lookupErr != nil {
+		return lookupErr
 	}
-	return meta.NumDelivered
+	if !accepted {
+		if meta, merr := msg.Metadata(); merr == nil && time.Since(meta.Timestamp) > p.cfg.UnknownRequestFor {
+			return events.Permanent(err)
+		}
+	}
+	return natsbus.RetryIn(time.Second, err)
 }
 
 func decodeChange(msg jetstream.Msg) (events.Change, error) {

@@ -21,7 +21,7 @@ import (
 
 // startProjector runs a projector from a fresh JetStream into a fresh
 // schema, and subscribes to the reasons of the messages it terminates.
-func startProjector(t *testing.T, unknownRequestDeliveries uint64) (jetstream.JetStream, *postgres.Store, <-chan string) {
+func startProjector(t *testing.T, unknownRequestFor time.Duration) (jetstream.JetStream, *postgres.Store, <-chan string) {
 	t.Helper()
 	store := pgtest.Store(t)
 	js := natstest.JetStream(t)
@@ -42,7 +42,7 @@ func startProjector(t *testing.T, unknownRequestDeliveries uint64) (jetstream.Je
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	p, err := workers.NewProjector(workers.ProjectorConfig{
-		JetStream: js, Store: store, UnknownRequestDeliveries: unknownRequestDeliveries, Logger: quiet,
+		JetStream: js, Store: store, UnknownRequestFor: unknownRequestFor, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatalf("new projector: %v", err)
@@ -279,7 +279,7 @@ func TestProjector_TerminatesMalformedMessagesWithoutBlockingOthers(t *testing.T
 
 func TestProjector_RetriesAnEventThatArrivesBeforeItsRequest(t *testing.T) {
 	t.Parallel()
-	js, store, terminated := startProjector(t, 2)
+	js, store, terminated := startProjector(t, time.Second)
 	early := request("req-5", "birth-certificate", map[string]any{"format": "paper"})
 	routed := (&timeline{req: early}).event("", events.StatusRouted, "", "civil-registry")
 	publishEvent(t, js, routed, routed.ID)
@@ -322,4 +322,34 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 		t.Fatalf("gave up after 20s waiting for %s", what)
 	}
 	panic("unreachable")
+}
+
+func TestProjector_WaitsForTheRequestOfAnAcceptedEventHoweverLate(t *testing.T) {
+	t.Parallel()
+	// Events naming a request nobody accepted are given up on after 200ms;
+	// this one's request was accepted by intake, so it is waited for.
+	js, store, terminated := startProjector(t, 200*time.Millisecond)
+	ctx := testContext(t)
+	late := request("req-late", "birth-certificate", map[string]any{"format": "paper"})
+	desk, _, err := store.CreateDesk(ctx, "lisboa", "Desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.ClaimKey(ctx, events.KeyClaim{DeskID: desk.ID, Key: "k", ServiceCode: late.ServiceCode, Body: []byte("b"), NewID: late.ID}); err != nil {
+		t.Fatal(err)
+	}
+	routed := (&timeline{req: late}).event("", events.StatusRouted, "", "civil-registry")
+	publishEvent(t, js, routed, routed.ID)
+	time.Sleep(700 * time.Millisecond) // well past UnknownRequestFor, on purpose
+	publishRequest(t, js, late)
+
+	v := view(t, store, "req-late", "the late request and its event to be applied", hasStatus(events.StatusRouted))
+	if got := timelineOf(v); !slices.Equal(got, []string{"submitted", "routed"}) {
+		t.Errorf("timeline = %v, want submitted then routed", got)
+	}
+	select {
+	case reason := <-terminated:
+		t.Errorf("an event of an accepted request was terminated: %s", reason)
+	default:
+	}
 }

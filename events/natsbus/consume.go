@@ -43,6 +43,11 @@ type Settings struct {
 	// Grace is how long in-flight messages may finish after the loop's
 	// context ends. Default 10 seconds.
 	Grace time.Duration
+	// OutageRetry is the NAK delay of a message that failed because of an
+	// outage (events.ErrUnavailable), and how long the loop then pauses
+	// before fetching again, so that the backlog drains as soon as the
+	// outage ends. Default 1 second.
+	OutageRetry time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -51,6 +56,7 @@ func (s *Settings) fill() {
 	s.Concurrency = cmp.Or(s.Concurrency, 1)
 	s.MaxBatch = cmp.Or(s.MaxBatch, 500)
 	s.Grace = cmp.Or(s.Grace, 10*time.Second)
+	s.OutageRetry = cmp.Or(s.OutageRetry, time.Second)
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
@@ -86,8 +92,9 @@ func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler
 					s.settle(work, msg, work.Err())
 					continue
 				}
-				err := s.run(work, msg, h)
-				s.settle(work, msg, err)
+				if err := s.run(work, msg, h); s.settle(work, msg, err) {
+					pause(ctx, s.OutageRetry)
+				}
 			}
 		})
 	}
@@ -119,8 +126,12 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 			}
 		}
 		errs := s.runBatch(work, batch, h)
+		outage := false
 		for i, msg := range batch {
-			s.settle(work, msg, errs[i])
+			outage = s.settle(work, msg, errs[i]) || outage
+		}
+		if outage {
+			pause(ctx, s.OutageRetry)
 		}
 	}
 	return nil
@@ -211,14 +222,30 @@ func (s *Settings) runBatch(ctx context.Context, msgs []jetstream.Msg, h BatchHa
 	return errs
 }
 
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // settle is the one place where a handler's outcome becomes an ack, a NAK
-// with delay or a termination.
-func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) {
+// with delay or a termination. It reports whether the failure was an
+// outage, after which the loop pauses.
+func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) (outage bool) {
 	if err == nil {
 		if aerr := msg.Ack(); aerr != nil {
 			s.Logger.Warn("ack failed; the message will be redelivered", "subject", msg.Subject(), "err", aerr)
 		}
-		return
+		return false
+	}
+	if errors.Is(err, events.ErrUnavailable) {
+		s.Logger.Debug("outage; will retry", "subject", msg.Subject(), "retry_in", s.OutageRetry, "err", err)
+		_ = msg.NakWithDelay(s.OutageRetry)
+		return true
 	}
 	var delivered uint64 = 1
 	if meta, merr := msg.Metadata(); merr == nil {
@@ -228,22 +255,47 @@ func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) {
 		if s.DeadLetter != nil {
 			if dlErr := s.DeadLetter(ctx, msg, err); dlErr != nil {
 				s.Logger.Error("dead letter not recorded; keeping the message", "subject", msg.Subject(), "err", dlErr)
-				_ = msg.NakWithDelay(s.Retry(delivered))
-				return
+				_ = msg.NakWithDelay(s.OutageRetry)
+				return true
 			}
 		}
 		s.Logger.Warn("message failed permanently", "subject", msg.Subject(), "reason", err.Error())
 		_ = msg.TermWithReason(truncate(err.Error(), 200))
-		return
+		return false
 	}
-	delay := s.Retry(delivered)
+	var delay time.Duration
 	var ra retryAfter
-	if errors.As(err, &ra) {
-		delay = min(max(delay, ra.RetryAfter()), maxRetryAfter)
+	var in *retryInError
+	switch {
+	case errors.As(err, &in):
+		delay = in.delay
+	case errors.As(err, &ra):
+		delay = min(max(s.Retry(delivered), ra.RetryAfter()), maxRetryAfter)
+	default:
+		delay = s.Retry(delivered)
 	}
 	s.Logger.Info("message failed; will retry", "subject", msg.Subject(), "delivered", delivered, "retry_in", delay, "err", err)
 	_ = msg.NakWithDelay(delay)
+	return false
 }
+
+// RetryIn marks err as transient, to be retried after exactly d rather than
+// along the growing schedule: for a failure expected to clear soon, such as
+// an event that overtook its request.
+func RetryIn(d time.Duration, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &retryInError{delay: d, err: err}
+}
+
+type retryInError struct {
+	delay time.Duration
+	err   error
+}
+
+func (e *retryInError) Error() string { return e.err.Error() }
+func (e *retryInError) Unwrap() error { return e.err }
 
 // retryAfter is implemented by errors that say how long to wait before
 // trying again, such as an agency's Retry-After.

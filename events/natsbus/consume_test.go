@@ -193,7 +193,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		publishWork(t, js, "tax", "w1")
 		var rec recorder
 		run(t, "Consume", func(ctx context.Context) error {
-			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 2)},
+			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, OutageRetry: 10 * time.Millisecond, Logger: quiet, DeadLetter: rec.deadLetter(js, 2)},
 				func(ctx context.Context, msg jetstream.Msg) error {
 					rec.delivered(msg)
 					return events.Permanent(errors.New("refused by the agency"))
@@ -205,8 +205,10 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		if !slices.Equal(deliveries, []uint64{1, 2, 3}) {
 			t.Errorf("deliveries = %v, want [1 2 3]: a message whose dead letter failed must be redelivered", deliveries)
 		}
-		if !slices.Equal(retries, []uint64{1, 2}) {
-			t.Errorf("Retry called with %v, want [1 2]", retries)
+		// A dead letter that cannot be recorded is an outage (the store is
+		// down): the message comes back after OutageRetry, not the schedule.
+		if len(retries) != 0 {
+			t.Errorf("Retry called with %v, want no call", retries)
 		}
 		if len(deadLetters) != 3 || !slices.Equal(queued, []uint64{1, 1, 1}) {
 			t.Errorf("dead-letter hook calls %d seeing %v queued, want 3 seeing the message each time", len(deadLetters), queued)
@@ -438,4 +440,51 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 		t.Fatalf("gave up after 20s waiting for %s", what)
 	}
 	panic("unreachable")
+}
+
+func TestConsume_RetriesOutagesPromptlyAndNeverDeadLettersThem(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	publishWork(t, js, "tax", "w1")
+	var rec recorder
+	run(t, "Consume", func(ctx context.Context) error {
+		return natsbus.Consume(ctx, cons, natsbus.Settings{
+			Retry: rec.retry, OutageRetry: 20 * time.Millisecond, Logger: quiet, DeadLetter: rec.deadLetter(js, 0),
+		}, func(ctx context.Context, msg jetstream.Msg) error {
+			if rec.delivered(msg) < 4 {
+				return events.Unavailable(errors.New("dial tcp 127.0.0.1:5432: connection refused"))
+			}
+			return nil
+		})
+	})
+	waitFor(t, "the message to be acked once the outage ends", settled(t, js, cons, 0))
+	deliveries, retries, deadLetters, _ := rec.snapshot()
+	if !slices.Equal(deliveries, []uint64{1, 2, 3, 4}) {
+		t.Errorf("deliveries = %v, want [1 2 3 4]", deliveries)
+	}
+	if len(retries) != 0 || len(deadLetters) != 0 {
+		t.Errorf("an outage used the retry schedule %v or dead-lettered %v; want neither", retries, deadLetters)
+	}
+}
+
+func TestConsume_RetryInOverridesTheSchedule(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	publishWork(t, js, "tax", "w1")
+	var rec recorder
+	run(t, "Consume", func(ctx context.Context) error {
+		return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet},
+			func(ctx context.Context, msg jetstream.Msg) error {
+				if rec.delivered(msg) == 1 {
+					return natsbus.RetryIn(10*time.Millisecond, errors.New("overtook its request"))
+				}
+				return nil
+			})
+	})
+	waitFor(t, "the message to be acked on its second delivery", settled(t, js, cons, 0))
+	if _, retries, _, _ := rec.snapshot(); len(retries) != 0 {
+		t.Errorf("Retry called with %v; RetryIn should have set the delay", retries)
+	}
 }

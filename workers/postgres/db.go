@@ -5,7 +5,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/spotflow/spotflow/events"
 	"io/fs"
 	"path"
 	"slices"
@@ -46,6 +48,33 @@ func ConnectConfig(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, err
 		return nil, fmt.Errorf("reach database: %w", err)
 	}
 	return pool, nil
+}
+
+// classify marks err as an outage (events.ErrUnavailable) when it says the
+// database could not be reached or used at all, rather than refusing one
+// statement: no connection, a connection lost, a server shutting down or out
+// of resources. Errors the server raised about a statement are returned as
+// they are.
+func classify(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			strings.HasPrefix(pgErr.Code, "53"),  // insufficient resources
+			strings.HasPrefix(pgErr.Code, "57P"): // operator intervention: shutdown
+			return events.Unavailable(err)
+		}
+		return err
+	}
+	var perm *events.PermanentError
+	if errors.As(err, &perm) || errors.Is(err, events.ErrUnknownRequest) || errors.Is(err, events.ErrNotFound) {
+		return err
+	}
+	// Anything else is the client failing to talk to the server.
+	return events.Unavailable(err)
 }
 
 // migrationLock is the advisory lock that serialises migrations across

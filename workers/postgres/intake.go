@@ -89,6 +89,17 @@ func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int
 	return out, nil
 }
 
+// Accepted reports whether intake accepted a request with this ID: then
+// it is on its way, however late.
+func (s *Store) Accepted(ctx context.Context, requestID string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM intake_keys WHERE request_id = $1)`, requestID).Scan(&ok)
+	if err != nil {
+		return false, classify(fmt.Errorf("look up request: %w", err))
+	}
+	return ok, nil
+}
+
 // MarkRedriven records that requests were published again.
 func (s *Store) MarkRedriven(ctx context.Context, ids []string) error {
 	_, err := s.pool.Exec(ctx, `

@@ -62,10 +62,14 @@ func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
 	if err := tx.Commit(ctx); err != nil {
 		return fill(errs, fmt.Errorf("project: commit: %w", err))
 	}
+	for i := range errs {
+		errs[i] = classify(errs[i])
+	}
 	return errs
 }
 
 func fill(errs []error, err error) []error {
+	err = classify(err)
 	for i := range errs {
 		errs[i] = err
 	}
