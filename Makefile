@@ -6,7 +6,7 @@ TEST_DIR    ?= .data/test
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test vet postgres-binaries clean
+.PHONY: help build run test bench vet postgres-binaries clean chaos
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,12 @@ test: build vet postgres-binaries ## run every test against a real Postgres (sta
 	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
 	echo "test database: $$url"; \
 	TEST_DATABASE_URL="$$url" $(GO) test $(GOTESTFLAGS) ./...
+
+bench: ## run the Go benchmarks (JetStream durability cost) and print their figures
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count 5 ./events/natsbus/
+
+chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgres restarts, agency faults, poison, duplicates) and print the ledger
+	$(GO) run ./cmd/chaos --spotflow $(BIN)
 
 postgres-binaries: ## install PostgreSQL's server binaries if this machine has none
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
