@@ -71,6 +71,9 @@ type Config struct {
 	// OperatorToken enables the operator API (/v1/ops/) for holders of this
 	// bearer token. SPOTFLOW_OPERATOR_TOKEN; empty turns the API off.
 	OperatorToken string
+	// Pprof serves Go's profiles under /debug/pprof/ on the HTTP address.
+	// SPOTFLOW_PPROF; off by default.
+	Pprof bool
 	// LogLevel is debug, info, warn or error. SPOTFLOW_LOG_LEVEL.
 	LogLevel string
 }
@@ -115,6 +118,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.DurationVar(&c.ReconcileAfter, "reconcile-after", envDuration("SPOTFLOW_RECONCILE_AFTER", 5*time.Minute), "re-drive an accepted request that made no progress for this long (SPOTFLOW_RECONCILE_AFTER)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("SPOTFLOW_RECONCILE_EVERY", 30*time.Second), "how often to look for stalled requests (SPOTFLOW_RECONCILE_EVERY)")
 	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "bearer token of the operator API /v1/ops/; empty turns it off (SPOTFLOW_OPERATOR_TOKEN)")
+	fs.BoolVar(&c.Pprof, "pprof", envBool("SPOTFLOW_PPROF"), "serve Go's profiles under /debug/pprof/ (SPOTFLOW_PPROF)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SPOTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (SPOTFLOW_LOG_LEVEL)")
 }
 
