@@ -25,8 +25,11 @@ import (
 // Throughput roll-ups are counted in memory and written last, in key order:
 // every event of a minute lands in the same few rows, and taking them in the
 // order of each batch's requests would let concurrent projectors deadlock.
+//
+// A batch is first applied as a whole, without savepoints, which saves two
+// round trips per change; only if a change fails is the batch applied again
+// with a savepoint per change, so that the failure stays alone.
 func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
-	errs := make([]error, len(changes))
 	// Lock requests in a stable order to keep concurrent projectors from
 	// deadlocking; a stable sort keeps each request's events in order.
 	order := make([]int, len(changes))
@@ -36,19 +39,38 @@ func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
 	slices.SortStableFunc(order, func(a, b int) int {
 		return cmp.Compare(changes[a].RequestID(), changes[b].RequestID())
 	})
+	if errs, ok := s.project(ctx, changes, order, false); ok {
+		return errs
+	}
+	errs, _ := s.project(ctx, changes, order, true)
+	return errs
+}
+
+// project applies changes in one transaction, in order. Without savepoints
+// it gives up at the first failing change and reports ok false; with them,
+// each failure is rolled back alone.
+func (s *Store) project(ctx context.Context, changes []events.Change, order []int, savepoints bool) (errs []error, ok bool) {
+	errs = make([]error, len(changes))
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fill(errs, fmt.Errorf("project: begin: %w", err))
+		return fill(errs, fmt.Errorf("project: begin: %w", err)), true
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	counts := make(map[throughputKey]int64)
 	for _, i := range order {
 		var counted []throughputKey
-		errs[i] = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			return s.apply(ctx, sp, changes[i], &counted)
-		})
+		if savepoints {
+			errs[i] = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+				return s.apply(ctx, sp, changes[i], &counted)
+			})
+		} else {
+			errs[i] = s.apply(ctx, tx, changes[i], &counted)
+		}
 		if errs[i] != nil && ctx.Err() != nil {
-			return fill(errs, fmt.Errorf("project: %w", ctx.Err()))
+			return fill(errs, fmt.Errorf("project: %w", ctx.Err())), true
+		}
+		if errs[i] != nil && !savepoints {
+			return nil, false
 		}
 		if errs[i] == nil {
 			for _, k := range counted {
@@ -57,15 +79,15 @@ func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
 		}
 	}
 	if err := addThroughput(ctx, tx, counts); err != nil {
-		return fill(errs, fmt.Errorf("project: %w", err))
+		return fill(errs, fmt.Errorf("project: %w", err)), true
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fill(errs, fmt.Errorf("project: commit: %w", err))
+		return fill(errs, fmt.Errorf("project: commit: %w", err)), true
 	}
 	for i := range errs {
 		errs[i] = classify(errs[i])
 	}
-	return errs
+	return errs, true
 }
 
 func fill(errs []error, err error) []error {
@@ -155,15 +177,13 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *
 	if err != nil {
 		return fmt.Errorf("lock request: %w", err)
 	}
+	var items []workItemRow
 	if ev.Agency != "" {
-		var item events.Status
-		err := tx.QueryRow(ctx, `SELECT status FROM work_items WHERE request_id = $1 AND agency = $2`,
-			ev.RequestID, ev.Agency).Scan(&item)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("project event %s: agency %s: %w", ev.ID, ev.Agency, events.ErrUnknownRequest)
+		if items, err = readWorkItems(ctx, tx, req.id); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("read work item: %w", err)
+		if !slices.ContainsFunc(items, func(w workItemRow) bool { return w.agency == ev.Agency }) {
+			return fmt.Errorf("project event %s: agency %s: %w", ev.ID, ev.Agency, events.ErrUnknownRequest)
 		}
 	}
 	fresh, err := s.record(ctx, tx, &req, ev.ID, ev.Agency, ev.Status, ev.At, ev.Actor, ev.Note)
@@ -173,7 +193,30 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *
 	if ev.Agency == "" {
 		return s.applyRequestEvent(ctx, tx, &req, ev)
 	}
-	return s.applyWorkItemEvent(ctx, tx, &req, ev)
+	return s.applyWorkItemEvent(ctx, tx, &req, ev, items)
+}
+
+// workItemRow is what applying an event needs of a work item.
+type workItemRow struct {
+	agency string
+	status events.Status
+	round  int
+}
+
+func readWorkItems(ctx context.Context, tx pgx.Tx, requestID string) ([]workItemRow, error) {
+	rows, err := tx.Query(ctx, `SELECT agency, status, round FROM work_items WHERE request_id = $1`, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("read work items: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (workItemRow, error) {
+		var w workItemRow
+		err := r.Scan(&w.agency, &w.status, &w.round)
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read work items: %w", err)
+	}
+	return items, nil
 }
 
 // record adds an event to the timeline, counts it for the roll-ups, and
@@ -232,37 +275,30 @@ func (s *Store) applyRequestEvent(ctx context.Context, tx pgx.Tx, req *requestRo
 	return s.setRequestStatus(ctx, tx, req, ev.Status, ev.At, ev.Note, ev.Round)
 }
 
-func (s *Store) applyWorkItemEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent) error {
-	// An event of a newer round supersedes whatever the work item reached;
-	// within a round, a status only replaces one it outranks.
-	_, err := tx.Exec(ctx, `
-		UPDATE work_items SET status = $3, round = $6, updated_at = greatest(updated_at, $4)
-		WHERE request_id = $1 AND agency = $2
-		  AND ($6 > round OR ($6 = round AND $5 > (CASE status `+rankCases+` ELSE 0 END)))`,
-		req.id, ev.Agency, ev.Status, ev.At, ev.Status.Rank(), ev.Round)
-	if err != nil {
-		return fmt.Errorf("update work item: %w", err)
-	}
-	rows, err := tx.Query(ctx, `SELECT status, round FROM work_items WHERE request_id = $1`, req.id)
-	if err != nil {
-		return fmt.Errorf("read work items: %w", err)
-	}
-	var items []events.Status
+// applyWorkItemEvent applies ev to its work item, one of items (read under
+// the request's lock), and moves the request to what its work items add up
+// to.
+func (s *Store) applyWorkItemEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent, items []workItemRow) error {
+	statuses := make([]events.Status, len(items))
 	round := req.round
-	for rows.Next() {
-		var st events.Status
-		var r int
-		if err := rows.Scan(&st, &r); err != nil {
-			rows.Close()
-			return fmt.Errorf("read work items: %w", err)
+	for i := range items {
+		w := &items[i]
+		// An event of a newer round supersedes whatever the work item
+		// reached; within a round, a status only replaces one it outranks.
+		if w.agency == ev.Agency && (ev.Round > w.round || (ev.Round == w.round && ev.Status.Rank() > w.status.Rank())) {
+			_, err := tx.Exec(ctx, `
+				UPDATE work_items SET status = $3, round = $4, updated_at = greatest(updated_at, $5)
+				WHERE request_id = $1 AND agency = $2`,
+				req.id, ev.Agency, ev.Status, ev.Round, ev.At)
+			if err != nil {
+				return fmt.Errorf("update work item: %w", err)
+			}
+			w.status, w.round = ev.Status, ev.Round
 		}
-		items = append(items, st)
-		round = max(round, r)
+		statuses[i] = w.status
+		round = max(round, w.round)
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read work items: %w", err)
-	}
-	agg := events.Aggregate(items)
+	agg := events.Aggregate(statuses)
 	if agg == req.status {
 		return touch(ctx, tx, req.id, ev.At)
 	}
