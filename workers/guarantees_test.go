@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,6 +32,18 @@ type pipeline struct {
 
 func startPipeline(t *testing.T, adapter workers.Adapter, topology natsbus.Topology) *pipeline {
 	t.Helper()
+	p := startPipelineWithout(t, adapter, topology)
+	router, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: catalog(t), DeadLetters: p.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRole(t, "Router", router.Run)
+	return p
+}
+
+// startPipelineWithout runs every role but intake and the router.
+func startPipelineWithout(t *testing.T, adapter workers.Adapter, topology natsbus.Topology) *pipeline {
+	t.Helper()
 	cat := catalog(t)
 	p := &pipeline{js: natstest.JetStream(t), store: pgtest.Store(t)}
 	topology.Agencies = cat.AgencyCodes()
@@ -40,10 +53,6 @@ func startPipeline(t *testing.T, adapter workers.Adapter, topology natsbus.Topol
 	adapters := make(map[string]workers.Adapter)
 	for _, a := range cat.AgencyCodes() {
 		adapters[a] = adapter
-	}
-	router, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: cat, DeadLetters: p.store, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
 	}
 	dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
 		JetStream: p.js, Adapters: adapters, DeadLetters: p.store, RetryFor: 50 * time.Millisecond, Logger: quiet,
@@ -59,7 +68,6 @@ func startPipeline(t *testing.T, adapter workers.Adapter, topology natsbus.Topol
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "Router", router.Run)
 	runRole(t, "Dispatcher", dispatcher.Run)
 	runRole(t, "Projector", projector.Run)
 	runRole(t, "Undelivered", undelivered.Run)
@@ -291,3 +299,59 @@ func TestOps_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 
 // lost returns a request like the tests', for its citizen.
 func lost() *events.Request { return changeOfAddress("x") }
+
+func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
+	t.Parallel()
+	agency := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		return workers.Receipt{Status: events.StatusCompleted}, nil
+	}}
+	p := startPipelineWithout(t, agency, natsbus.Topology{})
+	// A router whose catalogue lacks birth certificates dead-letters the
+	// request; an operator replays it once a router knows the service.
+	full := catalog(t)
+	raw, err := json.Marshal(struct {
+		Version  string           `json:"version"`
+		Agencies []events.Agency  `json:"agencies"`
+		Services []events.Service `json:"services"`
+	}{full.Version, full.Agencies, slices.DeleteFunc(slices.Clone(full.Services), func(s events.Service) bool { return s.Code == "birth-certificate" })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, err := events.ParseCatalog(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRouter, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: older, DeadLetters: p.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stopOld := context.WithCancel(context.Background())
+	oldDone := make(chan error, 1)
+	go func() { oldDone <- oldRouter.Run(ctx) }()
+
+	req := request("req-unrouted", "birth-certificate", map[string]any{"format": "online"})
+	desk := p.accept(t, req, true)
+	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
+	stopOld()
+	if err := <-oldDone; err != nil {
+		t.Fatalf("old router: %v", err)
+	}
+	router, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: full, DeadLetters: p.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runRole(t, "Router", router.Run)
+
+	dead, err := p.store.ListDeadLetters(testContext(t), "", true, 0)
+	if err != nil || len(dead) != 1 || dead[0].RequestID != req.ID || !strings.Contains(dead[0].LastError, "unknown service") {
+		t.Fatalf("dead letters %+v (err %v), want the unroutable request", dead, err)
+	}
+	if err := workers.NewReplayer(p.store, p.js).Replay(testContext(t), dead[0].ID, "operator:ines"); err != nil {
+		t.Fatal(err)
+	}
+	v := p.waitForStatus(t, desk, req.ID, events.StatusCompleted)
+	want := []string{"submitted", "failed", "routed", "civil-registry dispatched", "civil-registry completed", "completed"}
+	if got := timelineOf(v); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("timeline %v, want %v", got, want)
+	}
+}
