@@ -24,7 +24,7 @@ func TestProject_UnreachableDatabaseIsAnOutage(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 	store := postgres.NewStore(pool, []byte("0123456789abcdef0123456789abcdef"))
-	ev := events.StatusEvent{Schema: events.SchemaStatus, ID: "r.routed", RequestID: "r", Status: events.StatusRouted, At: time.Now()}
+	ev := events.StatusEvent{Schema: events.SchemaStatus, ID: "r.routed", RequestID: "r", Status: events.StatusRouted, Agencies: []string{"tax"}, At: time.Now()}
 	errs := store.Project(context.Background(), []events.Change{{Event: &ev}})
 	if len(errs) != 1 || !errors.Is(errs[0], events.ErrUnavailable) || events.IsPermanent(errs[0]) {
 		t.Errorf("Project on an unreachable database = %v; want an outage, not a permanent failure", errs)

@@ -1,10 +1,10 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -12,82 +12,36 @@ import (
 	"github.com/spotflow/spotflow/events"
 )
 
-// Project applies changes in one transaction, each change in a savepoint of
-// its own, and returns one error per change: nil when it was applied or had
-// been applied before. A change that fails is rolled back alone; if the
-// transaction cannot commit, every change gets the commit's error.
+// Project applies changes in one transaction and returns one error per
+// change: nil when it was applied or had been applied before.
+//
+// The batch is applied as a set: one pipelined round trip locks its requests
+// and reads their work items and the events already recorded, the new state
+// is worked out in memory, and a second round trip writes it back, a single
+// statement per table whatever the size of the batch. Changes that cannot be
+// applied (an unknown request or agency, an event without a status) get
+// their own error and change nothing. If the database refuses the batch as a
+// whole, it is split in halves and each applied alone, down to the one change
+// at fault; an outage fails every change with an events.ErrUnavailable.
 //
 // Applying is idempotent: each event's ID is recorded in the timeline in the
 // same transaction as its effects, and an event seen before changes nothing.
 // A status only replaces one it outranks, so reordered events never move a
-// work item backwards.
-//
-// Throughput roll-ups are counted in memory and written last, in key order:
-// every event of a minute lands in the same few rows, and taking them in the
-// order of each batch's requests would let concurrent projectors deadlock.
-//
-// A batch is first applied as a whole, without savepoints, which saves two
-// round trips per change; only if a change fails is the batch applied again
-// with a savepoint per change, so that the failure stays alone.
+// work item backwards. Requests are locked in ID order and throughput
+// roll-ups written in key order, so concurrent projectors do not deadlock.
 func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
-	// Lock requests in a stable order to keep concurrent projectors from
-	// deadlocking; a stable sort keeps each request's events in order.
-	order := make([]int, len(changes))
-	for i := range order {
-		order[i] = i
+	if len(changes) == 0 {
+		return nil
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Compare(changes[a].RequestID(), changes[b].RequestID())
-	})
-	if errs, ok := s.project(ctx, changes, order, false); ok {
+	errs, err := s.projectSet(ctx, changes)
+	if err == nil {
 		return errs
 	}
-	errs, _ := s.project(ctx, changes, order, true)
-	return errs
-}
-
-// project applies changes in one transaction, in order. Without savepoints
-// it gives up at the first failing change and reports ok false; with them,
-// each failure is rolled back alone.
-func (s *Store) project(ctx context.Context, changes []events.Change, order []int, savepoints bool) (errs []error, ok bool) {
-	errs = make([]error, len(changes))
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fill(errs, fmt.Errorf("project: begin: %w", err)), true
+	if len(changes) == 1 || errors.Is(err, events.ErrUnavailable) || ctx.Err() != nil {
+		return fill(make([]error, len(changes)), err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	counts := make(map[throughputKey]int64)
-	for _, i := range order {
-		var counted []throughputKey
-		if savepoints {
-			errs[i] = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-				return s.apply(ctx, sp, changes[i], &counted)
-			})
-		} else {
-			errs[i] = s.apply(ctx, tx, changes[i], &counted)
-		}
-		if errs[i] != nil && ctx.Err() != nil {
-			return fill(errs, fmt.Errorf("project: %w", ctx.Err())), true
-		}
-		if errs[i] != nil && !savepoints {
-			return nil, false
-		}
-		if errs[i] == nil {
-			for _, k := range counted {
-				counts[k]++
-			}
-		}
-	}
-	if err := addThroughput(ctx, tx, counts); err != nil {
-		return fill(errs, fmt.Errorf("project: %w", err)), true
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fill(errs, fmt.Errorf("project: commit: %w", err)), true
-	}
-	for i := range errs {
-		errs[i] = classify(errs[i])
-	}
-	return errs, true
+	half := len(changes) / 2
+	return append(s.Project(ctx, changes[:half]), s.Project(ctx, changes[half:])...)
 }
 
 func fill(errs []error, err error) []error {
@@ -98,235 +52,340 @@ func fill(errs []error, err error) []error {
 	return errs
 }
 
-// requestRow is what applying an event needs of its request.
-type requestRow struct {
-	id, desk, municipality, service string
-	status                          events.Status
-	round                           int
-	// counted collects the roll-up buckets of the events recorded.
-	counted *[]throughputKey
+// requestState is a request as the batch finds and leaves it.
+type requestState struct {
+	status events.Status
+	round  int
+	items  []workItemState
+	// at is the latest event time seen; dirty marks a request to write back.
+	at    time.Time
+	dirty bool
 }
 
-// throughputKey is one row of throughput_minute.
-type throughputKey struct {
-	minute                                      time.Time
-	desk, municipality, service, agency, status string
+// workItemState is a work item as the batch finds and leaves it.
+type workItemState struct {
+	agency string
+	status events.Status
+	round  int
+	at     time.Time
+	dirty  bool
 }
 
-func (k throughputKey) compare(o throughputKey) int {
-	return cmp.Or(k.minute.Compare(o.minute), cmp.Compare(k.desk, o.desk),
-		cmp.Compare(k.municipality, o.municipality), cmp.Compare(k.service, o.service),
-		cmp.Compare(k.agency, o.agency), cmp.Compare(k.status, o.status))
+// timelineRow is an event to record.
+type timelineRow struct {
+	id, requestID, agency string
+	status                events.Status
+	at                    time.Time
+	actor, note           string
 }
 
-// addThroughput adds counts to the roll-ups, taking their rows in key order.
-func addThroughput(ctx context.Context, tx pgx.Tx, counts map[throughputKey]int64) error {
-	if len(counts) == 0 {
+// batch is one Project call worked out in memory.
+type batch struct {
+	requests map[string]*requestState
+	seen     map[string]bool
+	timeline []timelineRow
+}
+
+func (s *Store) projectSet(ctx context.Context, changes []events.Change) ([]error, error) {
+	errs := make([]error, len(changes))
+	evs := make([]*events.StatusEvent, len(changes))
+	var ids, eventIDs []string
+	inserts := make(map[string]*events.Request)
+	for i, c := range changes {
+		ev, err := eventOf(c)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		evs[i] = ev
+		ids = append(ids, ev.RequestID)
+		eventIDs = append(eventIDs, ev.ID)
+		if c.Request != nil {
+			inserts[c.Request.ID] = c.Request
+		}
+	}
+	if len(ids) == 0 {
+		return errs, nil
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, classify(fmt.Errorf("project: begin: %w", err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	b, err := s.load(ctx, tx, ids, eventIDs, inserts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for i, ev := range evs {
+		if ev != nil {
+			errs[i] = b.apply(ev)
+		}
+	}
+	if err := b.store(ctx, tx); err != nil {
+		return nil, classify(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, classify(fmt.Errorf("project: commit: %w", err))
+	}
+	return errs, nil
+}
+
+// eventOf is the status event a change stands for.
+func eventOf(c events.Change) (*events.StatusEvent, error) {
+	ev := c.Event
+	if c.Request != nil {
+		sub := c.Request.SubmittedEvent()
+		ev = &sub
+	}
+	if ev == nil {
+		return nil, events.Permanent(errors.New("project: empty change"))
+	}
+	if !ev.Status.Valid() {
+		return nil, events.Permanent(fmt.Errorf("project: event %s has unknown status %q", ev.ID, ev.Status))
+	}
+	if ev.Agency == "" && ev.Status == events.StatusRouted && len(ev.Agencies) == 0 {
+		return nil, events.Permanent(fmt.Errorf("project event %s: routed to no agency", ev.ID))
+	}
+	return ev, nil
+}
+
+// load inserts the batch's new requests, then locks every request of the
+// batch and reads its work items and which of the batch's events are already
+// recorded, in one round trip. Reading after the lock means a concurrent
+// projector's events on the same requests are seen once it commits.
+func (s *Store) load(ctx context.Context, tx pgx.Tx, ids, eventIDs []string, inserts map[string]*events.Request) (*batch, error) {
+	var q pgx.Batch
+	if len(inserts) > 0 {
+		n := len(inserts)
+		var (
+			rid, desk, muni, svc, visit, mediator = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+			refs                                  = make([][]byte, 0, n)
+			submitted                             = make([]time.Time, 0, n)
+		)
+		for _, id := range slices.Sorted(maps.Keys(inserts)) {
+			r := inserts[id]
+			rid, desk, muni, svc = append(rid, r.ID), append(desk, r.DeskID), append(muni, r.Municipality), append(svc, r.ServiceCode)
+			visit, mediator = append(visit, r.VisitID), append(mediator, r.Mediator)
+			refs = append(refs, s.keyedHash([]byte(r.Citizen.NationalID)))
+			submitted = append(submitted, r.SubmittedAt)
+		}
+		q.Queue(`
+			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
+			                      citizen_ref, status, submitted_at, updated_at)
+			SELECT id, desk, muni, svc, NULLIF(visit, ''), NULLIF(mediator, ''), ref, $9, at, at
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[])
+			     AS t(id, desk, muni, svc, visit, mediator, ref, at)
+			ORDER BY id
+			ON CONFLICT (id) DO NOTHING`,
+			rid, desk, muni, svc, visit, mediator, refs, submitted, events.StatusSubmitted)
+	}
+	b := &batch{requests: make(map[string]*requestState, len(ids)), seen: make(map[string]bool)}
+	q.Queue(`SELECT id, status, round FROM requests WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				r := &requestState{}
+				if err := rows.Scan(&id, &r.status, &r.round); err != nil {
+					return err
+				}
+				b.requests[id] = r
+			}
+			return rows.Err()
+		})
+	q.Queue(`SELECT request_id, agency, status, round FROM work_items WHERE request_id = ANY($1) ORDER BY request_id, agency`, ids).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var w workItemState
+				if err := rows.Scan(&id, &w.agency, &w.status, &w.round); err != nil {
+					return err
+				}
+				if r := b.requests[id]; r != nil {
+					r.items = append(r.items, w)
+				}
+			}
+			return rows.Err()
+		})
+	q.Queue(`SELECT event_id FROM timeline WHERE event_id = ANY($1)`, eventIDs).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				b.seen[id] = true
+			}
+			return rows.Err()
+		})
+	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
+		return nil, fmt.Errorf("project: load requests: %w", err)
+	}
+	return b, nil
+}
+
+// apply works out in memory what ev does to its request.
+func (b *batch) apply(ev *events.StatusEvent) error {
+	req := b.requests[ev.RequestID]
+	if req == nil {
+		return fmt.Errorf("project event %s: %w", ev.ID, events.ErrUnknownRequest)
+	}
+	if ev.Agency != "" && !slices.ContainsFunc(req.items, func(w workItemState) bool { return w.agency == ev.Agency }) {
+		return fmt.Errorf("project event %s: agency %s: %w", ev.ID, ev.Agency, events.ErrUnknownRequest)
+	}
+	if !b.record(ev.ID, ev.RequestID, ev.Agency, ev.Status, ev.At, ev.Actor, ev.Note) {
 		return nil
 	}
-	keys := make([]throughputKey, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
+	req.dirty = true
+	if ev.At.After(req.at) {
+		req.at = ev.At
 	}
-	slices.SortFunc(keys, throughputKey.compare)
-	var b pgx.Batch
-	for _, k := range keys {
-		b.Queue(`
-			INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
-			ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
-			DO UPDATE SET events = throughput_minute.events + excluded.events`,
-			k.minute, k.desk, k.municipality, k.service, k.agency, k.status, counts[k])
-	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("count events: %w", err)
+	if ev.Agency == "" {
+		b.applyRequestEvent(req, ev)
+	} else {
+		b.applyWorkItemEvent(req, ev)
 	}
 	return nil
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *[]throughputKey) error {
-	if r := c.Request; r != nil {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
-			                      citizen_ref, status, submitted_at, updated_at)
-			VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), $7, $8, $9, $9)
-			ON CONFLICT (id) DO NOTHING`,
-			r.ID, r.DeskID, r.Municipality, r.ServiceCode, r.VisitID, r.Mediator,
-			s.keyedHash([]byte(r.Citizen.NationalID)), events.StatusSubmitted, r.SubmittedAt)
-		if err != nil {
-			return fmt.Errorf("insert request: %w", err)
-		}
-		ev := r.SubmittedEvent()
-		c.Event = &ev
-	}
-	ev := c.Event
-	if ev == nil {
-		return events.Permanent(errors.New("project: empty change"))
-	}
-	if !ev.Status.Valid() {
-		return events.Permanent(fmt.Errorf("project: event %s has unknown status %q", ev.ID, ev.Status))
-	}
-	req := requestRow{counted: counted}
-	err := tx.QueryRow(ctx, `
-		SELECT id, desk_id, municipality, service_code, status, round FROM requests
-		WHERE id = $1 FOR UPDATE`, ev.RequestID).
-		Scan(&req.id, &req.desk, &req.municipality, &req.service, &req.status, &req.round)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("project event %s: %w", ev.ID, events.ErrUnknownRequest)
-	}
-	if err != nil {
-		return fmt.Errorf("lock request: %w", err)
-	}
-	var items []workItemRow
-	if ev.Agency != "" {
-		if items, err = readWorkItems(ctx, tx, req.id); err != nil {
-			return err
-		}
-		if !slices.ContainsFunc(items, func(w workItemRow) bool { return w.agency == ev.Agency }) {
-			return fmt.Errorf("project event %s: agency %s: %w", ev.ID, ev.Agency, events.ErrUnknownRequest)
-		}
-	}
-	fresh, err := s.record(ctx, tx, &req, ev.ID, ev.Agency, ev.Status, ev.At, ev.Actor, ev.Note)
-	if err != nil || !fresh {
-		return err
-	}
-	if ev.Agency == "" {
-		return s.applyRequestEvent(ctx, tx, &req, ev)
-	}
-	return s.applyWorkItemEvent(ctx, tx, &req, ev, items)
-}
-
-// workItemRow is what applying an event needs of a work item.
-type workItemRow struct {
-	agency string
-	status events.Status
-	round  int
-}
-
-func readWorkItems(ctx context.Context, tx pgx.Tx, requestID string) ([]workItemRow, error) {
-	rows, err := tx.Query(ctx, `SELECT agency, status, round FROM work_items WHERE request_id = $1`, requestID)
-	if err != nil {
-		return nil, fmt.Errorf("read work items: %w", err)
-	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (workItemRow, error) {
-		var w workItemRow
-		err := r.Scan(&w.agency, &w.status, &w.round)
-		return w, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read work items: %w", err)
-	}
-	return items, nil
-}
-
-// record adds an event to the timeline, counts it for the roll-ups, and
+// record adds an event to the timeline unless it is there already, and
 // reports whether it was new.
-func (s *Store) record(ctx context.Context, tx pgx.Tx, req *requestRow, id, agency string,
-	status events.Status, at time.Time, actor, note string) (bool, error) {
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO timeline (event_id, request_id, agency, status, at, actor, note)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (event_id) DO NOTHING`,
-		id, req.id, agency, status, at, actor, note)
-	if err != nil {
-		return false, fmt.Errorf("record event: %w", err)
+func (b *batch) record(id, requestID, agency string, status events.Status, at time.Time, actor, note string) bool {
+	if b.seen[id] {
+		return false
 	}
-	if tag.RowsAffected() == 0 {
-		return false, nil
-	}
-	*req.counted = append(*req.counted, throughputKey{
-		minute: at.UTC().Truncate(time.Minute),
-		desk:   req.desk, municipality: req.municipality, service: req.service,
-		agency: agency, status: string(status),
-	})
-	return true, nil
+	b.seen[id] = true
+	b.timeline = append(b.timeline, timelineRow{id: id, requestID: requestID, agency: agency, status: status, at: at, actor: actor, note: note})
+	return true
 }
 
-func (s *Store) applyRequestEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent) error {
+func (b *batch) applyRequestEvent(req *requestState, ev *events.StatusEvent) {
 	if ev.Status == events.StatusRouted {
-		if len(ev.Agencies) == 0 {
-			return events.Permanent(fmt.Errorf("project event %s: routed to no agency", ev.ID))
-		}
 		// A routed event of a newer round (a replayed request) starts its
 		// work items over.
 		for _, a := range ev.Agencies {
-			_, err := tx.Exec(ctx, `
-				INSERT INTO work_items (request_id, agency, status, updated_at, round)
-				VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (request_id, agency) DO UPDATE
-				SET status = excluded.status, round = excluded.round, updated_at = greatest(work_items.updated_at, excluded.updated_at)
-				WHERE work_items.round < excluded.round`,
-				req.id, a, events.StatusRouted, ev.At, ev.Round)
-			if err != nil {
-				return fmt.Errorf("insert work item: %w", err)
+			i := slices.IndexFunc(req.items, func(w workItemState) bool { return w.agency == a })
+			switch {
+			case i < 0:
+				req.items = append(req.items, workItemState{agency: a, status: events.StatusRouted, round: ev.Round, at: ev.At, dirty: true})
+			case req.items[i].round < ev.Round:
+				w := &req.items[i]
+				w.status, w.round, w.dirty = events.StatusRouted, ev.Round, true
+				if ev.At.After(w.at) {
+					w.at = ev.At
+				}
 			}
 		}
 	}
 	switch {
 	case ev.Round > req.round:
-		_, err := tx.Exec(ctx, `UPDATE requests SET round = $2 WHERE id = $1`, req.id, ev.Round)
-		if err != nil {
-			return fmt.Errorf("update request: %w", err)
-		}
 		req.round = ev.Round
 	case ev.Round < req.round || ev.Status.Rank() <= req.status.Rank():
-		return touch(ctx, tx, req.id, ev.At)
+		return
 	}
-	return s.setRequestStatus(ctx, tx, req, ev.Status, ev.At, ev.Note, ev.Round)
+	b.setStatus(ev.RequestID, req, ev.Status, ev.At, ev.Note, ev.Round)
 }
 
-// applyWorkItemEvent applies ev to its work item, one of items (read under
-// the request's lock), and moves the request to what its work items add up
-// to.
-func (s *Store) applyWorkItemEvent(ctx context.Context, tx pgx.Tx, req *requestRow, ev *events.StatusEvent, items []workItemRow) error {
-	statuses := make([]events.Status, len(items))
+// applyWorkItemEvent applies ev to its work item and moves the request to
+// what its work items add up to.
+func (b *batch) applyWorkItemEvent(req *requestState, ev *events.StatusEvent) {
+	statuses := make([]events.Status, len(req.items))
 	round := req.round
-	for i := range items {
-		w := &items[i]
+	for i := range req.items {
+		w := &req.items[i]
 		// An event of a newer round supersedes whatever the work item
 		// reached; within a round, a status only replaces one it outranks.
 		if w.agency == ev.Agency && (ev.Round > w.round || (ev.Round == w.round && ev.Status.Rank() > w.status.Rank())) {
-			_, err := tx.Exec(ctx, `
-				UPDATE work_items SET status = $3, round = $4, updated_at = greatest(updated_at, $5)
-				WHERE request_id = $1 AND agency = $2`,
-				req.id, ev.Agency, ev.Status, ev.Round, ev.At)
-			if err != nil {
-				return fmt.Errorf("update work item: %w", err)
+			w.status, w.round, w.dirty = ev.Status, ev.Round, true
+			if ev.At.After(w.at) {
+				w.at = ev.At
 			}
-			w.status, w.round = ev.Status, ev.Round
 		}
 		statuses[i] = w.status
 		round = max(round, w.round)
 	}
-	agg := events.Aggregate(statuses)
-	if agg == req.status {
-		return touch(ctx, tx, req.id, ev.At)
+	if agg := events.Aggregate(statuses); agg != req.status {
+		b.setStatus(ev.RequestID, req, agg, ev.At, "", round)
 	}
-	return s.setRequestStatus(ctx, tx, req, agg, ev.At, "", round)
 }
 
-// setRequestStatus moves the request to status; reaching a terminal status
-// is itself an event of the request's timeline.
-// The round names that event, so a request that fails again after a replay
-// shows both failures.
-func (s *Store) setRequestStatus(ctx context.Context, tx pgx.Tx, req *requestRow, status events.Status, at time.Time, note string, round int) error {
-	_, err := tx.Exec(ctx, `
-		UPDATE requests SET status = $2, updated_at = greatest(updated_at, $3) WHERE id = $1`,
-		req.id, status, at)
-	if err != nil {
-		return fmt.Errorf("update request: %w", err)
-	}
+// setStatus moves the request to status; reaching a terminal status is
+// itself an event of the request's timeline, named by the round, so a
+// request that fails again after a replay shows both failures.
+func (b *batch) setStatus(id string, req *requestState, status events.Status, at time.Time, note string, round int) {
 	req.status = status
 	if status.Terminal() {
-		_, err = s.record(ctx, tx, req, events.RoundEventID(req.id, "", status, round), "", status, at, "spotflow", note)
+		b.record(events.RoundEventID(id, "", status, round), id, "", status, at, "spotflow", note)
 	}
-	return err
 }
 
-func touch(ctx context.Context, tx pgx.Tx, id string, at time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE requests SET updated_at = greatest(updated_at, $2) WHERE id = $1`, id, at)
-	if err != nil {
-		return fmt.Errorf("update request: %w", err)
+// store writes what the batch worked out, one statement per table, in one
+// round trip: work items, requests, and the timeline with the throughput
+// roll-ups its new events add to.
+func (b *batch) store(ctx context.Context, tx pgx.Tx) error {
+	var q pgx.Batch
+	var (
+		wReq, wAgency, wStatus []string
+		wRound                 []int32
+		wAt                    []time.Time
+		rID, rStatus           []string
+		rRound                 []int32
+		rAt                    []time.Time
+	)
+	for _, id := range slices.Sorted(maps.Keys(b.requests)) {
+		r := b.requests[id]
+		if !r.dirty {
+			continue
+		}
+		rID, rStatus, rRound, rAt = append(rID, id), append(rStatus, string(r.status)), append(rRound, int32(r.round)), append(rAt, r.at)
+		for _, w := range r.items {
+			if w.dirty {
+				wReq, wAgency, wStatus = append(wReq, id), append(wAgency, w.agency), append(wStatus, string(w.status))
+				wRound, wAt = append(wRound, int32(w.round)), append(wAt, w.at)
+			}
+		}
+	}
+	if len(wReq) > 0 {
+		q.Queue(`
+			INSERT INTO work_items (request_id, agency, status, round, updated_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[])
+			ON CONFLICT (request_id, agency) DO UPDATE
+			SET status = excluded.status, round = excluded.round,
+			    updated_at = greatest(work_items.updated_at, excluded.updated_at)`,
+			wReq, wAgency, wStatus, wRound, wAt)
+	}
+	if len(rID) > 0 {
+		q.Queue(`
+			UPDATE requests r SET status = u.status, round = u.round, updated_at = greatest(r.updated_at, u.at)
+			FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[]) AS u(id, status, round, at)
+			WHERE r.id = u.id`,
+			rID, rStatus, rRound, rAt)
+	}
+	if n := len(b.timeline); n > 0 {
+		id, req, agency, status, actor, note := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		at := make([]time.Time, n)
+		for i, t := range b.timeline {
+			id[i], req[i], agency[i], status[i], at[i], actor[i], note[i] = t.id, t.requestID, t.agency, string(t.status), t.at, t.actor, t.note
+		}
+		q.Queue(`
+			WITH recorded AS (
+				INSERT INTO timeline (event_id, request_id, agency, status, at, actor, note)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
+				ON CONFLICT (event_id) DO NOTHING
+				RETURNING request_id, agency, status, at)
+			INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
+			SELECT date_trunc('minute', e.at), r.desk_id, r.municipality, r.service_code, e.agency, e.status, count(*)
+			FROM recorded e JOIN requests r ON r.id = e.request_id
+			GROUP BY 1, 2, 3, 4, 5, 6
+			ORDER BY 1, 2, 3, 4, 5, 6
+			ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
+			DO UPDATE SET events = throughput_minute.events + excluded.events`,
+			id, req, agency, status, at, actor, note)
+	}
+	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
+		return fmt.Errorf("project: store: %w", err)
 	}
 	return nil
 }

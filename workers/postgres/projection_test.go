@@ -500,3 +500,40 @@ func TestProject_CancelledContextFailsEveryChange(t *testing.T) {
 		t.Errorf("a cancelled Project left %d requests", n)
 	}
 }
+
+func TestProject_ChangeTheDatabaseRefusesFailsAloneInItsBatch(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	reqs := make([]*events.Request, 6)
+	var batch []events.Change
+	for i := range reqs {
+		reqs[i] = newRequest("desk-a", "change-of-address", t0)
+		batch = append(batch, submitted(reqs[i]), routed(reqs[i], at(1), "tax"))
+	}
+	for _, r := range reqs {
+		batch = append(batch, agencyEvent(r, "tax", acceptedS, at(2)))
+	}
+	// Postgres refuses text holding a NUL byte: the statement fails, and
+	// with it the batch, until the change at fault stands alone.
+	bad := len(batch) - 3
+	batch[bad].Event.Note = "note with a \x00 byte"
+	errs := s.Project(withTimeout(t), batch)
+	for i, err := range errs {
+		switch {
+		case i == bad && err == nil:
+			t.Errorf("change %d with a NUL byte was applied", i)
+		case i != bad && err != nil:
+			t.Errorf("change %d: %v, want it applied despite its neighbour", i, err)
+		}
+	}
+	for i, r := range reqs {
+		want := acceptedS
+		if r.ID == batch[bad].Event.RequestID {
+			want = routedS
+		}
+		if got := requestStatus(t, s, r.ID); got != want {
+			t.Errorf("request %d is %s, want %s", i, got, want)
+		}
+	}
+	assertRollupsMatchTimeline(t, s)
+}
