@@ -28,11 +28,15 @@ type DBTX interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Connect opens a pool to url and checks that the server answers.
+// Connect opens a pool to url and checks that the server answers. Unless
+// url sets pool_max_conns, the pool holds up to 16 connections.
 func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, 16)
 	}
 	return ConnectConfig(ctx, cfg)
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +250,70 @@ func TestMarkPublished_KeepsTheFirstPublicationTime(t *testing.T) {
 	}
 	if err := s.MarkPublished(ctx, "no-such-request", []byte(`{}`)); err != nil {
 		t.Errorf("MarkPublished of an unknown request: %v", err)
+	}
+}
+
+func TestClaimKey_ClaimsMadeTogetherEachGetTheirOwnAnswer(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := withTimeout(t)
+	desks := []events.Desk{newDesk(t, s, "faro"), newDesk(t, s, "braga")}
+	const n = 300
+	claims := make([]events.KeyClaim, n)
+	for i := range claims {
+		claims[i] = claim(desks[i%2], fmt.Sprintf("key-%d", i/2), fmt.Sprintf(`{"n":%d}`, i))
+	}
+	// A claim of a desk that does not exist fails alone.
+	ghost := claim(events.Desk{ID: "desk-nobody"}, "k", "{}")
+	type answer struct {
+		id        string
+		published bool
+		err       error
+	}
+	claimAll := func(reuse func(i int) events.KeyClaim) []answer {
+		out := make([]answer, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				out[i].id, out[i].published, out[i].err = s.ClaimKey(ctx, reuse(i))
+			})
+		}
+		var ghostErr error
+		wg.Go(func() { <-start; _, _, ghostErr = s.ClaimKey(ctx, ghost) })
+		close(start)
+		wg.Wait()
+		if ghostErr == nil {
+			t.Error("a claim for a desk that does not exist succeeded")
+		}
+		return out
+	}
+	first := claimAll(func(i int) events.KeyClaim { return claims[i] })
+	for i, a := range first {
+		if a.err != nil || a.id != claims[i].NewID || a.published {
+			t.Fatalf("first claim %d = %q, %v, %v; want its own new ID, unpublished", i, a.id, a.published, a.err)
+		}
+	}
+	if err := s.MarkPublished(ctx, claims[0].NewID, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	// The same keys again: same bodies bind the first requests; a changed
+	// body conflicts.
+	again := claimAll(func(i int) events.KeyClaim {
+		c := claims[i]
+		c.NewID = events.NewID(time.Now())
+		if i%3 == 0 {
+			c.Body = []byte(`{"changed":true}`)
+		}
+		return c
+	})
+	for i, a := range again {
+		switch {
+		case i%3 == 0 && !errors.Is(a.err, events.ErrIdempotencyConflict):
+			t.Errorf("claim %d with a changed body = %v, want a conflict", i, a.err)
+		case i%3 != 0 && (a.err != nil || a.id != claims[i].NewID || a.published != (i == 0)):
+			t.Errorf("repeated claim %d = %q, %v, %v; want %q, published %v", i, a.id, a.published, a.err, claims[i].NewID, i == 0)
+		}
 	}
 }

@@ -12,13 +12,19 @@ type Store struct {
 	pool *pgxpool.Pool
 	// citizenKey keys the hash that stands for a citizen's national ID.
 	citizenKey []byte
+	// claims and marks group intake's writes made at the same time.
+	claims *groupCommit[keyClaim, claimed]
+	marks  *groupCommit[publishedRequest, struct{}]
 }
 
 // NewStore returns a store over pool. citizenKey is the secret that keys the
 // hash stored in place of national IDs; keep it stable, or the hashes of old
 // and new requests stop matching.
 func NewStore(pool *pgxpool.Pool, citizenKey []byte) *Store {
-	return &Store{pool: pool, citizenKey: citizenKey}
+	s := &Store{pool: pool, citizenKey: citizenKey}
+	s.claims = newGroupCommit(500, s.claimKeys)
+	s.marks = newGroupCommit(500, s.markPublished)
+	return s
 }
 
 // Pool is the store's connection pool.
