@@ -6,7 +6,7 @@ TEST_DIR    ?= .data/test
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench vet postgres-binaries clean chaos
+.PHONY: help build run test bench bench-publish vet postgres-binaries clean chaos
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +27,10 @@ test: build vet postgres-binaries ## run every test against a real Postgres (sta
 	echo "test database: $$url"; \
 	TEST_DATABASE_URL="$$url" $(GO) test $(GOTESTFLAGS) ./...
 
-bench: ## run the Go benchmarks (JetStream durability cost) and print their figures
+bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; appends to BENCHMARKS.md
+	$(GO) run ./cmd/bench --spotflow $(BIN)
+
+bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost, group commit)
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 5 ./events/natsbus/
 
 chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgres restarts, agency faults, poison, duplicates) and print the ledger

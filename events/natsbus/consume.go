@@ -80,7 +80,7 @@ func DefaultRetry(delivered uint64) time.Duration {
 // and returns nil.
 func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler) error {
 	s.fill()
-	msgs := pull(ctx, cons, s.Concurrency*2, s.Logger)
+	msgs := pull(ctx, cons, s.Concurrency*2, 0, s.Logger)
 	work, cancel := graceful(ctx, s.Grace)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -107,7 +107,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler
 // Grace and returns nil.
 func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h BatchHandler) error {
 	s.fill()
-	msgs := pull(ctx, cons, s.MaxBatch, s.Logger)
+	msgs := pull(ctx, cons, s.MaxBatch, s.MaxBatch, s.Logger)
 	work, cancel := graceful(ctx, s.Grace)
 	defer cancel()
 	batch := make([]jetstream.Msg, 0, s.MaxBatch)
@@ -143,13 +143,14 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 const pullExpiry = time.Second
 
 // pull feeds messages from cons into a channel, pulling up to batch at a
-// time, until ctx ends; the channel closes once the last pull request has
-// expired. Messages that arrive on that last request are handed over too,
+// time, until ctx ends; the channel holds up to buffer messages (for a batch
+// handler, what arrives while it is busy makes its next batch) and closes
+// once the last pull request has expired. Messages that arrive on that last request are handed over too,
 // to be finished within the grace period: releasing them instead (NAK)
 // would only have the server deliver them again to the same open request,
 // and leave them pending if the server itself is stopping.
-func pull(ctx context.Context, cons jetstream.Consumer, batch int, logger *slog.Logger) <-chan jetstream.Msg {
-	out := make(chan jetstream.Msg)
+func pull(ctx context.Context, cons jetstream.Consumer, batch, buffer int, logger *slog.Logger) <-chan jetstream.Msg {
+	out := make(chan jetstream.Msg, buffer)
 	go func() {
 		defer close(out)
 		for ctx.Err() == nil {

@@ -1,0 +1,154 @@
+// Command bench measures spotflow end to end on this machine: it starts the
+// all-in-one system with its durable defaults, drives it with the load
+// generator at the maximum rate and at fixed rates, measures the raw limit
+// of the same machine (JetStream publish → consume → batched Postgres upsert
+// of messages of the same size, nothing else, same durability), and does it
+// all again with the durable setting off. It prints a table, the ratio of
+// spotflow's completed requests per second to the raw limit, the all-in-one's
+// peak RSS and CPU per request, and appends a dated section to BENCHMARKS.md.
+//
+//	go run ./cmd/bench --spotflow bin/spotflow
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	Spotflow   string
+	DataDir    string
+	Duration   time.Duration
+	Drain      time.Duration
+	Rates      string
+	Desks      int
+	Out        string
+	SkipNoSync bool
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.Spotflow, "spotflow", "bin/spotflow", "the spotflow binary to measure")
+	flag.StringVar(&cfg.DataDir, "data-dir", ".data/bench", "where the measured systems keep their data (wiped first)")
+	flag.DurationVar(&cfg.Duration, "duration", 15*time.Second, "how long each load stage submits")
+	flag.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long a stage waits for its requests to finish")
+	flag.StringVar(&cfg.Rates, "rates", "500,2000,5000", "fixed rates to measure, requests per second")
+	flag.IntVar(&cfg.Desks, "desks", 50, "desks the load generator submits from")
+	flag.StringVar(&cfg.Out, "out", "BENCHMARKS.md", "file to append the results to; empty for none")
+	flag.BoolVar(&cfg.SkipNoSync, "skip-nosync", false, "measure only the durable setting")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// setting is one durability setting's results.
+type setting struct {
+	Name   string
+	NoSync bool
+	Stages []stage
+	Raw    float64 // raw limit, messages per second
+	PeakMB float64 // all-in-one's peak resident set
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	began := time.Now()
+	bin, err := filepath.Abs(cfg.Spotflow)
+	if err != nil {
+		return err
+	}
+	var rates []string
+	for r := range strings.SplitSeq(cfg.Rates, ",") {
+		if _, err := strconv.Atoi(strings.TrimSpace(r)); err != nil {
+			return fmt.Errorf("--rates: %q is not a whole number", r)
+		}
+		rates = append(rates, strings.TrimSpace(r))
+	}
+	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "nats")); err != nil {
+		return err
+	}
+	pg, err := startPostgres(ctx, bin, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer pg.stop()
+
+	settings := []*setting{{Name: "durable (sync before ack)"}}
+	if !cfg.SkipNoSync {
+		settings = append(settings, &setting{Name: "no-sync (--nats-no-sync)", NoSync: true})
+	}
+	for _, s := range settings {
+		fmt.Fprintf(out, "== %s\n", s.Name)
+		natsDir := filepath.Join(cfg.DataDir, "nats", strconv.FormatBool(s.NoSync))
+		sys, err := startSystem(ctx, bin, natsDir, pg.url, s.NoSync)
+		if err != nil {
+			return err
+		}
+		for _, rate := range append([]string{"max"}, rates...) {
+			st, err := sys.load(ctx, rate, cfg)
+			if err != nil {
+				sys.stop()
+				return err
+			}
+			fmt.Fprintf(out, "   %s\n", st.line())
+			s.Stages = append(s.Stages, st)
+		}
+		s.PeakMB = sys.peakRSS()
+		if err := sys.stop(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "   raw limit: measuring for %s\n", cfg.Duration)
+		s.Raw, err = rawLimit(ctx, rawConfig{
+			StoreDir: filepath.Join(cfg.DataDir, "nats", "raw-"+strconv.FormatBool(s.NoSync)), NoSync: s.NoSync,
+			DatabaseURL: pg.url, MessageSize: requestMessageSize, Publishers: 256, Duration: cfg.Duration,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	host, _ := os.Hostname()
+	r := report{When: time.Now().UTC(), Host: host, CPUs: runtime.NumCPU(), CPU: cpuModel(), Took: time.Since(began),
+		Command: "make bench (go run ./cmd/bench " + strings.Join(os.Args[1:], " ") + ")", Settings: settings}
+	fmt.Fprintln(out)
+	r.write(out)
+	if cfg.Out != "" {
+		f, err := os.OpenFile(cfg.Out, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintln(f)
+		r.write(f)
+		fmt.Fprintf(out, "\nappended to %s\n", cfg.Out)
+	}
+	return nil
+}
+
+// requestMessageSize is about the size of a submitted request's message.
+const requestMessageSize = 700
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// postgresCluster is the project's own cluster, started for the run.
+type postgresCluster struct {
+	bin, dataDir, url string
+}
+
+func startPostgres(ctx context.Context, bin, dataDir string) (*postgresCluster, error) {
+	out, err := exec.CommandContext(ctx, bin, "postgres", "start", "--data-dir", dataDir, "--log-level", "warn").Output()
+	if err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	return &postgresCluster{bin: bin, dataDir: dataDir, url: strings.TrimSpace(string(out))}, nil
+}
+
+func (p *postgresCluster) stop() {
+	_ = exec.Command(p.bin, "postgres", "stop", "--data-dir", p.dataDir, "--log-level", "warn").Run()
+}
+
+// system is a running all-in-one `spotflow run`.
+type system struct {
+	bin, dbURL, httpURL string
+	cmd                 *exec.Cmd
+	exited              chan error
+}
+
+func startSystem(ctx context.Context, bin, natsDir, dbURL string, noSync bool) (*system, error) {
+	if err := os.MkdirAll(natsDir, 0o755); err != nil {
+		return nil, err
+	}
+	natsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"run", "--data-dir", natsDir, "--database-url", dbURL, "--http", "127.0.0.1:0",
+		"--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--agencies", "*:latency=0", "--log-level", "warn"}
+	if noSync {
+		args = append(args, "--nats-no-sync")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start spotflow: %w", err)
+	}
+	s := &system{bin: bin, dbURL: dbURL, cmd: cmd, exited: make(chan error, 1)}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "HTTP      "); ok {
+				ready <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	go func() { s.exited <- cmd.Wait() }()
+	select {
+	case s.httpURL = <-ready:
+		return s, nil
+	case err := <-s.exited:
+		return nil, fmt.Errorf("spotflow run exited before it was ready: %v", err)
+	case <-time.After(60 * time.Second):
+		s.stop()
+		return nil, errors.New("spotflow run was not ready within a minute")
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// stop ends the system with SIGTERM, as an operator would.
+func (s *system) stop() error {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			return fmt.Errorf("spotflow run: %w", err)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		return errors.New("spotflow run did not stop within 30 s of SIGTERM")
+	}
+}
+
+// peakRSS is the process's peak resident set so far, in MiB.
+func (s *system) peakRSS() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// cpuSeconds is the CPU time the process has used.
+func (s *system) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which ends with ')': utime and stime
+	// are the 12th and 13th of them.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times, on Linux.
+const clockTicks = 100
+
+// machineBusySeconds is the CPU time every core of the machine spent busy.
+func machineBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	busy := 0.0
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / clockTicks
+}
+
+// stage is one load generator run against the system.
+type stage struct {
+	Rate        string             `json:"target_rate"`
+	Accepted    int64              `json:"accepted"`
+	Completed   int64              `json:"completed"`
+	Errors      int64              `json:"errors"`
+	AcceptedPS  float64            `json:"accepted_per_second"`
+	CompletedPS float64            `json:"completed_per_second"`
+	Accept      map[string]float64 `json:"submit_to_accepted_ms"`
+	Complete    map[string]float64 `json:"submit_to_completed_ms"`
+	// SpotflowCPU and MachineCPU are milliseconds of CPU per completed
+	// request, of the all-in-one process and of the whole machine
+	// (Postgres and the load generator included).
+	SpotflowCPU float64 `json:"-"`
+	MachineCPU  float64 `json:"-"`
+	// RSSMB is the all-in-one's peak RSS at the end of the stage, in MiB.
+	RSSMB float64 `json:"-"`
+}
+
+func (st stage) line() string {
+	return fmt.Sprintf("rate %-5s  completed %8.0f/s  accepted %8.0f/s  p99 submit→accepted %7.1f ms  p50/p99 submit→completed %7.1f / %7.1f ms  cpu %.2f ms/req (machine %.2f)  rss %.0f MiB  errors %d",
+		st.Rate, st.CompletedPS, st.AcceptedPS, st.Accept["p99"], st.Complete["p50"], st.Complete["p99"], st.SpotflowCPU, st.MachineCPU, st.RSSMB, st.Errors)
+}
+
+func (s *system) load(ctx context.Context, rate string, cfg config) (stage, error) {
+	jsonPath := filepath.Join(os.TempDir(), fmt.Sprintf("spotflow-bench-%d.json", os.Getpid()))
+	defer os.Remove(jsonPath)
+	concurrency := "256"
+	if rate != "max" {
+		concurrency = "1024"
+	}
+	cmd := exec.CommandContext(ctx, s.bin, "loadgen", "--url", s.httpURL, "--database-url", s.dbURL,
+		"--rate", rate, "--duration", cfg.Duration.String(), "--drain", cfg.Drain.String(),
+		"--desks", strconv.Itoa(cfg.Desks), "--concurrency", concurrency, "--json", jsonPath, "--log-level", "warn")
+	cpu0, busy0 := s.cpuSeconds(), machineBusySeconds()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return stage{}, fmt.Errorf("loadgen at %s: %w\n%s", rate, err, out)
+	}
+	cpu, busy := s.cpuSeconds()-cpu0, machineBusySeconds()-busy0
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return stage{}, err
+	}
+	var st stage
+	if err := json.Unmarshal(b, &st); err != nil {
+		return stage{}, fmt.Errorf("loadgen report: %w", err)
+	}
+	st.Rate = rate
+	if st.Completed > 0 {
+		st.SpotflowCPU = cpu * 1000 / float64(st.Completed)
+		st.MachineCPU = busy * 1000 / float64(st.Completed)
+	}
+	st.RSSMB = s.peakRSS()
+	return st, nil
+}
