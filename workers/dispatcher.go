@@ -26,8 +26,13 @@ type DispatcherConfig struct {
 	// each agency listed here. Required, at least one.
 	Adapters map[string]Adapter
 	// Concurrency is how many work items of one agency one process delivers
-	// at once. Default 32.
+	// at once. Many: each waits on the agency and on JetStream, and what is
+	// published at the same time shares one stored batch. Default 256.
 	Concurrency int
+	// ReportDispatchedAfter is how long a delivery may take before its
+	// dispatched event is published on its own; an agency that answers
+	// sooner has both events stored together. Default 100 milliseconds.
+	ReportDispatchedAfter time.Duration
 	// RetryFor bounds the in-process retries of one delivery; after it the
 	// work item goes back to the queue (NAK with delay) and is retried
 	// later. Default 10 seconds.
@@ -62,7 +67,8 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 			return nil, fmt.Errorf("new dispatcher: bad adapter for agency %q", agency)
 		}
 	}
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 256)
+	cfg.ReportDispatchedAfter = cmp.Or(cfg.ReportDispatchedAfter, 100*time.Millisecond)
 	cfg.RetryFor = cmp.Or(cfg.RetryFor, 10*time.Second)
 	cfg.KeepAlive = cmp.Or(cfg.KeepAlive, 10*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
@@ -113,39 +119,84 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // Deliver hands item to adapter, retrying transient failures with backoff
-// for up to RetryFor, and publishes the outcome.
+// for up to RetryFor, and publishes the outcome. The dispatched event is
+// stored before the outcome: with it, when the agency answers within
+// ReportDispatchedAfter, or on its own once that has passed.
 func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.WorkItem) error {
-	if err := d.publishStatus(ctx, item, events.StatusDispatched, ""); err != nil {
-		return err
+	dispatched := statusEvent(item, events.StatusDispatched, "")
+	type answer struct {
+		receipt Receipt
+		err     error
 	}
+	answered := make(chan answer, 1)
+	go func() {
+		r, err := d.call(ctx, adapter, item)
+		answered <- answer{r, err}
+	}()
+	var pending []events.StatusEvent
+	timer := time.NewTimer(d.cfg.ReportDispatchedAfter)
+	var a answer
+	select {
+	case a = <-answered:
+		timer.Stop()
+		pending = append(pending, dispatched)
+	case <-timer.C:
+		err := d.publish(ctx, item, dispatched)
+		a = <-answered
+		if err != nil {
+			return err
+		}
+	}
+	if a.err != nil {
+		// The attempt shows in the timeline even when it must be retried.
+		if err := d.publish(ctx, item, pending...); err != nil {
+			return err
+		}
+		return fmt.Errorf("deliver work item %s: %w", item.ID, a.err)
+	}
+	switch a.receipt.Status {
+	case events.StatusAccepted, events.StatusInProgress, events.StatusCompleted, events.StatusRejected:
+	default:
+		if err := d.publish(ctx, item, pending...); err != nil {
+			return err
+		}
+		return events.Permanent(fmt.Errorf("deliver work item %s: adapter answered with status %q", item.ID, a.receipt.Status))
+	}
+	return d.publish(ctx, item, append(pending, statusEvent(item, a.receipt.Status, a.receipt.Note))...)
+}
+
+// call delivers item, retrying transient failures with backoff for up to
+// RetryFor.
+func (d *Dispatcher) call(ctx context.Context, adapter Adapter, item *events.WorkItem) (Receipt, error) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxElapsedTime = d.cfg.RetryFor
-	receipt, err := backoff.RetryWithData(func() (Receipt, error) {
+	return backoff.RetryWithData(func() (Receipt, error) {
 		r, err := adapter.Deliver(ctx, *item)
 		if events.IsPermanent(err) {
 			return r, backoff.Permanent(err)
 		}
 		return r, err
 	}, backoff.WithContext(b, ctx))
-	if err != nil {
-		return fmt.Errorf("deliver work item %s: %w", item.ID, err)
+}
+
+// publish stores evs of item together, in order.
+func (d *Dispatcher) publish(ctx context.Context, item *events.WorkItem, evs ...events.StatusEvent) error {
+	if len(evs) == 0 {
+		return nil
 	}
-	switch receipt.Status {
-	case events.StatusAccepted, events.StatusInProgress, events.StatusCompleted, events.StatusRejected:
-	default:
-		return events.Permanent(fmt.Errorf("deliver work item %s: adapter answered with status %q", item.ID, receipt.Status))
+	outs := make([]natsbus.Outgoing, len(evs))
+	for i, ev := range evs {
+		outs[i] = natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: ev.ID, Value: ev}
 	}
-	return d.publishStatus(ctx, item, receipt.Status, receipt.Note)
+	if err := d.pub.PublishAll(ctx, outs); err != nil {
+		return fmt.Errorf("report %s of work item %s: %w", evs[len(evs)-1].Status, item.ID, err)
+	}
+	return nil
 }
 
 func (d *Dispatcher) publishStatus(ctx context.Context, item *events.WorkItem, status events.Status, note string) error {
-	ev := statusEvent(item, status, note)
-	err := d.pub.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: ev.ID, Value: ev})
-	if err != nil {
-		return fmt.Errorf("report %s of work item %s: %w", status, item.ID, err)
-	}
-	return nil
+	return d.publish(ctx, item, statusEvent(item, status, note))
 }
 
 // deadLetterFor returns the hook that records a message of agency's queue

@@ -317,3 +317,28 @@ func TestDispatcher_StartsNoQueueWhenOneIsMissing(t *testing.T) {
 		return nil
 	})
 }
+
+func TestDispatcher_ReportsDispatchedWhileASlowAgencyIsStillAnswering(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	adapter := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		<-release
+		return workers.Receipt{Status: events.StatusAccepted}, nil
+	}}
+	js := startDispatcher(t, map[string]workers.Adapter{"tax": adapter}, 10*time.Second)
+	req := request("req-slow", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
+	queueWorkItem(t, js, events.WorkSubject("tax"), req, "tax")
+
+	dispatched, _ := eventWith(t, js, events.EventID("req-slow", "tax", events.StatusDispatched))
+	if got := statuses(agencyEvents(t, js, "req-slow", "tax")); !slices.Equal(got, []events.Status{events.StatusDispatched}) {
+		t.Errorf("while the agency is answering: events %v, want dispatched alone", got)
+	}
+	close(release)
+	accepted, _ := eventWith(t, js, events.EventID("req-slow", "tax", events.StatusAccepted))
+	if got := statuses(agencyEvents(t, js, "req-slow", "tax")); !slices.Equal(got, []events.Status{events.StatusDispatched, events.StatusAccepted}) {
+		t.Errorf("events %v, want dispatched then accepted, once each", got)
+	}
+	if accepted.At.Before(dispatched.At) {
+		t.Errorf("accepted at %v is before dispatched at %v", accepted.At, dispatched.At)
+	}
+}

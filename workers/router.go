@@ -22,7 +22,7 @@ type RouterConfig struct {
 	Catalog *events.Catalog
 	// Concurrency is how many requests one process routes at once. Many:
 	// their publishes are gathered into shared atomic batches, so each
-	// waits on the disk far less than on its own. Default 256.
+	// waits on the disk far less than on its own. Default 1024.
 	Concurrency int
 	// DeadLetters records requests that cannot be routed. Optional: without
 	// it they are only marked failed.
@@ -44,7 +44,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.JetStream == nil || cfg.Catalog == nil {
 		return nil, errors.New("new router: JetStream and Catalog are required")
 	}
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 256)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1024)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Router{cfg: cfg, pub: natsbus.NewPublisher(cfg.JetStream)}, nil
 }
