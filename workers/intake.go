@@ -39,8 +39,9 @@ type IntakeConfig struct {
 	Store IntakeStore
 	// Publisher of submitted requests. Required.
 	Publisher Publisher
-	// Catalog to validate submissions against. Required.
-	Catalog *events.Catalog
+	// Catalog to validate submissions against, as it stands at each
+	// request. Required.
+	Catalog Catalogs
 	// MaxBody is the largest request body accepted. Default 64 KiB.
 	MaxBody int64
 	// PublishTimeout bounds the wait for JetStream to store a request; past
@@ -178,7 +179,7 @@ func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Des
 		writeError(w, status, apiErr)
 		return
 	}
-	if _, err := in.cfg.Catalog.Validate(sub); err != nil {
+	if _, err := in.cfg.Catalog.Current().Validate(sub); err != nil {
 		var fe *events.FieldError
 		if errors.As(err, &fe) {
 			writeError(w, http.StatusUnprocessableEntity, &apiError{Code: fe.Code, Message: fe.Message, Field: fe.Field})

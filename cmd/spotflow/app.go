@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,7 +26,6 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
-	"github.com/spotflow/spotflow/schemas"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/httpadapter"
 	"github.com/spotflow/spotflow/workers/postgres"
@@ -103,10 +104,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		stdout = io.Discard
 	}
 
-	catalog, err := loadCatalog(cfg.CatalogFile)
+	catalogs, err := workers.NewCatalogFile(workers.CatalogFileConfig{Path: cfg.CatalogFile, Logger: log.With("component", "catalogue")})
 	if err != nil {
 		return err
 	}
+	// The agencies' queues and adapters are those of the catalogue at start.
+	catalog := catalogs.Current()
 
 	// Postgres: the configured server, or the local cluster.
 	dbURL := cfg.DatabaseURL
@@ -174,6 +177,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return catalogs.Run(gctx) })
+	g.Go(func() error { return reloadOnHangup(gctx, catalogs) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -192,7 +197,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		switch role {
 		case roleIntake:
 			intake, err := workers.NewIntake(workers.IntakeConfig{
-				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalog, Logger: log.With("role", roleIntake),
+				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalogs, Logger: log.With("role", roleIntake),
 			})
 			if err != nil {
 				return err
@@ -208,7 +213,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				mux.Handle("/v1/ops/", ops)
 			}
 		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, DeadLetters: store, Logger: log})
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: store, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -339,19 +344,29 @@ func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {
 	})
 }
 
+// loadCatalog loads the catalogue file at path, or the built-in one.
 func loadCatalog(path string) (*events.Catalog, error) {
-	data := schemas.Catalog
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("load catalogue: %w", err)
+	f, err := workers.NewCatalogFile(workers.CatalogFileConfig{Path: path})
+	if err != nil {
+		return nil, err
+	}
+	return f.Current(), nil
+}
+
+// reloadOnHangup reloads the catalogue file on every SIGHUP until ctx ends.
+// A file that does not load is logged and the last good catalogue stays.
+func reloadOnHangup(ctx context.Context, catalogs *workers.CatalogFile) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			_ = catalogs.Reload()
 		}
 	}
-	c, err := events.ParseCatalog(data)
-	if err != nil {
-		return nil, fmt.Errorf("load catalogue %s: %w", cmpOr(path, "(built in)"), err)
-	}
-	return c, nil
 }
 
 func cmpOr(a, b string) string {
