@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,73 +181,98 @@ func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Des
 		writeError(w, status, apiErr)
 		return
 	}
-	if _, err := in.cfg.Catalog.Current().Validate(sub); err != nil {
-		var fe *events.FieldError
-		if errors.As(err, &fe) {
-			writeError(w, http.StatusUnprocessableEntity, &apiError{Code: fe.Code, Message: fe.Message, Field: fe.Field})
-			return
-		}
-		writeError(w, http.StatusUnprocessableEntity, &apiError{Code: "invalid", Message: err.Error()})
+	id, _, err := in.accept(r.Context(), desk, key, sub)
+	var fe *events.FieldError
+	switch {
+	case errors.As(err, &fe):
+		writeError(w, http.StatusUnprocessableEntity, &apiError{Code: fe.Code, Message: fe.Message, Field: fe.Field})
 		return
-	}
-	canonical, err := json.Marshal(sub)
-	if err != nil {
+	case errors.Is(err, events.ErrIdempotencyConflict):
+		writeError(w, http.StatusConflict, &apiError{Code: "idempotency_conflict", Message: "this Idempotency-Key was used for a different request", Field: "Idempotency-Key"})
+		return
+	case errors.Is(err, events.ErrUnavailable):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be stored; retry with the same Idempotency-Key"})
+		return
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, &apiError{Code: "internal", Message: "cannot encode the request"})
 		return
 	}
+	w.Header().Set("Location", "/v1/requests/"+id)
+	writeJSON(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
+}
+
+// accept is the one path every submission takes, whatever API it came by:
+// it validates sub against the catalogue in force, binds it to the desk's
+// idempotency key, and publishes it, returning once JetStream has stored it.
+// An empty key is derived from the submission itself: the same submission
+// from the same desk on the same day (UTC) is the same request.
+//
+// It returns the request's ID and service. The error is a
+// *events.FieldError when the submission does not fit the service,
+// events.ErrIdempotencyConflict when the key was bound to another body, and
+// wraps events.ErrUnavailable when the request could not be stored now (the
+// caller may retry with the same key); any other error is a fault of
+// spotflow's.
+func (in *Intake) accept(ctx context.Context, desk events.Desk, key string, sub *events.Submission) (string, *events.Service, error) {
+	svc, err := in.cfg.Catalog.Current().Validate(sub)
+	if err != nil {
+		return "", nil, err
+	}
+	canonical, err := json.Marshal(sub)
+	if err != nil {
+		return "", nil, fmt.Errorf("accept: encode submission: %w", err)
+	}
 	now := time.Now().UTC()
-	id, published, err := in.cfg.Store.ClaimKey(r.Context(), events.KeyClaim{
+	if key == "" {
+		sum := sha256.Sum256(canonical)
+		key = "derived:" + now.Format(time.DateOnly) + ":" + hex.EncodeToString(sum[:])
+	}
+	id, published, err := in.cfg.Store.ClaimKey(ctx, events.KeyClaim{
 		DeskID: desk.ID, Key: key, ServiceCode: sub.ServiceCode, Body: canonical, NewID: events.NewID(now),
 	})
 	switch {
 	case errors.Is(err, events.ErrIdempotencyConflict):
-		writeError(w, http.StatusConflict, &apiError{Code: "idempotency_conflict", Message: "this Idempotency-Key was used for a different request", Field: "Idempotency-Key"})
-		return
+		return "", nil, err
 	case err != nil:
 		in.cfg.Logger.Error("intake: claim idempotency key", "desk", desk.ID, "err", err)
-		writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "cannot take requests right now; retry with the same Idempotency-Key"})
-		return
+		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
 	}
-	if !published {
-		req := events.Request{
-			Schema:       events.SchemaRequest,
-			ID:           id,
-			DeskID:       desk.ID,
-			Municipality: desk.Municipality,
-			Mediator:     sub.Mediator,
-			ServiceCode:  sub.ServiceCode,
-			VisitID:      sub.VisitID,
-			Citizen:      *sub.Citizen,
-			Attributes:   sub.Attributes,
-			SubmittedAt:  now,
-		}
-		message, err := json.Marshal(req)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, &apiError{Code: "internal", Message: "cannot encode the request"})
-			return
-		}
-		out := natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: id, Value: json.RawMessage(message)}
-		publishCtx, cancel := context.WithTimeout(r.Context(), in.cfg.PublishTimeout)
-		err = in.cfg.Publisher.Publish(publishCtx, out)
-		cancel()
-		if err != nil {
-			in.cfg.Logger.Error("intake: publish request", "desk", desk.ID, "request", id, "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be stored; retry with the same Idempotency-Key"})
-			return
-		}
-		if err := in.cfg.Store.MarkPublished(r.Context(), id, message); err != nil {
-			// JetStream has it, but until Postgres knows, the reconciler
-			// could not re-drive it: the desk retries with the same key,
-			// which publishes it again (deduplicated) and marks it.
-			in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be recorded; retry with the same Idempotency-Key"})
-			return
-		}
+	if published {
+		return id, svc, nil
 	}
-	w.Header().Set("Location", "/v1/requests/"+id)
-	writeJSON(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
+	req := events.Request{
+		Schema:       events.SchemaRequest,
+		ID:           id,
+		DeskID:       desk.ID,
+		Municipality: desk.Municipality,
+		Mediator:     sub.Mediator,
+		ServiceCode:  sub.ServiceCode,
+		VisitID:      sub.VisitID,
+		Citizen:      *sub.Citizen,
+		Attributes:   sub.Attributes,
+		SubmittedAt:  now,
+	}
+	message, err := json.Marshal(req)
+	if err != nil {
+		return "", nil, fmt.Errorf("accept: encode request: %w", err)
+	}
+	out := natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: id, Value: json.RawMessage(message)}
+	publishCtx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
+	err = in.cfg.Publisher.Publish(publishCtx, out)
+	cancel()
+	if err != nil {
+		in.cfg.Logger.Error("intake: publish request", "desk", desk.ID, "request", id, "err", err)
+		return "", nil, events.Unavailable(fmt.Errorf("accept: publish request %s: %w", id, err))
+	}
+	if err := in.cfg.Store.MarkPublished(ctx, id, message); err != nil {
+		// JetStream has it, but until Postgres knows, the reconciler
+		// could not re-drive it: the desk retries with the same key,
+		// which publishes it again (deduplicated) and marks it.
+		in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
+		return "", nil, events.Unavailable(fmt.Errorf("accept: mark request %s published: %w", id, err))
+	}
+	return id, svc, nil
 }
 
 func checkIdempotencyKey(key string) (code, message string) {
