@@ -104,12 +104,22 @@ type Catalog struct {
 	// ServiceNotice is the template of the notice Open311 clients get about
 	// a request: {agencies} stands for the responsible agencies' names,
 	// {expected} for the expected completion date. Optional.
-	ServiceNotice Text      `json:"service_notice,omitempty"`
-	Agencies      []Agency  `json:"agencies"`
-	Services      []Service `json:"services"`
+	ServiceNotice Text `json:"service_notice,omitempty"`
+	// CitizenFields describe the citizen's identity where an interface has
+	// no field of its own for it (Open311 shows them as attributes).
+	// Optional: English defaults stand in.
+	CitizenFields *CitizenFields `json:"citizen_fields,omitempty"`
+	Agencies      []Agency       `json:"agencies"`
+	Services      []Service      `json:"services"`
 
 	services map[string]*Service
 	agencies map[string]*Agency
+}
+
+// CitizenFields are the descriptions of the citizen's identity fields.
+type CitizenFields struct {
+	NationalID Text `json:"national_id"`
+	Name       Text `json:"name"`
 }
 
 // Current returns c itself: a parsed catalogue serves wherever a source of
@@ -142,6 +152,19 @@ func (c *Catalog) check() error {
 	}
 	if len(c.ServiceNotice) > 0 {
 		if err := c.checkText("service_notice", c.ServiceNotice); err != nil {
+			return err
+		}
+	}
+	if c.CitizenFields == nil {
+		c.CitizenFields = &CitizenFields{
+			NationalID: Text{DefaultLanguage: "National ID number of the citizen served"},
+			Name:       Text{DefaultLanguage: "Full name of the citizen served"},
+		}
+	} else {
+		if err := c.checkText("citizen_fields.national_id", c.CitizenFields.NationalID); err != nil {
+			return err
+		}
+		if err := c.checkText("citizen_fields.name", c.CitizenFields.Name); err != nil {
 			return err
 		}
 	}

@@ -54,7 +54,11 @@ func TestCatalog_BuiltInCatalogueSpeaksSixLanguagesEverywhere(t *testing.T) {
 	if !slices.Equal(c.Languages, want) {
 		t.Errorf("languages = %v, want %v", c.Languages, want)
 	}
-	texts := map[string]events.Text{"service_notice": c.ServiceNotice}
+	texts := map[string]events.Text{
+		"service_notice":             c.ServiceNotice,
+		"citizen_fields.national_id": c.CitizenFields.NationalID,
+		"citizen_fields.name":        c.CitizenFields.Name,
+	}
 	for _, a := range c.Agencies {
 		texts["agency "+a.Code] = a.Name
 	}

@@ -28,6 +28,8 @@ type IntakeStore interface {
 	ClaimKey(ctx context.Context, c events.KeyClaim) (id string, published bool, err error)
 	MarkPublished(ctx context.Context, requestID string, message []byte) error
 	RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error)
+	SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error)
+	HasMunicipality(ctx context.Context, municipality string) (bool, error)
 }
 
 // Publisher stores a message in JetStream and returns once it is stored.
@@ -56,7 +58,8 @@ type IntakeConfig struct {
 	Logger *slog.Logger
 }
 
-// Intake is the desk API, version 1. It validates submissions, binds each to
+// Intake is the desk API, version 1, and Open311 GeoReport v2 (open311.go),
+// which takes the same path for submissions. It validates submissions, binds each to
 // its idempotency key, and answers 202 only after JetStream has stored the
 // request. It is safe for concurrent use and holds no state that other
 // intake processes need.
@@ -90,10 +93,12 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	in.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no such endpoint"})
 	})
+	in.open311Routes()
 	return in, nil
 }
 
-// ServeHTTP serves /v1/.
+// ServeHTTP serves the desk API under /v1/ and Open311 GeoReport v2 under
+// /open311/v2/ (open311.go).
 func (in *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) { in.mux.ServeHTTP(w, r) }
 
 // apiError is the body of every error answer: a stable code for programs, a

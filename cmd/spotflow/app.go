@@ -203,6 +203,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return err
 			}
 			mux.Handle("/v1/", intake)
+			mux.Handle("/open311/", intake)
 			if cfg.OperatorToken != "" {
 				ops, err := workers.NewOps(workers.OpsConfig{
 					Store: store, Replayer: workers.NewReplayer(store, js), Token: cfg.OperatorToken, Logger: log.With("role", "ops"),
@@ -288,7 +289,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
-		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, /healthz, /readyz)\n", m.httpAddr)
+		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, Open311 /open311/v2, /healthz, /readyz)\n", m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
