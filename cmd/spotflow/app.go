@@ -178,7 +178,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return catalogs.Run(gctx) })
-	g.Go(func() error { return reloadOnHangup(gctx, catalogs) })
+	// Registered before anything else can start: from here on a SIGHUP
+	// reloads the catalogue and no longer ends the process.
+	hangup := make(chan os.Signal, 1)
+	signal.Notify(hangup, syscall.SIGHUP)
+	defer signal.Stop(hangup)
+	g.Go(func() error { return reloadOnHangup(gctx, hangup, catalogs) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -354,12 +359,10 @@ func loadCatalog(path string) (*events.Catalog, error) {
 	return f.Current(), nil
 }
 
-// reloadOnHangup reloads the catalogue file on every SIGHUP until ctx ends.
-// A file that does not load is logged and the last good catalogue stays.
-func reloadOnHangup(ctx context.Context, catalogs *workers.CatalogFile) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// reloadOnHangup reloads the catalogue file on every signal from hup until
+// ctx ends. A file that does not load is logged and the last good catalogue
+// stays.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, catalogs *workers.CatalogFile) error {
 	for {
 		select {
 		case <-ctx.Done():
