@@ -103,7 +103,7 @@ type Catalog struct {
 	Languages []string `json:"languages,omitempty"`
 	// ServiceNotice is the template of the notice Open311 clients get about
 	// a request: {agencies} stands for the responsible agencies' names,
-	// {expected} for the expected completion date. Optional.
+	// {expected} for the expected completion date (UTC). Optional.
 	ServiceNotice Text `json:"service_notice,omitempty"`
 	// CitizenFields describe the citizen's identity where an interface has
 	// no field of its own for it (Open311 shows them as attributes).
@@ -329,6 +329,6 @@ func (c *Catalog) Notice(s *Service, lang string, expected time.Time) string {
 	}
 	return strings.NewReplacer(
 		"{agencies}", strings.Join(names, ", "),
-		"{expected}", expected.Format(time.DateOnly),
+		"{expected}", expected.UTC().Format(time.DateOnly),
 	).Replace(c.ServiceNotice.In(lang))
 }

@@ -159,7 +159,7 @@ func (in *Intake) open311Desk(w http.ResponseWriter, r *http.Request, format str
 	jurisdiction := r.Form.Get("jurisdiction_id")
 	if key == "" {
 		if required {
-			writeOpen311Error(w, format, http.StatusForbidden, http.StatusForbidden, "api_key was not provided: send a desk's token as api_key")
+			writeOpen311Error(w, format, http.StatusForbidden, http.StatusForbidden, "api_key was not provided: send the desk token as api_key")
 			return desk, false
 		}
 		if jurisdiction != "" {
