@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -95,12 +97,34 @@ func (s *Service) SLA() time.Duration { return time.Duration(s.SLAHours * float6
 // Catalog is the service catalogue. It is read-only once parsed and safe for
 // concurrent use.
 type Catalog struct {
-	Version  string    `json:"version"`
-	Agencies []Agency  `json:"agencies"`
-	Services []Service `json:"services"`
+	Version string `json:"version"`
+	// Languages every text is written in (ISO 639-1); English among them.
+	// Empty means English only.
+	Languages []string `json:"languages,omitempty"`
+	// ServiceNotice is the template of the notice Open311 clients get about
+	// a request: {agencies} stands for the responsible agencies' names,
+	// {expected} for the expected completion date (UTC). Optional.
+	ServiceNotice Text `json:"service_notice,omitempty"`
+	// CitizenFields describe the citizen's identity where an interface has
+	// no field of its own for it (Open311 shows them as attributes).
+	// Optional: English defaults stand in.
+	CitizenFields *CitizenFields `json:"citizen_fields,omitempty"`
+	Agencies      []Agency       `json:"agencies"`
+	Services      []Service      `json:"services"`
 
 	services map[string]*Service
+	agencies map[string]*Agency
 }
+
+// CitizenFields are the descriptions of the citizen's identity fields.
+type CitizenFields struct {
+	NationalID Text `json:"national_id"`
+	Name       Text `json:"name"`
+}
+
+// Current returns c itself: a parsed catalogue serves wherever a source of
+// the current catalogue is asked for, as one that never changes.
+func (c *Catalog) Current() *Catalog { return c }
 
 // ParseCatalog decodes and checks a catalogue: unknown fields, duplicate or
 // malformed codes, services naming unknown agencies, attributes with an
@@ -120,18 +144,46 @@ func ParseCatalog(data []byte) (*Catalog, error) {
 }
 
 func (c *Catalog) check() error {
-	agencies := make(map[string]bool, len(c.Agencies))
-	for i, a := range c.Agencies {
+	if len(c.Languages) == 0 {
+		c.Languages = []string{DefaultLanguage}
+	}
+	if !slices.Contains(c.Languages, DefaultLanguage) {
+		return fmt.Errorf("languages: English (%q) is required", DefaultLanguage)
+	}
+	if len(c.ServiceNotice) > 0 {
+		if err := c.checkText("service_notice", c.ServiceNotice); err != nil {
+			return err
+		}
+	}
+	if c.CitizenFields == nil {
+		c.CitizenFields = &CitizenFields{
+			NationalID: Text{DefaultLanguage: "National ID number of the citizen served"},
+			Name:       Text{DefaultLanguage: "Full name of the citizen served"},
+		}
+	} else {
+		if err := c.checkText("citizen_fields.national_id", c.CitizenFields.NationalID); err != nil {
+			return err
+		}
+		if err := c.checkText("citizen_fields.name", c.CitizenFields.Name); err != nil {
+			return err
+		}
+	}
+	c.agencies = make(map[string]*Agency, len(c.Agencies))
+	for i := range c.Agencies {
+		a := &c.Agencies[i]
 		path := fmt.Sprintf("agencies[%d]", i)
 		switch {
 		case !ValidToken(a.Code):
 			return fmt.Errorf("%s.code: %q is not a valid code", path, a.Code)
-		case agencies[a.Code]:
+		case c.agencies[a.Code] != nil:
 			return fmt.Errorf("%s.code: duplicate agency %q", path, a.Code)
 		case a.Name[DefaultLanguage] == "":
 			return fmt.Errorf("%s.name: an English name is required", path)
 		}
-		agencies[a.Code] = true
+		if err := c.checkText(path+".name", a.Name); err != nil {
+			return err
+		}
+		c.agencies[a.Code] = a
 	}
 	c.services = make(map[string]*Service, len(c.Services))
 	for i := range c.Services {
@@ -149,8 +201,14 @@ func (c *Catalog) check() error {
 		case s.SLAHours <= 0:
 			return fmt.Errorf("%s.sla_hours: must be positive", path)
 		}
+		if err := c.checkText(path+".name", s.Name); err != nil {
+			return err
+		}
+		if err := c.checkText(path+".description", s.Description); err != nil {
+			return err
+		}
 		for j, a := range s.Agencies {
-			if !agencies[a] {
+			if c.agencies[a] == nil {
 				return fmt.Errorf("%s.agencies[%d]: unknown agency %q", path, j, a)
 			}
 			if slices.Index(s.Agencies, a) != j {
@@ -158,6 +216,7 @@ func (c *Catalog) check() error {
 			}
 		}
 		codes := make(map[string]bool, len(s.Attributes))
+		orders := make(map[int]bool, len(s.Attributes))
 		for j, a := range s.Attributes {
 			apath := fmt.Sprintf("%s.attributes[%d]", path, j)
 			switch {
@@ -165,6 +224,10 @@ func (c *Catalog) check() error {
 				return fmt.Errorf("%s.code: %q is not a valid code", apath, a.Code)
 			case codes[a.Code]:
 				return fmt.Errorf("%s.code: duplicate attribute %q", apath, a.Code)
+			case strings.HasPrefix(a.Code, ReservedAttributePrefix):
+				return fmt.Errorf("%s.code: %q is reserved: attribute codes may not start with %q", apath, a.Code, ReservedAttributePrefix)
+			case a.Order < 1 || orders[a.Order]:
+				return fmt.Errorf("%s.order: must be a positive integer no other attribute of the service uses", apath)
 			case !a.Datatype.valid():
 				return fmt.Errorf("%s.datatype: unknown datatype %q", apath, a.Datatype)
 			case a.Datatype.IsList() && len(a.Values) == 0:
@@ -172,7 +235,22 @@ func (c *Catalog) check() error {
 			case !a.Datatype.IsList() && len(a.Values) > 0:
 				return fmt.Errorf("%s.values: only list datatypes take values", apath)
 			}
+			if err := c.checkText(apath+".description", a.Description); err != nil {
+				return err
+			}
+			keys := make(map[string]bool, len(a.Values))
+			for k, v := range a.Values {
+				vpath := fmt.Sprintf("%s.values[%d]", apath, k)
+				if v.Key == "" || keys[v.Key] {
+					return fmt.Errorf("%s.key: %q is empty or used twice", vpath, v.Key)
+				}
+				keys[v.Key] = true
+				if err := c.checkText(vpath+".name", v.Name); err != nil {
+					return err
+				}
+			}
 			codes[a.Code] = true
+			orders[a.Order] = true
 		}
 		slices.SortStableFunc(s.Attributes, func(a, b Attribute) int { return a.Order - b.Order })
 		c.services[s.Code] = s
@@ -180,10 +258,51 @@ func (c *Catalog) check() error {
 	return nil
 }
 
+// checkText refuses a text that lacks one of the catalogue's languages.
+func (c *Catalog) checkText(path string, t Text) error {
+	for _, lang := range c.Languages {
+		if t[lang] == "" {
+			return fmt.Errorf("%s: no text in %q, one of the catalogue's languages", path, lang)
+		}
+	}
+	return nil
+}
+
+// ReservedAttributePrefix starts the codes under which Open311 clients send
+// the citizen's identity; no catalogue attribute may use it.
+const ReservedAttributePrefix = "citizen_"
+
 // Service returns the service with the given code.
 func (c *Catalog) Service(code string) (*Service, bool) {
 	s, ok := c.services[code]
 	return s, ok
+}
+
+// Agency returns the agency with the given code.
+func (c *Catalog) Agency(code string) (*Agency, bool) {
+	a, ok := c.agencies[code]
+	return a, ok
+}
+
+// Language picks the catalogue language that best fits lang, an ISO 639-1
+// code, a tag such as "pt-PT", or an HTTP Accept-Language list; English when
+// none fits.
+func (c *Catalog) Language(lang string) string {
+	best, bestQ := DefaultLanguage, 0.0
+	for _, part := range strings.Split(lang, ",") {
+		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
+		if q > bestQ && slices.Contains(c.Languages, primary) {
+			best, bestQ = primary, q
+		}
+	}
+	return best
 }
 
 // AgencyCodes lists every agency's code in catalogue order.
@@ -193,4 +312,23 @@ func (c *Catalog) AgencyCodes() []string {
 		codes[i] = a.Code
 	}
 	return codes
+}
+
+// Notice is the catalogue's service notice for a request of s, in lang:
+// which agencies handle it and by when it is expected to be done. Empty when
+// the catalogue has no notice template.
+func (c *Catalog) Notice(s *Service, lang string, expected time.Time) string {
+	if len(c.ServiceNotice) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(s.Agencies))
+	for _, code := range s.Agencies {
+		if a, ok := c.Agency(code); ok {
+			names = append(names, a.Name.In(lang))
+		}
+	}
+	return strings.NewReplacer(
+		"{agencies}", strings.Join(names, ", "),
+		"{expected}", expected.UTC().Format(time.DateOnly),
+	).Replace(c.ServiceNotice.In(lang))
 }

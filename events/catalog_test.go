@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +20,11 @@ func TestCatalog_BuiltInCatalogueParses(t *testing.T) {
 	if c.Version == "" {
 		t.Error("built-in catalogue has no version")
 	}
-	if got := len(c.Services); got < 6 {
-		t.Errorf("built-in catalogue has %d services, want at least 6", got)
+	if got := len(c.Services); got < 24 {
+		t.Errorf("built-in catalogue has %d services, want at least 24", got)
 	}
-	if got := len(c.AgencyCodes()); got < 4 {
-		t.Errorf("built-in catalogue has %d agencies, want at least 4", got)
+	if got := len(c.AgencyCodes()); got < 8 {
+		t.Errorf("built-in catalogue has %d agencies, want at least 8", got)
 	}
 	used := map[string]bool{}
 	for _, s := range c.Services {
@@ -38,8 +39,77 @@ func TestCatalog_BuiltInCatalogueParses(t *testing.T) {
 			used[a] = true
 		}
 	}
-	if len(used) < 4 {
-		t.Errorf("services are handled by %d distinct agencies, want at least 4", len(used))
+	if len(used) < 8 {
+		t.Errorf("services are handled by %d distinct agencies, want at least 8", len(used))
+	}
+}
+
+func TestCatalog_BuiltInCatalogueSpeaksSixLanguagesEverywhere(t *testing.T) {
+	t.Parallel()
+	c, err := events.ParseCatalog(schemas.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"pt", "en", "es", "fr", "it", "el"}
+	if !slices.Equal(c.Languages, want) {
+		t.Errorf("languages = %v, want %v", c.Languages, want)
+	}
+	texts := map[string]events.Text{
+		"service_notice":             c.ServiceNotice,
+		"citizen_fields.national_id": c.CitizenFields.NationalID,
+		"citizen_fields.name":        c.CitizenFields.Name,
+	}
+	for _, a := range c.Agencies {
+		texts["agency "+a.Code] = a.Name
+	}
+	for _, s := range c.Services {
+		texts[s.Code+" name"] = s.Name
+		texts[s.Code+" description"] = s.Description
+		for _, a := range s.Attributes {
+			texts[s.Code+"."+a.Code+" description"] = a.Description
+			for _, v := range a.Values {
+				texts[s.Code+"."+a.Code+"="+v.Key+" label"] = v.Name
+			}
+		}
+	}
+	for what, text := range texts {
+		for _, lang := range want {
+			if strings.TrimSpace(text[lang]) == "" {
+				t.Errorf("%s has no %s text", what, lang)
+			}
+		}
+		// Every translation is really one: only names of things
+		// (ADSE, kVA) may read the same in Greek as in English.
+		if text["el"] == text["en"] && !strings.Contains(text["en"], "kVA") {
+			t.Errorf("%s reads the same in Greek as in English: %q", what, text["en"])
+		}
+	}
+}
+
+func TestCatalog_BuiltInCatalogueCoversWhatCitizenSpotsOffer(t *testing.T) {
+	t.Parallel()
+	c, err := events.ParseCatalog(schemas.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range []string{
+		"driving-licence-renewal", "health-appointment", "criminal-record-certificate", "tax-id-certificate",
+		"income-tax-return", "change-of-address", "social-benefit-application", "unemployment-benefit",
+		"birth-certificate", "marriage-certificate", "trademark-registration", "water-supply-contract",
+		"electricity-contract", "employment-registration",
+	} {
+		if _, ok := c.Service(code); !ok {
+			t.Errorf("no service %q", code)
+		}
+	}
+	datatypes := map[events.Datatype]bool{}
+	for _, s := range c.Services {
+		for _, a := range s.Attributes {
+			datatypes[a.Datatype] = true
+		}
+	}
+	if len(datatypes) != 6 {
+		t.Errorf("attributes use datatypes %v, want all six of Open311", datatypes)
 	}
 }
 
@@ -116,6 +186,56 @@ func TestCatalog_AgencyCodesKeepCatalogueOrder(t *testing.T) {
 	c := mustCatalog(t, doc)
 	if got, want := strings.Join(c.AgencyCodes(), ","), "zeta,alpha"; got != want {
 		t.Errorf("AgencyCodes() = %s, want %s", got, want)
+	}
+}
+
+func TestCatalog_LanguagePicksTheBestDeclaredLanguage(t *testing.T) {
+	t.Parallel()
+	doc := validCatalog()
+	doc["languages"] = []any{"en", "pt", "el"}
+	for _, a := range doc["agencies"].([]any) {
+		a.(map[string]any)["name"] = map[string]any{"en": "A", "pt": "A", "el": "Α"}
+	}
+	for _, s := range doc["services"].([]any) {
+		svc := s.(map[string]any)
+		svc["name"] = map[string]any{"en": "S", "pt": "S", "el": "Σ"}
+		svc["description"] = map[string]any{"en": "D", "pt": "D", "el": "Δ"}
+		svc["attributes"] = []any{}
+	}
+	c := mustCatalog(t, doc)
+	tests := []struct{ in, want string }{
+		{"el", "el"},
+		{"pt-PT", "pt"},
+		{"PT", "pt"},
+		{"de", "en"},
+		{"", "en"},
+		{"de-DE, el;q=0.8, pt;q=0.9", "pt"},
+		{"fr;q=1, el;q=0.5", "el"},
+		{"*", "en"},
+	}
+	for _, tt := range tests {
+		if got := c.Language(tt.in); got != tt.want {
+			t.Errorf("Language(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCatalog_NoticeNamesTheAgenciesAndTheExpectedDate(t *testing.T) {
+	t.Parallel()
+	c, err := events.ParseCatalog(schemas.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := c.Service("unemployment-benefit")
+	expected := time.Date(2026, 3, 9, 15, 0, 0, 0, time.UTC)
+	if got, want := c.Notice(s, "en", expected), "Sent to Social Security, Institute for Employment and Vocational Training. Expected by 2026-03-09."; got != want {
+		t.Errorf("Notice in English = %q, want %q", got, want)
+	}
+	if got := c.Notice(s, "el", expected); !strings.Contains(got, "Κοινωνική Ασφάλιση") || !strings.Contains(got, "2026-03-09") {
+		t.Errorf("Notice in Greek = %q, want the agencies' Greek names and the date", got)
+	}
+	if got := mustCatalog(t, validCatalog()).Notice(s, "en", expected); got != "" {
+		t.Errorf("Notice without a template = %q, want empty", got)
 	}
 }
 
@@ -270,6 +390,58 @@ func TestCatalog_RefusesBrokenCatalogues(t *testing.T) {
 			name:   "agency code starting with a dash",
 			mutate: func(doc map[string]any) { doc["agencies"].([]any)[0].(map[string]any)["code"] = "-imt" },
 			want:   []string{"agencies[0].code", `"-imt"`},
+		},
+		{
+			name:   "attribute code reserved for the citizen",
+			mutate: func(doc map[string]any) { attribute(doc, 0)["code"] = "citizen_name" },
+			want:   []string{"services[0].attributes[0].code", "reserved"},
+		},
+		{
+			name:   "two attributes in the same order",
+			mutate: func(doc map[string]any) { attribute(doc, 1)["order"] = 1 },
+			want:   []string{"services[0].attributes[1].order", "positive integer"},
+		},
+		{
+			name:   "attribute order zero",
+			mutate: func(doc map[string]any) { attribute(doc, 0)["order"] = 0 },
+			want:   []string{"services[0].attributes[0].order"},
+		},
+		{
+			name: "list value key used twice",
+			mutate: func(doc map[string]any) {
+				values := attribute(doc, 1)["values"].([]any)
+				values[1].(map[string]any)["key"] = "normal"
+			},
+			want: []string{"services[0].attributes[1].values[1].key", `"normal"`},
+		},
+		{
+			name:   "languages without English",
+			mutate: func(doc map[string]any) { doc["languages"] = []any{"pt"} },
+			want:   []string{"languages", "English"},
+		},
+		{
+			name:   "service name missing one of the declared languages",
+			mutate: func(doc map[string]any) { doc["languages"] = []any{"en", "pt"} },
+			want:   []string{"agencies[1].name", `"pt"`},
+		},
+		{
+			name: "value label missing one of the declared languages",
+			mutate: func(doc map[string]any) {
+				doc["languages"] = []any{"en", "el"}
+				for _, a := range doc["agencies"].([]any) {
+					a.(map[string]any)["name"].(map[string]any)["el"] = "Φορέας"
+				}
+				for _, s := range doc["services"].([]any) {
+					s.(map[string]any)["name"].(map[string]any)["el"] = "Υπηρεσία"
+					s.(map[string]any)["description"].(map[string]any)["el"] = "Περιγραφή"
+				}
+				for _, a := range service(doc)["attributes"].([]any) {
+					a.(map[string]any)["description"].(map[string]any)["el"] = "Πεδίο"
+				}
+				values := attribute(doc, 1)["values"].([]any)
+				values[0].(map[string]any)["name"].(map[string]any)["el"] = "Κανονική"
+			},
+			want: []string{"services[0].attributes[1].values[1].name", `"el"`},
 		},
 		{
 			name:   "attribute code with a dot",

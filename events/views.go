@@ -85,3 +85,28 @@ type StalledRequest struct {
 	ID      string
 	Message []byte
 }
+
+// RequestQuery selects a desk's requests for a listing, newest first. Zero
+// fields do not filter; IDs, when set, overrides every filter but the desk.
+type RequestQuery struct {
+	DeskID       string
+	IDs          []string
+	ServiceCodes []string
+	Statuses     []Status
+	// From and To bound the submission time, both included.
+	From, To time.Time
+	// Limit caps the number of requests; 0 means no cap.
+	Limit int
+}
+
+// RequestSummary is a request as a listing shows it: its state and the
+// latest note of its timeline, without personal data or the timeline itself.
+type RequestSummary struct {
+	ID          string
+	ServiceCode string
+	Status      Status
+	// Note is the latest note in the request's timeline, if any.
+	Note        string
+	SubmittedAt time.Time
+	UpdatedAt   time.Time
+}

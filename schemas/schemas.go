@@ -20,3 +20,8 @@ var Messages embed.FS
 //
 //go:embed catalog/services.json
 var Catalog []byte
+
+// CatalogSchema is the JSON Schema every service catalogue must fit.
+//
+//go:embed catalog/services.schema.json
+var CatalogSchema []byte

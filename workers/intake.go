@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +28,8 @@ type IntakeStore interface {
 	ClaimKey(ctx context.Context, c events.KeyClaim) (id string, published bool, err error)
 	MarkPublished(ctx context.Context, requestID string, message []byte) error
 	RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error)
+	SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error)
+	HasMunicipality(ctx context.Context, municipality string) (bool, error)
 }
 
 // Publisher stores a message in JetStream and returns once it is stored.
@@ -39,8 +43,9 @@ type IntakeConfig struct {
 	Store IntakeStore
 	// Publisher of submitted requests. Required.
 	Publisher Publisher
-	// Catalog to validate submissions against. Required.
-	Catalog *events.Catalog
+	// Catalog to validate submissions against, as it stands at each
+	// request. Required.
+	Catalog Catalogs
 	// MaxBody is the largest request body accepted. Default 64 KiB.
 	MaxBody int64
 	// PublishTimeout bounds the wait for JetStream to store a request; past
@@ -53,7 +58,8 @@ type IntakeConfig struct {
 	Logger *slog.Logger
 }
 
-// Intake is the desk API, version 1. It validates submissions, binds each to
+// Intake is the desk API, version 1, and Open311 GeoReport v2 (open311.go),
+// which takes the same path for submissions. It validates submissions, binds each to
 // its idempotency key, and answers 202 only after JetStream has stored the
 // request. It is safe for concurrent use and holds no state that other
 // intake processes need.
@@ -87,10 +93,12 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	in.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no such endpoint"})
 	})
+	in.open311Routes()
 	return in, nil
 }
 
-// ServeHTTP serves /v1/.
+// ServeHTTP serves the desk API under /v1/ and Open311 GeoReport v2 under
+// /open311/v2/ (open311.go).
 func (in *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) { in.mux.ServeHTTP(w, r) }
 
 // apiError is the body of every error answer: a stable code for programs, a
@@ -178,73 +186,98 @@ func (in *Intake) submit(w http.ResponseWriter, r *http.Request, desk events.Des
 		writeError(w, status, apiErr)
 		return
 	}
-	if _, err := in.cfg.Catalog.Validate(sub); err != nil {
-		var fe *events.FieldError
-		if errors.As(err, &fe) {
-			writeError(w, http.StatusUnprocessableEntity, &apiError{Code: fe.Code, Message: fe.Message, Field: fe.Field})
-			return
-		}
-		writeError(w, http.StatusUnprocessableEntity, &apiError{Code: "invalid", Message: err.Error()})
+	id, _, err := in.accept(r.Context(), desk, key, sub)
+	var fe *events.FieldError
+	switch {
+	case errors.As(err, &fe):
+		writeError(w, http.StatusUnprocessableEntity, &apiError{Code: fe.Code, Message: fe.Message, Field: fe.Field})
 		return
-	}
-	canonical, err := json.Marshal(sub)
-	if err != nil {
+	case errors.Is(err, events.ErrIdempotencyConflict):
+		writeError(w, http.StatusConflict, &apiError{Code: "idempotency_conflict", Message: "this Idempotency-Key was used for a different request", Field: "Idempotency-Key"})
+		return
+	case errors.Is(err, events.ErrUnavailable):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be stored; retry with the same Idempotency-Key"})
+		return
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, &apiError{Code: "internal", Message: "cannot encode the request"})
 		return
 	}
+	w.Header().Set("Location", "/v1/requests/"+id)
+	writeJSON(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
+}
+
+// accept is the one path every submission takes, whatever API it came by:
+// it validates sub against the catalogue in force, binds it to the desk's
+// idempotency key, and publishes it, returning once JetStream has stored it.
+// An empty key is derived from the submission itself: the same submission
+// from the same desk on the same day (UTC) is the same request.
+//
+// It returns the request's ID and service. The error is a
+// *events.FieldError when the submission does not fit the service,
+// events.ErrIdempotencyConflict when the key was bound to another body, and
+// wraps events.ErrUnavailable when the request could not be stored now (the
+// caller may retry with the same key); any other error is a fault of
+// spotflow's.
+func (in *Intake) accept(ctx context.Context, desk events.Desk, key string, sub *events.Submission) (string, *events.Service, error) {
+	svc, err := in.cfg.Catalog.Current().Validate(sub)
+	if err != nil {
+		return "", nil, err
+	}
+	canonical, err := json.Marshal(sub)
+	if err != nil {
+		return "", nil, fmt.Errorf("accept: encode submission: %w", err)
+	}
 	now := time.Now().UTC()
-	id, published, err := in.cfg.Store.ClaimKey(r.Context(), events.KeyClaim{
+	if key == "" {
+		sum := sha256.Sum256(canonical)
+		key = "derived:" + now.Format(time.DateOnly) + ":" + hex.EncodeToString(sum[:])
+	}
+	id, published, err := in.cfg.Store.ClaimKey(ctx, events.KeyClaim{
 		DeskID: desk.ID, Key: key, ServiceCode: sub.ServiceCode, Body: canonical, NewID: events.NewID(now),
 	})
 	switch {
 	case errors.Is(err, events.ErrIdempotencyConflict):
-		writeError(w, http.StatusConflict, &apiError{Code: "idempotency_conflict", Message: "this Idempotency-Key was used for a different request", Field: "Idempotency-Key"})
-		return
+		return "", nil, err
 	case err != nil:
 		in.cfg.Logger.Error("intake: claim idempotency key", "desk", desk.ID, "err", err)
-		writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "cannot take requests right now; retry with the same Idempotency-Key"})
-		return
+		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
 	}
-	if !published {
-		req := events.Request{
-			Schema:       events.SchemaRequest,
-			ID:           id,
-			DeskID:       desk.ID,
-			Municipality: desk.Municipality,
-			Mediator:     sub.Mediator,
-			ServiceCode:  sub.ServiceCode,
-			VisitID:      sub.VisitID,
-			Citizen:      *sub.Citizen,
-			Attributes:   sub.Attributes,
-			SubmittedAt:  now,
-		}
-		message, err := json.Marshal(req)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, &apiError{Code: "internal", Message: "cannot encode the request"})
-			return
-		}
-		out := natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: id, Value: json.RawMessage(message)}
-		publishCtx, cancel := context.WithTimeout(r.Context(), in.cfg.PublishTimeout)
-		err = in.cfg.Publisher.Publish(publishCtx, out)
-		cancel()
-		if err != nil {
-			in.cfg.Logger.Error("intake: publish request", "desk", desk.ID, "request", id, "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be stored; retry with the same Idempotency-Key"})
-			return
-		}
-		if err := in.cfg.Store.MarkPublished(r.Context(), id, message); err != nil {
-			// JetStream has it, but until Postgres knows, the reconciler
-			// could not re-drive it: the desk retries with the same key,
-			// which publishes it again (deduplicated) and marks it.
-			in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "the request could not be recorded; retry with the same Idempotency-Key"})
-			return
-		}
+	if published {
+		return id, svc, nil
 	}
-	w.Header().Set("Location", "/v1/requests/"+id)
-	writeJSON(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
+	req := events.Request{
+		Schema:       events.SchemaRequest,
+		ID:           id,
+		DeskID:       desk.ID,
+		Municipality: desk.Municipality,
+		Mediator:     sub.Mediator,
+		ServiceCode:  sub.ServiceCode,
+		VisitID:      sub.VisitID,
+		Citizen:      *sub.Citizen,
+		Attributes:   sub.Attributes,
+		SubmittedAt:  now,
+	}
+	message, err := json.Marshal(req)
+	if err != nil {
+		return "", nil, fmt.Errorf("accept: encode request: %w", err)
+	}
+	out := natsbus.Outgoing{Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: id, Value: json.RawMessage(message)}
+	publishCtx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
+	err = in.cfg.Publisher.Publish(publishCtx, out)
+	cancel()
+	if err != nil {
+		in.cfg.Logger.Error("intake: publish request", "desk", desk.ID, "request", id, "err", err)
+		return "", nil, events.Unavailable(fmt.Errorf("accept: publish request %s: %w", id, err))
+	}
+	if err := in.cfg.Store.MarkPublished(ctx, id, message); err != nil {
+		// JetStream has it, but until Postgres knows, the reconciler
+		// could not re-drive it: the desk retries with the same key,
+		// which publishes it again (deduplicated) and marks it.
+		in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
+		return "", nil, events.Unavailable(fmt.Errorf("accept: mark request %s published: %w", id, err))
+	}
+	return id, svc, nil
 }
 
 func checkIdempotencyKey(key string) (code, message string) {

@@ -61,6 +61,7 @@ func startIntake(t *testing.T, maxBody int64, wrap func(workers.Publisher) worke
 // call is one HTTP request to the desk API; zero fields are left out.
 type call struct {
 	method, path, token, contentType, key, body string
+	acceptLanguage                              string
 }
 
 type reply struct {
@@ -112,6 +113,9 @@ func (api *deskAPI) do(t *testing.T, c call) reply {
 	}
 	if c.key != "" {
 		req.Header.Set("Idempotency-Key", c.key)
+	}
+	if c.acceptLanguage != "" {
+		req.Header.Set("Accept-Language", c.acceptLanguage)
 	}
 	resp, err := api.srv.Client().Do(req)
 	if err != nil {
@@ -369,6 +373,75 @@ func TestIntake_ServesTheCatalogue(t *testing.T) {
 	r = api.do(t, call{method: "GET", path: "/v1/services/moon-landing-permit"})
 	if e := r.err(t); r.status != http.StatusNotFound || e.Code != "not_found" {
 		t.Errorf("GET an unknown service: %d %+v, want 404 not_found", r.status, e)
+	}
+}
+
+func TestIntake_ListsServicesInTheDesksLanguageFallingBackToEnglish(t *testing.T) {
+	t.Parallel()
+	api := startIntake(t, 0, nil)
+	type service struct {
+		Code        string `json:"code"`
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		Attributes  []struct {
+			Code        string `json:"code"`
+			Description string `json:"description"`
+			Values      []struct {
+				Key  string `json:"key"`
+				Name string `json:"name"`
+			} `json:"values"`
+		} `json:"attributes"`
+	}
+	tests := []struct {
+		name            string
+		path, accept    string
+		wantLang        string
+		wantName        string // of driving-licence-renewal
+		wantCategoryB   string // label of its category B
+		wantAttribute   string // description of its licence_number
+		wantDescription string
+	}{
+		{"Greek by ?lang", "/v1/services?lang=el", "", "el", "Ανανέωση άδειας οδήγησης", "Ελαφρά οχήματα", "Αριθμός άδειας οδήγησης", "Ανανέωση άδειας οδήγησης που λήγει ή έχει λήξει."},
+		{"Portuguese by ?lang", "/v1/services?lang=pt", "", "pt", "Revalidação da carta de condução", "Ligeiros", "Número da carta de condução", "Revalidar uma carta de condução a caducar ou caducada."},
+		{"Italian by Accept-Language", "/v1/services", "it-IT,it;q=0.9,en;q=0.5", "it", "Rinnovo della patente di guida", "Veicoli leggeri", "Numero della patente di guida", "Rinnovare una patente di guida in scadenza o scaduta."},
+		{"?lang wins over Accept-Language", "/v1/services?lang=fr", "es", "fr", "Renouvellement du permis de conduire", "Véhicules légers", "Numéro du permis de conduire", "Renouveler un permis de conduire qui arrive à expiration ou qui a expiré."},
+		{"English for a language the catalogue lacks", "/v1/services?lang=de", "", "en", "Driving licence renewal", "Light vehicles", "Driving licence number", "Renew a driving licence that is about to expire or has expired."},
+		{"English by default", "/v1/services", "", "en", "Driving licence renewal", "Light vehicles", "Driving licence number", "Renew a driving licence that is about to expire or has expired."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := api.do(t, call{method: "GET", path: tt.path, acceptLanguage: tt.accept})
+			if r.status != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", tt.path, r.status, r.body)
+			}
+			if got := r.header.Get("Content-Language"); got != tt.wantLang {
+				t.Errorf("Content-Language %q, want %q", got, tt.wantLang)
+			}
+			var list struct {
+				Services []service `json:"services"`
+			}
+			r.decode(t, &list)
+			if len(list.Services) < 24 {
+				t.Errorf("%d services, want at least 24", len(list.Services))
+			}
+			i := slices.IndexFunc(list.Services, func(s service) bool { return s.Code == "driving-licence-renewal" })
+			if i < 0 {
+				t.Fatal("no driving-licence-renewal")
+			}
+			s := list.Services[i]
+			if s.Name != tt.wantName || s.Description != tt.wantDescription {
+				t.Errorf("name %q, description %q; want %q, %q", s.Name, s.Description, tt.wantName, tt.wantDescription)
+			}
+			if s.Attributes[0].Description != tt.wantAttribute || s.Attributes[1].Values[1].Name != tt.wantCategoryB {
+				t.Errorf("attribute %q, category B %q; want %q, %q", s.Attributes[0].Description, s.Attributes[1].Values[1].Name, tt.wantAttribute, tt.wantCategoryB)
+			}
+		})
+	}
+	r := api.do(t, call{method: "GET", path: "/v1/services/trademark-registration?lang=el"})
+	var one service
+	r.decode(t, &one)
+	if one.Name != "Καταχώριση εμπορικού σήματος" {
+		t.Errorf("GET trademark-registration in Greek: name %q", one.Name)
 	}
 }
 

@@ -18,8 +18,9 @@ import (
 type RouterConfig struct {
 	// JetStream the router consumes from and publishes to. Required.
 	JetStream jetstream.JetStream
-	// Catalog resolves a service's agencies. Required.
-	Catalog *events.Catalog
+	// Catalog resolves a service's agencies, as it stands when each request
+	// is routed. Required.
+	Catalog Catalogs
 	// Concurrency is how many requests one process routes at once. Many:
 	// their publishes are gathered into shared atomic batches, so each
 	// waits on the disk far less than on its own. Default 1024.
@@ -72,7 +73,7 @@ func (r *Router) Run(ctx context.Context) error {
 // Route publishes req's routed event and then its work items. Publishing
 // again is harmless: every message carries a deterministic ID.
 func (r *Router) Route(ctx context.Context, req *events.Request) error {
-	svc, ok := r.cfg.Catalog.Service(req.ServiceCode)
+	svc, ok := r.cfg.Catalog.Current().Service(req.ServiceCode)
 	if !ok {
 		return events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
 	}

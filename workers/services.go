@@ -64,27 +64,34 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func language(r *http.Request) string {
+// languageOf picks the catalogue language a request asks for: ?lang=xx, else
+// its Accept-Language header; English when the catalogue lacks it.
+func languageOf(r *http.Request, c *events.Catalog) string {
 	if l := r.URL.Query().Get("lang"); l != "" {
-		return l
+		return c.Language(l)
 	}
-	return events.DefaultLanguage
+	return c.Language(r.Header.Get("Accept-Language"))
 }
 
 func (in *Intake) listServices(w http.ResponseWriter, r *http.Request) {
-	lang := language(r)
-	out := make([]serviceView, len(in.cfg.Catalog.Services))
-	for i := range in.cfg.Catalog.Services {
-		out[i] = viewService(&in.cfg.Catalog.Services[i], lang)
+	catalog := in.cfg.Catalog.Current()
+	lang := languageOf(r, catalog)
+	out := make([]serviceView, len(catalog.Services))
+	for i := range catalog.Services {
+		out[i] = viewService(&catalog.Services[i], lang)
 	}
+	w.Header().Set("Content-Language", lang)
 	writeJSON(w, http.StatusOK, map[string]any{"services": out})
 }
 
 func (in *Intake) getService(w http.ResponseWriter, r *http.Request) {
-	s, ok := in.cfg.Catalog.Service(r.PathValue("code"))
+	catalog := in.cfg.Catalog.Current()
+	s, ok := catalog.Service(r.PathValue("code"))
 	if !ok {
 		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no service has that code", Field: "code"})
 		return
 	}
-	writeJSON(w, http.StatusOK, viewService(s, language(r)))
+	lang := languageOf(r, catalog)
+	w.Header().Set("Content-Language", lang)
+	writeJSON(w, http.StatusOK, viewService(s, lang))
 }

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,7 +26,6 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
-	"github.com/spotflow/spotflow/schemas"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/httpadapter"
 	"github.com/spotflow/spotflow/workers/postgres"
@@ -103,10 +104,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		stdout = io.Discard
 	}
 
-	catalog, err := loadCatalog(cfg.CatalogFile)
+	catalogs, err := workers.NewCatalogFile(workers.CatalogFileConfig{Path: cfg.CatalogFile, Logger: log.With("component", "catalogue")})
 	if err != nil {
 		return err
 	}
+	// The agencies' queues and adapters are those of the catalogue at start.
+	catalog := catalogs.Current()
 
 	// Postgres: the configured server, or the local cluster.
 	dbURL := cfg.DatabaseURL
@@ -174,6 +177,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return catalogs.Run(gctx) })
+	// Registered before anything else can start: from here on a SIGHUP
+	// reloads the catalogue and no longer ends the process.
+	hangup := make(chan os.Signal, 1)
+	signal.Notify(hangup, syscall.SIGHUP)
+	defer signal.Stop(hangup)
+	g.Go(func() error { return reloadOnHangup(gctx, hangup, catalogs) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -192,12 +202,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		switch role {
 		case roleIntake:
 			intake, err := workers.NewIntake(workers.IntakeConfig{
-				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalog, Logger: log.With("role", roleIntake),
+				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalogs, Logger: log.With("role", roleIntake),
 			})
 			if err != nil {
 				return err
 			}
 			mux.Handle("/v1/", intake)
+			mux.Handle("/open311/", intake)
 			if cfg.OperatorToken != "" {
 				ops, err := workers.NewOps(workers.OpsConfig{
 					Store: store, Replayer: workers.NewReplayer(store, js), Token: cfg.OperatorToken, Logger: log.With("role", "ops"),
@@ -208,7 +219,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				mux.Handle("/v1/ops/", ops)
 			}
 		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, DeadLetters: store, Logger: log})
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: store, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -283,7 +294,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
-		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, /healthz, /readyz)\n", m.httpAddr)
+		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, Open311 /open311/v2, /healthz, /readyz)\n", m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
@@ -339,19 +350,27 @@ func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {
 	})
 }
 
+// loadCatalog loads the catalogue file at path, or the built-in one.
 func loadCatalog(path string) (*events.Catalog, error) {
-	data := schemas.Catalog
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("load catalogue: %w", err)
+	f, err := workers.NewCatalogFile(workers.CatalogFileConfig{Path: path})
+	if err != nil {
+		return nil, err
+	}
+	return f.Current(), nil
+}
+
+// reloadOnHangup reloads the catalogue file on every signal from hup until
+// ctx ends. A file that does not load is logged and the last good catalogue
+// stays.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, catalogs *workers.CatalogFile) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			_ = catalogs.Reload()
 		}
 	}
-	c, err := events.ParseCatalog(data)
-	if err != nil {
-		return nil, fmt.Errorf("load catalogue %s: %w", cmpOr(path, "(built in)"), err)
-	}
-	return c, nil
 }
 
 func cmpOr(a, b string) string {

@@ -55,3 +55,13 @@ func (s *Store) DeskByToken(ctx context.Context, token string) (events.Desk, err
 	}
 	return d, nil
 }
+
+// HasMunicipality reports whether any desk belongs to municipality.
+func (s *Store) HasMunicipality(ctx context.Context, municipality string) (bool, error) {
+	var found bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM desks WHERE municipality = $1)`, municipality).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("find municipality: %w", err)
+	}
+	return found, nil
+}

@@ -140,3 +140,18 @@ func TestDesks_TokenIsNotStoredInClear(t *testing.T) {
 		t.Fatalf("read %d columns of the desk's row, want all of them", seen)
 	}
 }
+
+func TestHasMunicipality_KnowsTheMunicipalitiesOfDesks(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := withTimeout(t)
+	if _, _, err := s.CreateDesk(ctx, "braganca", "Espaço Cidadão Bragança"); err != nil {
+		t.Fatal(err)
+	}
+	for m, want := range map[string]bool{"braganca": true, "lisboa": false, "": false} {
+		got, err := s.HasMunicipality(ctx, m)
+		if err != nil || got != want {
+			t.Errorf("HasMunicipality(%q) = %v, %v; want %v", m, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spotflow/spotflow/events"
+)
+
+// SearchRequests lists the requests of q.DeskID that match q, newest first,
+// each with the latest note of its timeline. A request JetStream stored but
+// the projection has not recorded yet is listed as submitted.
+func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error) {
+	args := pgx.NamedArgs{"desk": q.DeskID}
+	var where []string
+	if len(q.IDs) > 0 {
+		where = append(where, "id = ANY(@ids)")
+		args["ids"] = q.IDs
+	} else {
+		if len(q.ServiceCodes) > 0 {
+			where = append(where, "service_code = ANY(@services)")
+			args["services"] = q.ServiceCodes
+		}
+		if len(q.Statuses) > 0 {
+			statuses := make([]string, len(q.Statuses))
+			for i, st := range q.Statuses {
+				statuses[i] = string(st)
+			}
+			where = append(where, "status = ANY(@statuses)")
+			args["statuses"] = statuses
+		}
+		if !q.From.IsZero() {
+			where = append(where, "submitted_at >= @from")
+			args["from"] = q.From
+		}
+		if !q.To.IsZero() {
+			where = append(where, "submitted_at <= @to")
+			args["to"] = q.To
+		}
+	}
+	filter := ""
+	if len(where) > 0 {
+		filter = "WHERE " + strings.Join(where, " AND ")
+	}
+	limit := ""
+	if q.Limit > 0 {
+		limit = "LIMIT @limit"
+		args["limit"] = q.Limit
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH found AS (
+			SELECT id, service_code, status, submitted_at, updated_at
+			FROM requests WHERE desk_id = @desk
+			UNION ALL
+			SELECT k.request_id, k.service_code, 'submitted', k.created_at, k.created_at
+			FROM intake_keys k
+			WHERE k.desk_id = @desk AND k.published_at IS NOT NULL
+			  AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = k.request_id)
+		)
+		SELECT f.id, f.service_code, f.status,
+		       coalesce((SELECT t.note FROM timeline t
+		                 WHERE t.request_id = f.id AND t.note <> ''
+		                 ORDER BY t.at DESC, CASE t.status `+rankCases+` ELSE 0 END DESC, t.agency = '' DESC, t.agency DESC
+		                 LIMIT 1), ''),
+		       f.submitted_at, f.updated_at
+		FROM (SELECT * FROM found `+filter+`) f
+		ORDER BY f.submitted_at DESC, f.id DESC `+limit, args)
+	if err != nil {
+		return nil, fmt.Errorf("search requests: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[events.RequestSummary])
+	if err != nil {
+		return nil, fmt.Errorf("search requests: %w", err)
+	}
+	return found, nil
+}

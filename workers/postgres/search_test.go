@@ -1,0 +1,107 @@
+package postgres_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+)
+
+func TestSearchRequests_FiltersADesksRequestsNewestFirst(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := withTimeout(t)
+	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := s.CreateDesk(ctx, "porto", "Loja do Cidadão Porto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four projected requests of the desk, one of another desk.
+	address := newRequest(desk.ID, "change-of-address", t0)
+	licence := newRequest(desk.ID, "driving-licence-renewal", t0.Add(time.Hour))
+	record := newRequest(desk.ID, "criminal-record-certificate", t0.Add(2*time.Hour))
+	old := newRequest(desk.ID, "birth-certificate", t0.Add(-100*24*time.Hour))
+	theirs := newRequest(other.ID, "birth-certificate", t0.Add(time.Hour))
+	for _, r := range []*events.Request{address, licence, record, old, theirs} {
+		mustProject(t, s, submitted(r))
+	}
+	mustProject(t, s, routed(address, at(1), "tax", "sns"), routed(licence, at(1), "imt"))
+	mustProject(t, s, agencyEvent(address, "tax", events.StatusCompleted, at(5)), agencyEvent(address, "sns", events.StatusCompleted, at(6)))
+	mustProject(t, s, agencyEvent(licence, "imt", events.StatusRejected, at(4)))
+	// One accepted by intake and published, not projected yet.
+	pending := events.NewID(time.Now())
+	if _, _, err := s.ClaimKey(ctx, events.KeyClaim{DeskID: desk.ID, Key: "k-1", ServiceCode: "tax-id-certificate", Body: []byte(`{}`), NewID: pending}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkPublished(ctx, pending, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	// One whose key was claimed but whose publish never succeeded.
+	if _, _, err := s.ClaimKey(ctx, events.KeyClaim{DeskID: desk.ID, Key: "k-2", ServiceCode: "tax-id-certificate", Body: []byte(`{}`), NewID: events.NewID(time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := func(found []events.RequestSummary) []string {
+		var out []string
+		for _, f := range found {
+			out = append(out, f.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		q    events.RequestQuery
+		want []string
+	}{
+		{"every request of the desk, newest first", events.RequestQuery{},
+			[]string{pending, record.ID, licence.ID, address.ID, old.ID}},
+		{"within a window", events.RequestQuery{From: t0, To: t0.Add(time.Hour)},
+			[]string{licence.ID, address.ID}},
+		{"by service", events.RequestQuery{ServiceCodes: []string{"change-of-address", "criminal-record-certificate"}},
+			[]string{record.ID, address.ID}},
+		{"by status", events.RequestQuery{Statuses: []events.Status{events.StatusCompleted, events.StatusRejected}},
+			[]string{licence.ID, address.ID}},
+		{"still submitted, projected or not", events.RequestQuery{Statuses: []events.Status{events.StatusSubmitted}},
+			[]string{pending, record.ID, old.ID}},
+		{"at most two", events.RequestQuery{Limit: 2},
+			[]string{pending, record.ID}},
+		{"by id, overriding the other filters", events.RequestQuery{IDs: []string{old.ID, address.ID, theirs.ID, "nope"}, ServiceCodes: []string{"tax-id-certificate"}, From: t0},
+			[]string{address.ID, old.ID}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.q.DeskID = desk.ID
+			found, err := s.SearchRequests(ctx, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(found); !slices.Equal(got, tt.want) {
+				t.Errorf("found %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	found, err := s.SearchRequests(ctx, events.RequestQuery{DeskID: desk.ID, IDs: []string{address.ID, licence.ID, pending}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]events.RequestSummary{}
+	for _, f := range found {
+		byID[f.ID] = f
+	}
+	if a := byID[address.ID]; a.Status != events.StatusCompleted || a.Note != "reported by sns" || a.ServiceCode != "change-of-address" ||
+		!a.SubmittedAt.Equal(t0) || !a.UpdatedAt.Equal(at(6)) {
+		t.Errorf("change of address = %+v; want completed, the latest note, submitted at t0, updated at 6", a)
+	}
+	if l := byID[licence.ID]; l.Status != events.StatusRejected || l.Note != "reported by imt" {
+		t.Errorf("licence = %+v; want rejected with the agency's note", l)
+	}
+	if p := byID[pending]; p.Status != events.StatusSubmitted || p.ServiceCode != "tax-id-certificate" || p.Note != "" || p.SubmittedAt.IsZero() {
+		t.Errorf("pending = %+v; want submitted, its service and a time", p)
+	}
+}
