@@ -43,6 +43,10 @@ type DispatcherConfig struct {
 	// DeadLetters records work items that fail permanently before they
 	// leave the queue. Optional: without it they are only marked failed.
 	DeadLetters DeadLetters
+	// Publisher stores what the dispatcher publishes; roles of one process that
+	// share one have their messages stored in the same batches. Default: a
+	// publisher of its own.
+	Publisher *natsbus.Publisher
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -72,7 +76,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	cfg.RetryFor = cmp.Or(cfg.RetryFor, 10*time.Second)
 	cfg.KeepAlive = cmp.Or(cfg.KeepAlive, 10*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	return &Dispatcher{cfg: cfg, pub: natsbus.NewPublisher(cfg.JetStream)}, nil
+	return &Dispatcher{cfg: cfg, pub: cmp.Or(cfg.Publisher, natsbus.NewPublisher(cfg.JetStream))}, nil
 }
 
 // Run delivers work items of every configured agency until ctx ends, then

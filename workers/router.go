@@ -28,6 +28,10 @@ type RouterConfig struct {
 	// DeadLetters records requests that cannot be routed. Optional: without
 	// it they are only marked failed.
 	DeadLetters DeadLetters
+	// Publisher stores what the router publishes; roles of one process that
+	// share one have their messages stored in the same batches. Default: a
+	// publisher of its own.
+	Publisher *natsbus.Publisher
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -47,7 +51,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1024)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	return &Router{cfg: cfg, pub: natsbus.NewPublisher(cfg.JetStream)}, nil
+	return &Router{cfg: cfg, pub: cmp.Or(cfg.Publisher, natsbus.NewPublisher(cfg.JetStream))}, nil
 }
 
 // Run routes requests until ctx ends, then returns nil once in-flight

@@ -198,11 +198,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			fmt.Fprintln(w, "ready")
 		}
 	})
+	// One publisher for every role of the process: what they publish at the
+	// same time is stored in the same batches.
+	pub := natsbus.NewPublisher(js)
 	for _, role := range m.Roles {
 		switch role {
 		case roleIntake:
 			intake, err := workers.NewIntake(workers.IntakeConfig{
-				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalogs, Logger: log.With("role", roleIntake),
+				Store: store, Publisher: pub, Catalog: catalogs, Logger: log.With("role", roleIntake),
 			})
 			if err != nil {
 				return err
@@ -219,7 +222,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				mux.Handle("/v1/ops/", ops)
 			}
 		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: store, Logger: log})
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: store, Publisher: pub, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -237,7 +240,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return err
 			}
 			d, err := workers.NewDispatcher(workers.DispatcherConfig{
-				JetStream: js, Adapters: adapters, DeadLetters: store, KeepAlive: cfg.AckWait / 3, Logger: log,
+				JetStream: js, Adapters: adapters, DeadLetters: store, KeepAlive: cfg.AckWait / 3, Publisher: pub, Logger: log,
 			})
 			if err != nil {
 				return err
