@@ -125,7 +125,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	fmt.Fprintln(out)
 	r.write(out)
 	if cfg.Out != "" {
-		f, err := os.OpenFile(cfg.Out, os.O_APPEND|os.O_WRONLY, 0)
+		f, err := os.OpenFile(cfg.Out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
 			return err
 		}
