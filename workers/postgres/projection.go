@@ -57,8 +57,9 @@ func (s *Store) project(ctx context.Context, changes []events.Change, order []in
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	counts := make(map[throughputKey]int64)
+	var dashboard []countedEvent
 	for _, i := range order {
-		var counted []throughputKey
+		var counted []countedEvent
 		if savepoints {
 			errs[i] = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 				return s.apply(ctx, sp, changes[i], &counted)
@@ -73,12 +74,16 @@ func (s *Store) project(ctx context.Context, changes []events.Change, order []in
 			return nil, false
 		}
 		if errs[i] == nil {
-			for _, k := range counted {
-				counts[k]++
+			for _, c := range counted {
+				counts[c.throughputKey]++
 			}
+			dashboard = append(dashboard, counted...)
 		}
 	}
 	if err := addThroughput(ctx, tx, counts); err != nil {
+		return fill(errs, fmt.Errorf("project: %w", err)), true
+	}
+	if err := s.addDashboard(ctx, tx, dashboard); err != nil {
 		return fill(errs, fmt.Errorf("project: %w", err)), true
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -103,8 +108,9 @@ type requestRow struct {
 	id, desk, municipality, service string
 	status                          events.Status
 	round                           int
+	submittedAt                     time.Time
 	// counted collects the roll-up buckets of the events recorded.
-	counted *[]throughputKey
+	counted *[]countedEvent
 }
 
 // throughputKey is one row of throughput_minute.
@@ -144,7 +150,7 @@ func addThroughput(ctx context.Context, tx pgx.Tx, counts map[throughputKey]int6
 	return nil
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *[]throughputKey) error {
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *[]countedEvent) error {
 	if r := c.Request; r != nil {
 		_, err := tx.Exec(ctx, `
 			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
@@ -168,9 +174,9 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, c events.Change, counted *
 	}
 	req := requestRow{counted: counted}
 	err := tx.QueryRow(ctx, `
-		SELECT id, desk_id, municipality, service_code, status, round FROM requests
+		SELECT id, desk_id, municipality, service_code, status, round, submitted_at FROM requests
 		WHERE id = $1 FOR UPDATE`, ev.RequestID).
-		Scan(&req.id, &req.desk, &req.municipality, &req.service, &req.status, &req.round)
+		Scan(&req.id, &req.desk, &req.municipality, &req.service, &req.status, &req.round, &req.submittedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("project event %s: %w", ev.ID, events.ErrUnknownRequest)
 	}
@@ -234,11 +240,11 @@ func (s *Store) record(ctx context.Context, tx pgx.Tx, req *requestRow, id, agen
 	if tag.RowsAffected() == 0 {
 		return false, nil
 	}
-	*req.counted = append(*req.counted, throughputKey{
+	*req.counted = append(*req.counted, countedEvent{throughputKey: throughputKey{
 		minute: at.UTC().Truncate(time.Minute),
 		desk:   req.desk, municipality: req.municipality, service: req.service,
 		agency: agency, status: string(status),
-	})
+	}, sinceSubmitted: at.Sub(req.submittedAt)})
 	return true, nil
 }
 

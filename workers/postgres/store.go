@@ -3,6 +3,7 @@ package postgres
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -12,13 +13,29 @@ type Store struct {
 	pool *pgxpool.Pool
 	// citizenKey keys the hash that stands for a citizen's national ID.
 	citizenKey []byte
+	// slas are the services' expected completion times, by service code.
+	slas map[string]time.Duration
+}
+
+// Option tunes a Store.
+type Option func(*Store)
+
+// ServiceLevels gives the store each service's expected completion time, by
+// service code, so that the dashboard's roll-ups count completions within it
+// and past it. Completions of a service without one count in neither.
+func ServiceLevels(slas map[string]time.Duration) Option {
+	return func(s *Store) { s.slas = slas }
 }
 
 // NewStore returns a store over pool. citizenKey is the secret that keys the
 // hash stored in place of national IDs; keep it stable, or the hashes of old
 // and new requests stop matching.
-func NewStore(pool *pgxpool.Pool, citizenKey []byte) *Store {
-	return &Store{pool: pool, citizenKey: citizenKey}
+func NewStore(pool *pgxpool.Pool, citizenKey []byte, opts ...Option) *Store {
+	s := &Store{pool: pool, citizenKey: citizenKey}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Pool is the store's connection pool.
