@@ -138,7 +138,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	store := postgres.NewStore(m.pool, key)
+	store := postgres.NewStore(m.pool, key, postgres.ServiceLevels(serviceLevels(catalog)))
 
 	// NATS: the configured server, or an embedded one.
 	m.natsURL = cfg.NATSURL
@@ -198,6 +198,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return err
 			}
 			mux.Handle("/v1/", intake)
+			dashboard, err := workers.NewDashboard(workers.DashboardConfig{
+				Store: store, Catalog: catalog, Logger: log.With("role", "dashboard"),
+				Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) { return natsbus.Backlog(ctx, js) },
+			})
+			if err != nil {
+				return err
+			}
+			mux.Handle("/dashboard", dashboard)
+			mux.Handle("/dashboard/", dashboard)
 			if cfg.OperatorToken != "" {
 				ops, err := workers.NewOps(workers.OpsConfig{
 					Store: store, Replayer: workers.NewReplayer(store, js), Token: cfg.OperatorToken, Logger: log.With("role", "ops"),
@@ -283,7 +292,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
-		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, /healthz, /readyz)\n", m.httpAddr)
+		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, /dashboard, /metrics, /healthz, /readyz)\n", m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
@@ -352,6 +361,15 @@ func loadCatalog(path string) (*events.Catalog, error) {
 		return nil, fmt.Errorf("load catalogue %s: %w", cmpOr(path, "(built in)"), err)
 	}
 	return c, nil
+}
+
+// serviceLevels are the catalogue's expected completion times by service.
+func serviceLevels(catalog *events.Catalog) map[string]time.Duration {
+	slas := make(map[string]time.Duration, len(catalog.Services))
+	for _, s := range catalog.Services {
+		slas[s.Code] = s.SLA()
+	}
+	return slas
 }
 
 func cmpOr(a, b string) string {
