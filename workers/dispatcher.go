@@ -38,6 +38,9 @@ type DispatcherConfig struct {
 	// DeadLetters records work items that fail permanently before they
 	// leave the queue. Optional: without it they are only marked failed.
 	DeadLetters DeadLetters
+	// Metrics counts dispatched work items and the consumers' outcomes.
+	// Optional.
+	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -97,7 +100,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				KeepAlive:   d.cfg.KeepAlive,
 				Logger:      d.cfg.Logger.With("role", "dispatcher", "agency", agency),
 				DeadLetter:  d.deadLetterFor(agency),
-			}, func(ctx context.Context, msg jetstream.Msg) error {
+			}, d.cfg.Metrics.Handler(events.AgencyConsumer(agency), func(ctx context.Context, msg jetstream.Msg) error {
 				item, err := decodeWorkItem(msg.Data())
 				if err != nil {
 					return err
@@ -106,7 +109,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					return events.Permanent(fmt.Errorf("work item %s is for %s, not %s", item.ID, item.Agency, agency))
 				}
 				return d.Deliver(ctx, adapter, item)
-			})
+			}))
 		})
 	}
 	return g.Wait()
@@ -118,6 +121,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.
 	if err := d.publishStatus(ctx, item, events.StatusDispatched, ""); err != nil {
 		return err
 	}
+	d.cfg.Metrics.wasDispatched(item.Agency)
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxElapsedTime = d.cfg.RetryFor

@@ -20,6 +20,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spotflow/spotflow/events"
@@ -66,6 +69,7 @@ type Main struct {
 	agencies map[string]*simagency.Agency
 	js       jetstream.JetStream
 	pool     *pgxpool.Pool
+	registry *prometheus.Registry
 }
 
 // Ready is closed once every role is running and HTTPAddr is known.
@@ -84,6 +88,10 @@ func (m *Main) NATSURL() string { return m.natsURL }
 
 // Agencies are the simulated agencies of the dispatcher role, once Ready.
 func (m *Main) Agencies() map[string]*simagency.Agency { return m.agencies }
+
+// Registry is the process's Prometheus registry, served at /metrics, once
+// Ready.
+func (m *Main) Registry() *prometheus.Registry { return m.registry }
 
 // JetStream is the process's JetStream handle, once Ready.
 func (m *Main) JetStream() jetstream.JetStream { return m.js }
@@ -173,8 +181,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// Metrics: one registry per process, served at /metrics.
+	m.registry = prometheus.NewRegistry()
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := workers.NewMetrics(m.registry)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	m.registry.MustRegister(workers.NewQueueCollector(func(ctx context.Context) ([]natsbus.ConsumerState, error) {
+		return natsbus.ConsumerStates(ctx, js)
+	}, log))
+	deadLetters := metrics.DeadLetters(store)
+
 	g, gctx := errgroup.WithContext(ctx)
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		pingCtx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -192,7 +213,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		switch role {
 		case roleIntake:
 			intake, err := workers.NewIntake(workers.IntakeConfig{
-				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalog, Logger: log.With("role", roleIntake),
+				Store: store, Publisher: natsbus.NewPublisher(js), Catalog: catalog, Metrics: metrics, Logger: log.With("role", roleIntake),
 			})
 			if err != nil {
 				return err
@@ -217,7 +238,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				mux.Handle("/v1/ops/", ops)
 			}
 		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, DeadLetters: store, Logger: log})
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalog, DeadLetters: deadLetters, Metrics: metrics, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -234,20 +255,23 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
+			for agency, a := range adapters {
+				adapters[agency] = metrics.Adapter(agency, a)
+			}
 			d, err := workers.NewDispatcher(workers.DispatcherConfig{
-				JetStream: js, Adapters: adapters, DeadLetters: store, KeepAlive: cfg.AckWait / 3, Logger: log,
+				JetStream: js, Adapters: adapters, DeadLetters: deadLetters, Metrics: metrics, KeepAlive: cfg.AckWait / 3, Logger: log,
 			})
 			if err != nil {
 				return err
 			}
-			undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: js, Store: store, Logger: log})
+			undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: js, Store: deadLetters, Logger: log})
 			if err != nil {
 				return err
 			}
 			g.Go(func() error { return d.Run(gctx) })
 			g.Go(func() error { return undelivered.Run(gctx) })
 		case roleProjector:
-			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, DeadLetters: store, Logger: log})
+			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, DeadLetters: deadLetters, Metrics: metrics, Logger: log})
 			if err != nil {
 				return err
 			}
