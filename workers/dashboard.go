@@ -53,6 +53,9 @@ type Dashboard struct {
 	page   *template.Template
 	mu     sync.Mutex
 	cached map[events.DashboardFilter]*cachedView
+	// closed ends every live stream.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 type cachedView struct {
@@ -85,7 +88,8 @@ func NewDashboard(cfg DashboardConfig) (*Dashboard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new dashboard: %w", err)
 	}
-	d := &Dashboard{cfg: cfg, mux: http.NewServeMux(), page: page, cached: make(map[events.DashboardFilter]*cachedView)}
+	d := &Dashboard{cfg: cfg, mux: http.NewServeMux(), page: page, cached: make(map[events.DashboardFilter]*cachedView),
+		closed: make(chan struct{})}
 	d.mux.HandleFunc("GET /dashboard", d.serveSnapshot(false))
 	d.mux.HandleFunc("GET /dashboard/", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard", http.StatusMovedPermanently)
@@ -99,6 +103,11 @@ func NewDashboard(cfg DashboardConfig) (*Dashboard, error) {
 	})
 	return d, nil
 }
+
+// Close ends the live streams, so that an HTTP server shutting down need not
+// wait for viewers to leave; their pages reconnect to another process or
+// once this one is back. The page itself is still served.
+func (d *Dashboard) Close() { d.closeOnce.Do(func() { close(d.closed) }) }
 
 // ServeHTTP serves /dashboard and everything under it.
 func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -185,6 +194,8 @@ func (d *Dashboard) serveLive(w http.ResponseWriter, r *http.Request) {
 		flusher.Flush()
 		select {
 		case <-r.Context().Done():
+			return
+		case <-d.closed:
 			return
 		case <-t.C:
 		}

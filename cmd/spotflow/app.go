@@ -194,6 +194,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	deadLetters := metrics.DeadLetters(store)
 
 	g, gctx := errgroup.WithContext(ctx)
+	var onShutdown []func()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -226,6 +227,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
+			onShutdown = append(onShutdown, dashboard.Close)
 			mux.Handle("/dashboard", dashboard)
 			mux.Handle("/dashboard/", dashboard)
 			if cfg.OperatorToken != "" {
@@ -293,6 +295,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.httpAddr = ln.Addr().String()
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		for _, f := range onShutdown {
+			srv.RegisterOnShutdown(f)
+		}
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve http: %w", err)
