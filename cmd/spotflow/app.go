@@ -277,7 +277,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
+			pruner, err := workers.NewPruner(workers.PrunerConfig{Store: store, Logger: log.With("role", "pruner")})
+			if err != nil {
+				return err
+			}
 			g.Go(func() error { return p.Run(gctx) })
+			g.Go(func() error { return pruner.Run(gctx) })
 		default:
 			return fmt.Errorf("unknown role %q", role)
 		}

@@ -171,3 +171,34 @@ func (s *Store) DashboardDesks(ctx context.Context) ([]string, map[string]string
 	}
 	return municipalities, names, nil
 }
+
+// Retention of the dashboard's finer roll-ups: no range reads minute rows
+// older than an hour or hour rows older than a day, so they are kept only a
+// while longer. Day rows are kept.
+const (
+	MinuteRollupsKept = 48 * time.Hour
+	HourRollupsKept   = 8 * 24 * time.Hour
+)
+
+// PruneDashboard deletes roll-up rows that no dashboard range reads any
+// more: minute rows older than MinuteRollupsKept and hour rows older than
+// HourRollupsKept, before now. It returns how many rows it deleted.
+func (s *Store) PruneDashboard(ctx context.Context, now time.Time) (int64, error) {
+	var deleted int64
+	for _, q := range []string{
+		`DELETE FROM dashboard_counts WHERE grain = $1 AND at < $2`,
+		`DELETE FROM dashboard_latency WHERE grain = $1 AND at < $2`,
+	} {
+		for _, g := range []struct {
+			grain events.Grain
+			kept  time.Duration
+		}{{events.GrainMinute, MinuteRollupsKept}, {events.GrainHour, HourRollupsKept}} {
+			tag, err := s.pool.Exec(ctx, q, string(g.grain), now.Add(-g.kept))
+			if err != nil {
+				return deleted, fmt.Errorf("prune dashboard roll-ups: %w", err)
+			}
+			deleted += tag.RowsAffected()
+		}
+	}
+	return deleted, nil
+}

@@ -179,3 +179,45 @@ func TestDashboard_RollupsAgreeWithTheTimelineAtEveryGrain(t *testing.T) {
 		}
 	}
 }
+
+func TestPruneDashboard_DropsOnlyRowsNoRangeReads(t *testing.T) {
+	t.Parallel()
+	s := slaStore(t)
+	ctx := withTimeout(t)
+	r := newRequest("desk-1", "change-of-address", t0)
+	mustProject(t, s, complete(r, t0.Add(time.Minute), events.StatusCompleted, "tax")...)
+	count := func(grain events.Grain) int {
+		var n int
+		err := s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM dashboard_counts WHERE grain = $1)
+			+ (SELECT count(*) FROM dashboard_latency WHERE grain = $1)`, string(grain)).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := map[events.Grain]int{}
+	for _, g := range events.Grains {
+		before[g] = count(g)
+	}
+	if _, err := s.PruneDashboard(ctx, t0.Add(47*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(events.GrainMinute); got != before[events.GrainMinute] {
+		t.Errorf("after 47 hours %d minute rows are left, want all %d", got, before[events.GrainMinute])
+	}
+	if _, err := s.PruneDashboard(ctx, t0.Add(3*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(events.GrainMinute); got != 0 {
+		t.Errorf("after 3 days %d minute rows are left, want none", got)
+	}
+	if got := count(events.GrainHour); got != before[events.GrainHour] {
+		t.Errorf("after 3 days %d hour rows are left, want all %d", got, before[events.GrainHour])
+	}
+	if _, err := s.PruneDashboard(ctx, t0.Add(9*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := count(events.GrainHour)+count(events.GrainDay), before[events.GrainDay]; got != want {
+		t.Errorf("after 9 days %d hour and day rows are left, want the %d day rows", got, want)
+	}
+}
