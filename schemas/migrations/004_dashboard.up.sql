@@ -16,20 +16,22 @@
 -- failed its terminal status; for an agency, submitted counts the work items
 -- dispatched to it and the others their terminal statuses. A completion of a
 -- service with an expected completion time counts in within_sla or breached;
--- latency_ms adds up the completions' milliseconds since submission.
+-- latency_s adds up the completions' seconds since submission. Counts are
+-- integers (no bucket holds two billion events) so that sums stay in 64-bit
+-- arithmetic rather than numeric.
 CREATE TABLE dashboard_counts (
     grain      text NOT NULL CHECK (grain IN ('minute', 'hour', 'day')),
     at         timestamptz NOT NULL,
     scope      text NOT NULL,
     dim        text NOT NULL CHECK (dim IN ('total', 'municipality', 'desk', 'service', 'agency')),
     key        text NOT NULL,
-    submitted  bigint NOT NULL DEFAULT 0,
-    completed  bigint NOT NULL DEFAULT 0,
-    rejected   bigint NOT NULL DEFAULT 0,
-    failed     bigint NOT NULL DEFAULT 0,
-    within_sla bigint NOT NULL DEFAULT 0,
-    breached   bigint NOT NULL DEFAULT 0,
-    latency_ms bigint NOT NULL DEFAULT 0,
+    submitted  integer NOT NULL DEFAULT 0,
+    completed  integer NOT NULL DEFAULT 0,
+    rejected   integer NOT NULL DEFAULT 0,
+    failed     integer NOT NULL DEFAULT 0,
+    within_sla integer NOT NULL DEFAULT 0,
+    breached   integer NOT NULL DEFAULT 0,
+    latency_s  double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (grain, scope, dim, at, key)
 );
 
@@ -43,7 +45,7 @@ CREATE TABLE dashboard_latency (
     scope     text NOT NULL,
     service   text NOT NULL,
     bucket    smallint NOT NULL CHECK (bucket BETWEEN 0 AND 63),
-    completed bigint NOT NULL,
+    completed integer NOT NULL,
     PRIMARY KEY (grain, scope, at, service, bucket)
 );
 

@@ -78,8 +78,8 @@ func (s *Store) DashboardTallies(ctx context.Context, f events.DashboardFilter, 
 		scope, key = "", f.Municipality
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT key, sum(submitted)::bigint, sum(completed)::bigint, sum(rejected)::bigint, sum(failed)::bigint,
-		       sum(within_sla)::bigint, sum(breached)::bigint, sum(latency_ms)::bigint
+		SELECT key, sum(submitted), sum(completed), sum(rejected), sum(failed),
+		       sum(within_sla), sum(breached), round(sum(latency_s) * 1000)::bigint
 		FROM dashboard_counts
 		WHERE grain = $1 AND scope = $2 AND dim = $3 AND at >= $4 AND ($5 = '' OR key = $5)
 		GROUP BY key`,
@@ -101,7 +101,7 @@ func (s *Store) DashboardTallies(ctx context.Context, f events.DashboardFilter, 
 // completion in f's range, by service and for all services under "".
 func (s *Store) DashboardLatency(ctx context.Context, f events.DashboardFilter, now time.Time) (map[string]*events.Histogram, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT service, bucket, sum(completed)::bigint FROM dashboard_latency
+		SELECT service, bucket, sum(completed) FROM dashboard_latency
 		WHERE grain = $1 AND scope = $2 AND at >= $3
 		GROUP BY service, bucket`,
 		string(f.Range.Grain()), f.Municipality, f.Range.Since(now))

@@ -33,7 +33,8 @@ func (k countsKey) compare(o countsKey) int {
 
 // countsRow is what a batch adds to one row of dashboard_counts.
 type countsRow struct {
-	submitted, completed, rejected, failed, withinSLA, breached, latencyMS int64
+	submitted, completed, rejected, failed, withinSLA, breached int64
+	latency                                           float64
 }
 
 // latencyKey is one row of dashboard_latency.
@@ -80,7 +81,7 @@ func (s *Store) count(r *dashboardRollup, e countedEvent) {
 		add.submitted = 1
 	case status == events.StatusCompleted:
 		add.completed = 1
-		add.latencyMS = e.sinceSubmitted.Milliseconds()
+		add.latency = e.sinceSubmitted.Seconds()
 		if sla, ok := s.slas[e.service]; ok && sla > 0 {
 			if e.sinceSubmitted <= sla {
 				add.withinSLA = 1
@@ -111,7 +112,7 @@ func (s *Store) count(r *dashboardRollup, e countedEvent) {
 			c.failed += add.failed
 			c.withinSLA += add.withinSLA
 			c.breached += add.breached
-			c.latencyMS += add.latencyMS
+			c.latency += add.latency
 		}
 		if e.agency != "" {
 			row(e.municipality, events.DimensionAgency, e.agency)
@@ -143,22 +144,24 @@ func writeCounts(ctx context.Context, tx pgx.Tx, counts map[countsKey]*countsRow
 	n := len(keys)
 	grain, scope, dim, key := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	at := make([]time.Time, n)
-	cols := make([][]int64, 7)
+	cols := make([][]int64, 6)
 	for i := range cols {
 		cols[i] = make([]int64, n)
 	}
+	latency := make([]float64, n)
 	for i, k := range keys {
 		grain[i], at[i], scope[i], dim[i], key[i] = string(k.grain), k.at, k.scope, k.dim, k.key
 		c := counts[k]
-		for j, v := range []int64{c.submitted, c.completed, c.rejected, c.failed, c.withinSLA, c.breached, c.latencyMS} {
+		for j, v := range []int64{c.submitted, c.completed, c.rejected, c.failed, c.withinSLA, c.breached} {
 			cols[j][i] = v
 		}
+		latency[i] = c.latency
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO dashboard_counts AS d (grain, at, scope, dim, key,
-		       submitted, completed, rejected, failed, within_sla, breached, latency_ms)
+		       submitted, completed, rejected, failed, within_sla, breached, latency_s)
 		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-		       $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+		       $6::int[], $7::int[], $8::int[], $9::int[], $10::int[], $11::int[], $12::float8[])
 		ON CONFLICT (grain, scope, dim, at, key) DO UPDATE SET
 		    submitted  = d.submitted + excluded.submitted,
 		    completed  = d.completed + excluded.completed,
@@ -166,8 +169,8 @@ func writeCounts(ctx context.Context, tx pgx.Tx, counts map[countsKey]*countsRow
 		    failed     = d.failed + excluded.failed,
 		    within_sla = d.within_sla + excluded.within_sla,
 		    breached   = d.breached + excluded.breached,
-		    latency_ms = d.latency_ms + excluded.latency_ms`,
-		grain, at, scope, dim, key, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
+		    latency_s  = d.latency_s + excluded.latency_s`,
+		grain, at, scope, dim, key, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], latency)
 	if err != nil {
 		return fmt.Errorf("count for the dashboard: %w", err)
 	}
@@ -193,7 +196,7 @@ func writeLatency(ctx context.Context, tx pgx.Tx, latency map[latencyKey]int64) 
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO dashboard_latency AS l (grain, at, scope, service, bucket, completed)
-		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::smallint[], $6::bigint[])
+		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::smallint[], $6::int[])
 		ON CONFLICT (grain, scope, at, service, bucket) DO UPDATE SET completed = l.completed + excluded.completed`,
 		grain, at, scope, service, bucket, completed)
 	if err != nil {
