@@ -33,21 +33,25 @@ CREATE TABLE dashboard_counts (
     breached   integer NOT NULL DEFAULT 0,
     latency_s  double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (grain, scope, dim, at, key)
-);
+) WITH (fillfactor = 70); -- room on each page, so that adding to a row stays a HOT update
+-- Pruning reads old buckets of one grain.
+CREATE INDEX dashboard_counts_prune ON dashboard_counts (grain, at);
 
 -- Histogram of the times from submission to completion of requests, by
--- service ('' for all services) and scope as above. Bucket 0 holds times up
--- to 10 ms, bucket i > 0 those in (10 ms × 2^((i-1)/2), 10 ms × 2^(i/2)],
--- up to bucket 63 (events.LatencyBucket).
+-- service ('' for all services) and scope as above: counts[i + 1] is the
+-- number of completions in bucket i. Bucket 0 holds times up to 10 ms,
+-- bucket i > 0 those in (10 ms × 2^((i-1)/2), 10 ms × 2^(i/2)], up to
+-- bucket 63 (events.LatencyBucket). One row per service and bucket of time
+-- keeps a month's histograms of every service a few thousand rows.
 CREATE TABLE dashboard_latency (
-    grain     text NOT NULL CHECK (grain IN ('minute', 'hour', 'day')),
-    at        timestamptz NOT NULL,
-    scope     text NOT NULL,
-    service   text NOT NULL,
-    bucket    smallint NOT NULL CHECK (bucket BETWEEN 0 AND 63),
-    completed integer NOT NULL,
-    PRIMARY KEY (grain, scope, at, service, bucket)
-);
+    grain   text NOT NULL CHECK (grain IN ('minute', 'hour', 'day')),
+    at      timestamptz NOT NULL,
+    scope   text NOT NULL,
+    service text NOT NULL,
+    counts  integer[] NOT NULL CHECK (cardinality(counts) = 64),
+    PRIMARY KEY (grain, scope, at, service)
+) WITH (fillfactor = 70);
+CREATE INDEX dashboard_latency_prune ON dashboard_latency (grain, at);
 
 -- Dead letters waiting for an operator, counted by agency without a scan.
 CREATE INDEX dead_letters_pending ON dead_letters (agency) WHERE replayed_at IS NULL;

@@ -72,18 +72,23 @@ func (s *Store) DashboardMinutes(ctx context.Context, municipality string, now t
 // DashboardTallies returns the tallies of f's range by dim, one per key, in
 // no particular order. DimensionTotal always has exactly one.
 func (s *Store) DashboardTallies(ctx context.Context, f events.DashboardFilter, dim events.Dimension, now time.Time) ([]events.Tally, error) {
-	scope, key := f.Municipality, ""
+	scope, read, keyExpr := f.Municipality, dim, "key"
+	args := []any{string(f.Range.Grain()), scope, string(read), f.Range.Since(now)}
 	if dim == events.DimensionMunicipality {
-		// Municipalities are counted in the scope of all of them only.
-		scope, key = "", f.Municipality
+		// Municipalities are counted in the scope of all of them; one
+		// municipality's row is its own scope's total.
+		args[1] = ""
+		if f.Municipality != "" {
+			args[1], args[2], keyExpr = f.Municipality, string(events.DimensionTotal), "$5::text"
+			args = append(args, f.Municipality)
+		}
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT key, sum(submitted), sum(completed), sum(rejected), sum(failed),
+		SELECT `+keyExpr+`, sum(submitted), sum(completed), sum(rejected), sum(failed),
 		       sum(within_sla), sum(breached), round(sum(latency_s) * 1000)::bigint
 		FROM dashboard_counts
-		WHERE grain = $1 AND scope = $2 AND dim = $3 AND at >= $4 AND ($5 = '' OR key = $5)
-		GROUP BY key`,
-		string(f.Range.Grain()), scope, string(dim), f.Range.Since(now), key)
+		WHERE grain = $1 AND scope = $2 AND dim = $3 AND at >= $4
+		GROUP BY 1`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read tallies by %s: %w", dim, err)
 	}
@@ -101,25 +106,23 @@ func (s *Store) DashboardTallies(ctx context.Context, f events.DashboardFilter, 
 // completion in f's range, by service and for all services under "".
 func (s *Store) DashboardLatency(ctx context.Context, f events.DashboardFilter, now time.Time) (map[string]*events.Histogram, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT service, bucket, sum(completed) FROM dashboard_latency
-		WHERE grain = $1 AND scope = $2 AND at >= $3
-		GROUP BY service, bucket`,
+		SELECT service, counts FROM dashboard_latency
+		WHERE grain = $1 AND scope = $2 AND at >= $3`,
 		string(f.Range.Grain()), f.Municipality, f.Range.Since(now))
 	if err != nil {
 		return nil, fmt.Errorf("read latency: %w", err)
 	}
 	hists := map[string]*events.Histogram{"": new(events.Histogram)}
 	var service string
-	var bucket int16
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&service, &bucket, &n}, func() error {
+	var counts []int32
+	_, err = pgx.ForEachRow(rows, []any{&service, &counts}, func() error {
 		h := hists[service]
 		if h == nil {
 			h = new(events.Histogram)
 			hists[service] = h
 		}
-		if bucket >= 0 && int(bucket) < events.LatencyBuckets {
-			h[bucket] += n
+		for i, n := range counts[:min(len(counts), events.LatencyBuckets)] {
+			h[i] += int64(n)
 		}
 		return nil
 	})

@@ -42,18 +42,17 @@ type latencyKey struct {
 	grain          events.Grain
 	at             time.Time
 	scope, service string
-	bucket         int16
 }
 
 func (k latencyKey) compare(o latencyKey) int {
 	return cmp.Or(cmp.Compare(k.grain, o.grain), cmp.Compare(k.scope, o.scope), k.at.Compare(o.at),
-		cmp.Compare(k.service, o.service), cmp.Compare(k.bucket, o.bucket))
+		cmp.Compare(k.service, o.service))
 }
 
 // dashboardRollup is what a batch adds to the dashboard's roll-ups.
 type dashboardRollup struct {
 	counts  map[countsKey]*countsRow
-	latency map[latencyKey]int64
+	latency map[latencyKey]*[events.LatencyBuckets]int32
 }
 
 // addDashboard adds a batch's recorded events to the dashboard's roll-ups:
@@ -61,7 +60,7 @@ type dashboardRollup struct {
 // in key order so that concurrent projectors never deadlock. Only
 // submissions, dispatches and terminal statuses count.
 func (s *Store) addDashboard(ctx context.Context, tx pgx.Tx, evs []countedEvent) error {
-	r := dashboardRollup{counts: make(map[countsKey]*countsRow), latency: make(map[latencyKey]int64)}
+	r := dashboardRollup{counts: make(map[countsKey]*countsRow), latency: make(map[latencyKey]*[events.LatencyBuckets]int32)}
 	for _, e := range evs {
 		s.count(&r, e)
 	}
@@ -96,7 +95,15 @@ func (s *Store) count(r *dashboardRollup, e countedEvent) {
 	default:
 		return
 	}
-	bucket := int16(events.LatencyBucket(e.sinceSubmitted))
+	bucket := events.LatencyBucket(e.sinceSubmitted)
+	histogram := func(k latencyKey) {
+		h := r.latency[k]
+		if h == nil {
+			h = new([events.LatencyBuckets]int32)
+			r.latency[k] = h
+		}
+		h[bucket]++
+	}
 	for _, g := range events.Grains {
 		at := g.Truncate(e.minute)
 		row := func(scope string, dim events.Dimension, key string) {
@@ -124,8 +131,8 @@ func (s *Store) count(r *dashboardRollup, e countedEvent) {
 			row(scope, events.DimensionDesk, e.desk)
 			row(scope, events.DimensionService, e.service)
 			if add.completed == 1 {
-				r.latency[latencyKey{grain: g, at: at, scope: scope, service: e.service, bucket: bucket}]++
-				r.latency[latencyKey{grain: g, at: at, scope: scope, service: "", bucket: bucket}]++
+				histogram(latencyKey{grain: g, at: at, scope: scope, service: e.service})
+				histogram(latencyKey{grain: g, at: at, scope: scope, service: ""})
 			}
 		}
 		row("", events.DimensionMunicipality, e.municipality)
@@ -177,7 +184,9 @@ func writeCounts(ctx context.Context, tx pgx.Tx, counts map[countsKey]*countsRow
 	return nil
 }
 
-func writeLatency(ctx context.Context, tx pgx.Tx, latency map[latencyKey]int64) error {
+// writeLatency adds histograms to dashboard_latency: the rows' counts travel
+// as one flat array, 64 to a row, and are added bucket by bucket.
+func writeLatency(ctx context.Context, tx pgx.Tx, latency map[latencyKey]*[events.LatencyBuckets]int32) error {
 	if len(latency) == 0 {
 		return nil
 	}
@@ -189,16 +198,19 @@ func writeLatency(ctx context.Context, tx pgx.Tx, latency map[latencyKey]int64) 
 	n := len(keys)
 	grain, scope, service := make([]string, n), make([]string, n), make([]string, n)
 	at := make([]time.Time, n)
-	bucket := make([]int16, n)
-	completed := make([]int64, n)
+	counts := make([]int32, 0, n*events.LatencyBuckets)
 	for i, k := range keys {
-		grain[i], at[i], scope[i], service[i], bucket[i], completed[i] = string(k.grain), k.at, k.scope, k.service, k.bucket, latency[k]
+		grain[i], at[i], scope[i], service[i] = string(k.grain), k.at, k.scope, k.service
+		counts = append(counts, latency[k][:]...)
 	}
 	_, err := tx.Exec(ctx, `
-		INSERT INTO dashboard_latency AS l (grain, at, scope, service, bucket, completed)
-		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::smallint[], $6::int[])
-		ON CONFLICT (grain, scope, at, service, bucket) DO UPDATE SET completed = l.completed + excluded.completed`,
-		grain, at, scope, service, bucket, completed)
+		INSERT INTO dashboard_latency AS l (grain, at, scope, service, counts)
+		SELECT r.grain, r.at, r.scope, r.service, ($5::int[])[(r.i - 1) * 64 + 1 : r.i * 64]
+		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) WITH ORDINALITY AS r(grain, at, scope, service, i)
+		ORDER BY r.i
+		ON CONFLICT (grain, scope, at, service) DO UPDATE SET counts = (
+		    SELECT array_agg(a + b ORDER BY i) FROM unnest(l.counts, excluded.counts) WITH ORDINALITY AS c(a, b, i))`,
+		grain, at, scope, service, counts)
 	if err != nil {
 		return fmt.Errorf("count latency for the dashboard: %w", err)
 	}
