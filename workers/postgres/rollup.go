@@ -34,7 +34,7 @@ func (k countsKey) compare(o countsKey) int {
 // countsRow is what a batch adds to one row of dashboard_counts.
 type countsRow struct {
 	submitted, completed, rejected, failed, withinSLA, breached int64
-	latency                                           float64
+	latency                                                     float64
 }
 
 // latencyKey is one row of dashboard_latency.
