@@ -36,7 +36,7 @@ bench-dashboard: build postgres-binaries ## load 10 million requests' dashboard 
 	@set -e; \
 	url=$$(./$(BIN) postgres start --data-dir $(TEST_DIR) --log-level warn); \
 	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
-	TEST_DATABASE_URL="$$url" $(GO) test -count=1 -timeout 60m -run '^$$' -bench BenchmarkDashboard -benchtime 20x \
+	TEST_DATABASE_URL="$$url" $(GO) test -count=1 -timeout 60m -run '^$$' -bench BenchmarkDashboard -benchtime 20x -v \
 		./workers/postgres/ -dashboard.requests 10000000
 
 demo: build ## drive the running `make run` with desks submitting DEMO_RATE requests a second for DEMO_FOR; watch /dashboard

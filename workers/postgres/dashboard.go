@@ -185,22 +185,39 @@ const (
 
 // PruneDashboard deletes roll-up rows that no dashboard range reads any
 // more: minute rows older than MinuteRollupsKept and hour rows older than
-// HourRollupsKept, before now. It returns how many rows it deleted.
+// HourRollupsKept, before now. It returns how many rows it deleted. It finds
+// the oldest row of each grain through the (grain, at) index and deletes an
+// hour of buckets at a time, so that a pruning with nothing to do costs one
+// index probe per table and grain, and one with much to do holds no long
+// transaction.
 func (s *Store) PruneDashboard(ctx context.Context, now time.Time) (int64, error) {
 	var deleted int64
-	for _, q := range []string{
-		`DELETE FROM dashboard_counts WHERE grain = $1 AND at < $2`,
-		`DELETE FROM dashboard_latency WHERE grain = $1 AND at < $2`,
-	} {
+	for _, table := range []string{"dashboard_counts", "dashboard_latency"} {
 		for _, g := range []struct {
 			grain events.Grain
 			kept  time.Duration
 		}{{events.GrainMinute, MinuteRollupsKept}, {events.GrainHour, HourRollupsKept}} {
-			tag, err := s.pool.Exec(ctx, q, string(g.grain), now.Add(-g.kept))
-			if err != nil {
-				return deleted, fmt.Errorf("prune dashboard roll-ups: %w", err)
+			cutoff := now.Add(-g.kept)
+			for {
+				var oldest *time.Time
+				err := s.pool.QueryRow(ctx, `SELECT min(at) FROM `+table+` WHERE grain = $1`, string(g.grain)).Scan(&oldest)
+				if err != nil {
+					return deleted, fmt.Errorf("prune dashboard roll-ups: %w", err)
+				}
+				if oldest == nil || !oldest.Before(cutoff) {
+					break
+				}
+				upTo := oldest.Add(time.Hour)
+				if upTo.After(cutoff) {
+					upTo = cutoff
+				}
+				tag, err := s.pool.Exec(ctx, `DELETE FROM `+table+` WHERE grain = $1 AND at >= $2 AND at < $3`,
+					string(g.grain), *oldest, upTo)
+				if err != nil {
+					return deleted, fmt.Errorf("prune dashboard roll-ups: %w", err)
+				}
+				deleted += tag.RowsAffected()
 			}
-			deleted += tag.RowsAffected()
 		}
 	}
 	return deleted, nil
