@@ -7,6 +7,12 @@ GOTESTFLAGS ?= -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test bench bench-publish vet postgres-binaries clean chaos
+BROWSER_DIR := cmd/spotflow/testdata/browser
+ARTIFACTS   ?= $(CURDIR)/.data/test-artifacts
+DEMO_RATE   ?= 20
+DEMO_FOR    ?= 5m
+
+.PHONY: help build run test bench bench-dashboard demo vet postgres-binaries browser-deps clean chaos
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,12 +26,31 @@ run: build postgres-binaries ## start the whole system on embedded defaults (des
 vet: ## go vet every package
 	$(GO) vet ./...
 
-test: build vet postgres-binaries ## run every test against a real Postgres (started here) and embedded NATS
+test: build vet postgres-binaries browser-deps ## run every test against a real Postgres (started here) and embedded NATS, the dashboard's in headless Chromium
 	@set -e; \
 	url=$$(./$(BIN) postgres start --data-dir $(TEST_DIR) --log-level warn); \
 	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
 	echo "test database: $$url"; \
-	TEST_DATABASE_URL="$$url" $(GO) test $(GOTESTFLAGS) ./...
+	TEST_DATABASE_URL="$$url" SPOTFLOW_TEST_ARTIFACTS="$(ARTIFACTS)" $(GO) test $(GOTESTFLAGS) ./...
+
+bench-dashboard: build postgres-binaries ## load 10 million requests' dashboard roll-ups into Postgres and time every dashboard query (several minutes)
+	@set -e; \
+	url=$$(./$(BIN) postgres start --data-dir $(TEST_DIR) --log-level warn); \
+	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
+	TEST_DATABASE_URL="$$url" $(GO) test -count=1 -timeout 60m -run '^$$' -bench BenchmarkDashboard -benchtime 20x -v \
+		./workers/postgres/ -dashboard.requests 10000000
+
+demo: build ## drive the running `make run` with desks submitting DEMO_RATE requests a second for DEMO_FOR; watch /dashboard
+	./$(BIN) loadgen --data-dir $(DATA_DIR) --desks 24 --rate $(DEMO_RATE) --duration $(DEMO_FOR)
+
+browser-deps: ## fetch axe-core for the browser test (npm ci, pinned by package-lock.json); Chromium is found or installed by the test
+	@if ! command -v npm >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing npm (apt-get install npm)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+		else echo "npm not found: install it, or the browser test cannot check accessibility" >&2; exit 1; fi; \
+	fi
+	@npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error
 
 bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; appends to BENCHMARKS.md
 	$(GO) run ./cmd/bench --spotflow $(BIN)

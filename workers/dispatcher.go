@@ -47,6 +47,9 @@ type DispatcherConfig struct {
 	// share one have their messages stored in the same batches. Default: a
 	// publisher of its own.
 	Publisher *natsbus.Publisher
+	// Metrics counts dispatched work items and the consumers' outcomes.
+	// Optional.
+	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -107,7 +110,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				KeepAlive:   d.cfg.KeepAlive,
 				Logger:      d.cfg.Logger.With("role", "dispatcher", "agency", agency),
 				DeadLetter:  d.deadLetterFor(agency),
-			}, func(ctx context.Context, msg jetstream.Msg) error {
+			}, d.cfg.Metrics.Handler(events.AgencyConsumer(agency), func(ctx context.Context, msg jetstream.Msg) error {
 				item, err := decodeWorkItem(msg.Data())
 				if err != nil {
 					return err
@@ -116,7 +119,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					return events.Permanent(fmt.Errorf("work item %s is for %s, not %s", item.ID, item.Agency, agency))
 				}
 				return d.Deliver(ctx, adapter, item)
-			})
+			}))
 		})
 	}
 	return g.Wait()
@@ -195,6 +198,11 @@ func (d *Dispatcher) publish(ctx context.Context, item *events.WorkItem, evs ...
 	}
 	if err := d.pub.PublishAll(ctx, outs); err != nil {
 		return fmt.Errorf("report %s of work item %s: %w", evs[len(evs)-1].Status, item.ID, err)
+	}
+	for _, ev := range evs {
+		if ev.Status == events.StatusDispatched {
+			d.cfg.Metrics.wasDispatched(item.Agency)
+		}
 	}
 	return nil
 }

@@ -54,6 +54,8 @@ type IntakeConfig struct {
 	// DeskCacheTTL is how long a desk's credential is trusted without asking
 	// the database again. Default 30 seconds.
 	DeskCacheTTL time.Duration
+	// Metrics counts accepted and refused submissions. Optional.
+	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -88,7 +90,7 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	in := &Intake{cfg: cfg, mux: http.NewServeMux(), desks: make(map[string]cachedDesk)}
 	in.mux.HandleFunc("GET /v1/services", in.listServices)
 	in.mux.HandleFunc("GET /v1/services/{code}", in.getService)
-	in.mux.HandleFunc("POST /v1/requests", in.withDesk(in.submit))
+	in.mux.HandleFunc("POST /v1/requests", cfg.Metrics.countRefusals(in.withDesk(in.submit)))
 	in.mux.HandleFunc("GET /v1/requests/{id}", in.withDesk(in.getRequest))
 	in.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no such endpoint"})
@@ -118,6 +120,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, e *apiError) {
+	if r, ok := w.(interface{ refused(code string) }); ok {
+		r.refused(e.Code)
+	}
 	writeJSON(w, status, map[string]*apiError{"error": e})
 }
 
@@ -277,6 +282,7 @@ func (in *Intake) accept(ctx context.Context, desk events.Desk, key string, sub 
 		in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
 		return "", nil, events.Unavailable(fmt.Errorf("accept: mark request %s published: %w", id, err))
 	}
+	in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
 	return id, svc, nil
 }
 

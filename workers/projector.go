@@ -40,6 +40,9 @@ type ProjectorConfig struct {
 	UnknownRequestFor time.Duration
 	// DeadLetters records events that can never be applied. Optional.
 	DeadLetters DeadLetters
+	// Metrics counts batches, their lag and the consumer's outcomes.
+	// Optional.
+	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -72,7 +75,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		MaxBatch:   p.cfg.MaxBatch,
 		Logger:     p.cfg.Logger.With("role", "projector"),
 		DeadLetter: p.deadLetter,
-	}, p.handle)
+	}, p.cfg.Metrics.BatchHandler(events.ProjectorConsumer, p.handle))
 }
 
 // deadLetter records an event that can never be applied.

@@ -32,6 +32,8 @@ type RouterConfig struct {
 	// share one have their messages stored in the same batches. Default: a
 	// publisher of its own.
 	Publisher *natsbus.Publisher
+	// Metrics counts routed requests and the consumer's outcomes. Optional.
+	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -65,13 +67,13 @@ func (r *Router) Run(ctx context.Context) error {
 		Concurrency: r.cfg.Concurrency,
 		Logger:      r.cfg.Logger.With("role", "router"),
 		DeadLetter:  r.deadLetter,
-	}, func(ctx context.Context, msg jetstream.Msg) error {
+	}, r.cfg.Metrics.Handler(events.RouterConsumer, func(ctx context.Context, msg jetstream.Msg) error {
 		req, err := decodeRequest(msg.Data())
 		if err != nil {
 			return err
 		}
 		return r.Route(ctx, req)
-	})
+	}))
 }
 
 // Route publishes req's routed event and then its work items. Publishing
@@ -106,6 +108,7 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 	if err := r.pub.PublishAll(ctx, outs); err != nil {
 		return fmt.Errorf("route request %s: %w", req.ID, err)
 	}
+	r.cfg.Metrics.wasRouted(req.ServiceCode)
 	return nil
 }
 

@@ -22,6 +22,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spotflow/spotflow/events"
@@ -67,6 +70,7 @@ type Main struct {
 	agencies map[string]*simagency.Agency
 	js       jetstream.JetStream
 	pool     *pgxpool.Pool
+	registry *prometheus.Registry
 }
 
 // Ready is closed once every role is running and HTTPAddr is known.
@@ -85,6 +89,10 @@ func (m *Main) NATSURL() string { return m.natsURL }
 
 // Agencies are the simulated agencies of the dispatcher role, once Ready.
 func (m *Main) Agencies() map[string]*simagency.Agency { return m.agencies }
+
+// Registry is the process's Prometheus registry, served at /metrics, once
+// Ready.
+func (m *Main) Registry() *prometheus.Registry { return m.registry }
 
 // JetStream is the process's JetStream handle, once Ready.
 func (m *Main) JetStream() jetstream.JetStream { return m.js }
@@ -141,7 +149,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	store := postgres.NewStore(m.pool, key)
+	store := postgres.NewStore(m.pool, key, postgres.ServiceLevels(serviceLevels(catalog)))
 
 	// NATS: the configured server, or an embedded one.
 	m.natsURL = cfg.NATSURL
@@ -176,6 +184,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// Metrics: one registry per process, served at /metrics.
+	m.registry = prometheus.NewRegistry()
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := workers.NewMetrics(m.registry)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	m.registry.MustRegister(workers.NewQueueCollector(func(ctx context.Context) ([]natsbus.ConsumerState, error) {
+		return natsbus.ConsumerStates(ctx, js)
+	}, log))
+	deadLetters := metrics.DeadLetters(store)
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return catalogs.Run(gctx) })
 	// Registered before anything else can start: from here on a SIGHUP
@@ -184,7 +204,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	signal.Notify(hangup, syscall.SIGHUP)
 	defer signal.Stop(hangup)
 	g.Go(func() error { return reloadOnHangup(gctx, hangup, catalogs) })
+	var onShutdown []func()
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		pingCtx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -205,13 +227,23 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		switch role {
 		case roleIntake:
 			intake, err := workers.NewIntake(workers.IntakeConfig{
-				Store: store, Publisher: pub, Catalog: catalogs, Logger: log.With("role", roleIntake),
+				Store: store, Publisher: pub, Catalog: catalogs, Metrics: metrics, Logger: log.With("role", roleIntake),
 			})
 			if err != nil {
 				return err
 			}
 			mux.Handle("/v1/", intake)
 			mux.Handle("/open311/", intake)
+			dashboard, err := workers.NewDashboard(workers.DashboardConfig{
+				Store: store, Catalog: catalog, Logger: log.With("role", "dashboard"),
+				Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) { return natsbus.Backlog(ctx, js) },
+			})
+			if err != nil {
+				return err
+			}
+			onShutdown = append(onShutdown, dashboard.Close)
+			mux.Handle("/dashboard", dashboard)
+			mux.Handle("/dashboard/", dashboard)
 			if cfg.OperatorToken != "" {
 				ops, err := workers.NewOps(workers.OpsConfig{
 					Store: store, Replayer: workers.NewReplayer(store, js), Token: cfg.OperatorToken, Logger: log.With("role", "ops"),
@@ -222,7 +254,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				mux.Handle("/v1/ops/", ops)
 			}
 		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: store, Publisher: pub, Logger: log})
+			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: deadLetters, Publisher: pub, Metrics: metrics, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -239,24 +271,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
+			for agency, a := range adapters {
+				adapters[agency] = metrics.Adapter(agency, a)
+			}
 			d, err := workers.NewDispatcher(workers.DispatcherConfig{
-				JetStream: js, Adapters: adapters, DeadLetters: store, KeepAlive: cfg.AckWait / 3, Publisher: pub, Logger: log,
+				JetStream: js, Adapters: adapters, DeadLetters: deadLetters, Metrics: metrics, KeepAlive: cfg.AckWait / 3, Publisher: pub, Logger: log,
 			})
 			if err != nil {
 				return err
 			}
-			undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: js, Store: store, Logger: log})
+			undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: js, Store: deadLetters, Logger: log})
 			if err != nil {
 				return err
 			}
 			g.Go(func() error { return d.Run(gctx) })
 			g.Go(func() error { return undelivered.Run(gctx) })
 		case roleProjector:
-			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, DeadLetters: store, Logger: log})
+			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, DeadLetters: deadLetters, Metrics: metrics, Logger: log})
+			if err != nil {
+				return err
+			}
+			pruner, err := workers.NewPruner(workers.PrunerConfig{Store: store, Logger: log.With("role", "pruner")})
 			if err != nil {
 				return err
 			}
 			g.Go(func() error { return p.Run(gctx) })
+			g.Go(func() error { return pruner.Run(gctx) })
 		default:
 			return fmt.Errorf("unknown role %q", role)
 		}
@@ -274,6 +314,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.httpAddr = ln.Addr().String()
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		for _, f := range onShutdown {
+			srv.RegisterOnShutdown(f)
+		}
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve http: %w", err)
@@ -297,7 +340,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
-		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, Open311 /open311/v2, /healthz, /readyz)\n", m.httpAddr)
+		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
@@ -374,6 +417,15 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, catalogs *workers
 			_ = catalogs.Reload()
 		}
 	}
+}
+
+// serviceLevels are the catalogue's expected completion times by service.
+func serviceLevels(catalog *events.Catalog) map[string]time.Duration {
+	slas := make(map[string]time.Duration, len(catalog.Services))
+	for _, s := range catalog.Services {
+		slas[s.Code] = s.SLA()
+	}
+	return slas
 }
 
 func cmpOr(a, b string) string {

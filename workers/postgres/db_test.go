@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"io/fs"
 	"net/url"
+	"path"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,9 +60,15 @@ func migrationVersions(t *testing.T) []int {
 		t.Fatalf("list embedded migrations: %v (%d found)", err, len(names))
 	}
 	versions := make([]int, len(names))
-	for i := range names {
-		versions[i] = i + 1 // migrations are numbered from 001 without gaps
+	for i, name := range names {
+		num, _, _ := strings.Cut(path.Base(name), "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			t.Fatalf("migration %s: name must start with its number", name)
+		}
+		versions[i] = v
 	}
+	slices.Sort(versions)
 	return versions
 }
 

@@ -54,9 +54,11 @@ func fill(errs []error, err error) []error {
 
 // requestState is a request as the batch finds and leaves it.
 type requestState struct {
-	status events.Status
-	round  int
-	items  []workItemState
+	desk, municipality, service string
+	submittedAt                 time.Time
+	status                      events.Status
+	round                       int
+	items                       []workItemState
 	// at is the latest event time seen; dirty marks a request to write back.
 	at    time.Time
 	dirty bool
@@ -127,6 +129,9 @@ func (s *Store) projectSet(ctx context.Context, changes []events.Change) ([]erro
 	if err := b.store(ctx, tx); err != nil {
 		return nil, classify(err)
 	}
+	if err := s.addDashboard(ctx, tx, b.counted()); err != nil {
+		return nil, classify(fmt.Errorf("project: %w", err))
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, classify(fmt.Errorf("project: commit: %w", err))
 	}
@@ -183,12 +188,14 @@ func (s *Store) load(ctx context.Context, tx pgx.Tx, ids, eventIDs []string, ins
 			rid, desk, muni, svc, visit, mediator, refs, submitted, events.StatusSubmitted)
 	}
 	b := &batch{requests: make(map[string]*requestState, len(ids)), seen: make(map[string]bool)}
-	q.Queue(`SELECT id, status, round FROM requests WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).
+	q.Queue(`
+		SELECT id, desk_id, municipality, service_code, submitted_at, status, round FROM requests
+		WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
 				r := &requestState{}
-				if err := rows.Scan(&id, &r.status, &r.round); err != nil {
+				if err := rows.Scan(&id, &r.desk, &r.municipality, &r.service, &r.submittedAt, &r.status, &r.round); err != nil {
 					return err
 				}
 				b.requests[id] = r
@@ -319,6 +326,29 @@ func (b *batch) setStatus(id string, req *requestState, status events.Status, at
 	if status.Terminal() {
 		b.record(events.RoundEventID(id, "", status, round), id, "", status, at, "spotflow", note)
 	}
+}
+
+// throughputKey is what the roll-ups count an event by.
+type throughputKey struct {
+	minute                                      time.Time
+	desk, municipality, service, agency, status string
+}
+
+// counted is the batch's new events, as the dashboard's roll-ups count them.
+func (b *batch) counted() []countedEvent {
+	out := make([]countedEvent, len(b.timeline))
+	for i, t := range b.timeline {
+		r := b.requests[t.requestID]
+		out[i] = countedEvent{
+			throughputKey: throughputKey{
+				minute: t.at.UTC().Truncate(time.Minute),
+				desk:   r.desk, municipality: r.municipality, service: r.service,
+				agency: t.agency, status: string(t.status),
+			},
+			sinceSubmitted: t.at.Sub(r.submittedAt),
+		}
+	}
+	return out
 }
 
 // store writes what the batch worked out, one statement per table, in one

@@ -3,6 +3,7 @@ package postgres
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -15,15 +16,30 @@ type Store struct {
 	// claims and marks group intake's writes made at the same time.
 	claims *groupCommit[keyClaim, claimed]
 	marks  *groupCommit[publishedRequest, struct{}]
+	// slas are the services' expected completion times, by service code.
+	slas map[string]time.Duration
+}
+
+// Option tunes a Store.
+type Option func(*Store)
+
+// ServiceLevels gives the store each service's expected completion time, by
+// service code, so that the dashboard's roll-ups count completions within it
+// and past it. Completions of a service without one count in neither.
+func ServiceLevels(slas map[string]time.Duration) Option {
+	return func(s *Store) { s.slas = slas }
 }
 
 // NewStore returns a store over pool. citizenKey is the secret that keys the
 // hash stored in place of national IDs; keep it stable, or the hashes of old
 // and new requests stop matching.
-func NewStore(pool *pgxpool.Pool, citizenKey []byte) *Store {
+func NewStore(pool *pgxpool.Pool, citizenKey []byte, opts ...Option) *Store {
 	s := &Store{pool: pool, citizenKey: citizenKey}
 	s.claims = newGroupCommit(500, s.claimKeys)
 	s.marks = newGroupCommit(500, s.markPublished)
+	for _, o := range opts {
+		o(s)
+	}
 	return s
 }
 

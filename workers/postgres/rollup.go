@@ -1,0 +1,218 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spotflow/spotflow/events"
+)
+
+// countedEvent is an event a batch recorded, as the roll-ups count it.
+type countedEvent struct {
+	throughputKey
+	// sinceSubmitted is the time from the request's submission to the event.
+	sinceSubmitted time.Duration
+}
+
+// countsKey is one row of dashboard_counts.
+type countsKey struct {
+	grain           events.Grain
+	at              time.Time
+	scope, dim, key string
+}
+
+func (k countsKey) compare(o countsKey) int {
+	return cmp.Or(cmp.Compare(k.grain, o.grain), cmp.Compare(k.scope, o.scope), cmp.Compare(k.dim, o.dim),
+		k.at.Compare(o.at), cmp.Compare(k.key, o.key))
+}
+
+// countsRow is what a batch adds to one row of dashboard_counts.
+type countsRow struct {
+	submitted, completed, rejected, failed, withinSLA, breached int64
+	latency                                                     float64
+}
+
+// latencyKey is one row of dashboard_latency.
+type latencyKey struct {
+	grain          events.Grain
+	at             time.Time
+	scope, service string
+}
+
+func (k latencyKey) compare(o latencyKey) int {
+	return cmp.Or(cmp.Compare(k.grain, o.grain), cmp.Compare(k.scope, o.scope), k.at.Compare(o.at),
+		cmp.Compare(k.service, o.service))
+}
+
+// dashboardRollup is what a batch adds to the dashboard's roll-ups.
+type dashboardRollup struct {
+	counts  map[countsKey]*countsRow
+	latency map[latencyKey]*[events.LatencyBuckets]int32
+}
+
+// addDashboard adds a batch's recorded events to the dashboard's roll-ups:
+// counted in memory first, then written with one statement per table, rows
+// in key order so that concurrent projectors never deadlock. Only
+// submissions, dispatches and terminal statuses count.
+func (s *Store) addDashboard(ctx context.Context, tx pgx.Tx, evs []countedEvent) error {
+	r := dashboardRollup{counts: make(map[countsKey]*countsRow), latency: make(map[latencyKey]*[events.LatencyBuckets]int32)}
+	for _, e := range evs {
+		s.count(&r, e)
+	}
+	if err := writeCounts(ctx, tx, r.counts); err != nil {
+		return err
+	}
+	return writeLatency(ctx, tx, r.latency)
+}
+
+// count adds one event to r at every grain.
+func (s *Store) count(r *dashboardRollup, e countedEvent) {
+	var add countsRow
+	status := events.Status(e.status)
+	switch {
+	case status == events.StatusSubmitted && e.agency == "",
+		status == events.StatusDispatched && e.agency != "":
+		add.submitted = 1
+	case status == events.StatusCompleted:
+		add.completed = 1
+		add.latency = e.sinceSubmitted.Seconds()
+		if sla, ok := s.slas[e.service]; ok && sla > 0 {
+			if e.sinceSubmitted <= sla {
+				add.withinSLA = 1
+			} else {
+				add.breached = 1
+			}
+		}
+	case status == events.StatusRejected:
+		add.rejected = 1
+	case status == events.StatusFailed:
+		add.failed = 1
+	default:
+		return
+	}
+	bucket := events.LatencyBucket(e.sinceSubmitted)
+	histogram := func(k latencyKey) {
+		h := r.latency[k]
+		if h == nil {
+			h = new([events.LatencyBuckets]int32)
+			r.latency[k] = h
+		}
+		h[bucket]++
+	}
+	for _, g := range events.Grains {
+		at := g.Truncate(e.minute)
+		row := func(scope string, dim events.Dimension, key string) {
+			k := countsKey{grain: g, at: at, scope: scope, dim: string(dim), key: key}
+			c := r.counts[k]
+			if c == nil {
+				c = new(countsRow)
+				r.counts[k] = c
+			}
+			c.submitted += add.submitted
+			c.completed += add.completed
+			c.rejected += add.rejected
+			c.failed += add.failed
+			c.withinSLA += add.withinSLA
+			c.breached += add.breached
+			c.latency += add.latency
+		}
+		if e.agency != "" {
+			row(e.municipality, events.DimensionAgency, e.agency)
+			row("", events.DimensionAgency, e.agency)
+			continue
+		}
+		for _, scope := range []string{e.municipality, ""} {
+			row(scope, events.DimensionTotal, "")
+			row(scope, events.DimensionDesk, e.desk)
+			row(scope, events.DimensionService, e.service)
+			if add.completed == 1 {
+				histogram(latencyKey{grain: g, at: at, scope: scope, service: e.service})
+				histogram(latencyKey{grain: g, at: at, scope: scope, service: ""})
+			}
+		}
+		row("", events.DimensionMunicipality, e.municipality)
+	}
+}
+
+func writeCounts(ctx context.Context, tx pgx.Tx, counts map[countsKey]*countsRow) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	keys := make([]countsKey, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, countsKey.compare)
+	n := len(keys)
+	grain, scope, dim, key := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	cols := make([][]int64, 6)
+	for i := range cols {
+		cols[i] = make([]int64, n)
+	}
+	latency := make([]float64, n)
+	for i, k := range keys {
+		grain[i], at[i], scope[i], dim[i], key[i] = string(k.grain), k.at, k.scope, k.dim, k.key
+		c := counts[k]
+		for j, v := range []int64{c.submitted, c.completed, c.rejected, c.failed, c.withinSLA, c.breached} {
+			cols[j][i] = v
+		}
+		latency[i] = c.latency
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO dashboard_counts AS d (grain, at, scope, dim, key,
+		       submitted, completed, rejected, failed, within_sla, breached, latency_s)
+		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+		       $6::int[], $7::int[], $8::int[], $9::int[], $10::int[], $11::int[], $12::float8[])
+		ON CONFLICT (grain, scope, dim, at, key) DO UPDATE SET
+		    submitted  = d.submitted + excluded.submitted,
+		    completed  = d.completed + excluded.completed,
+		    rejected   = d.rejected + excluded.rejected,
+		    failed     = d.failed + excluded.failed,
+		    within_sla = d.within_sla + excluded.within_sla,
+		    breached   = d.breached + excluded.breached,
+		    latency_s  = d.latency_s + excluded.latency_s`,
+		grain, at, scope, dim, key, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], latency)
+	if err != nil {
+		return fmt.Errorf("count for the dashboard: %w", err)
+	}
+	return nil
+}
+
+// writeLatency adds histograms to dashboard_latency: the rows' counts travel
+// as one flat array, 64 to a row, and are added bucket by bucket.
+func writeLatency(ctx context.Context, tx pgx.Tx, latency map[latencyKey]*[events.LatencyBuckets]int32) error {
+	if len(latency) == 0 {
+		return nil
+	}
+	keys := make([]latencyKey, 0, len(latency))
+	for k := range latency {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, latencyKey.compare)
+	n := len(keys)
+	grain, scope, service := make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	counts := make([]int32, 0, n*events.LatencyBuckets)
+	for i, k := range keys {
+		grain[i], at[i], scope[i], service[i] = string(k.grain), k.at, k.scope, k.service
+		counts = append(counts, latency[k][:]...)
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO dashboard_latency AS l (grain, at, scope, service, counts)
+		SELECT r.grain, r.at, r.scope, r.service, ($5::int[])[(r.i - 1) * 64 + 1 : r.i * 64]
+		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) WITH ORDINALITY AS r(grain, at, scope, service, i)
+		ORDER BY r.i
+		ON CONFLICT (grain, scope, at, service) DO UPDATE SET counts = (
+		    SELECT array_agg(a + b ORDER BY i) FROM unnest(l.counts, excluded.counts) WITH ORDINALITY AS c(a, b, i))`,
+		grain, at, scope, service, counts)
+	if err != nil {
+		return fmt.Errorf("count latency for the dashboard: %w", err)
+	}
+	return nil
+}
