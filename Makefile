@@ -6,13 +6,12 @@ TEST_DIR    ?= .data/test
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-publish vet postgres-binaries clean chaos
 BROWSER_DIR := cmd/spotflow/testdata/browser
 ARTIFACTS   ?= $(CURDIR)/.data/test-artifacts
 DEMO_RATE   ?= 20
 DEMO_FOR    ?= 5m
 
-.PHONY: help build run test bench bench-dashboard demo vet postgres-binaries browser-deps clean chaos
+.PHONY: help build run test bench bench-publish bench-dashboard demo vet postgres-binaries browser-deps clean chaos
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
