@@ -16,7 +16,7 @@ import (
 // took longer than a minute to drain. It provisions its own Postgres through
 // the binary, so it needs no TEST_DATABASE_URL.
 func TestChaos_ReducedFaultSuitePasses(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("the reduced fault suite takes about a minute; skipped with -short")
 	}
 	bin := filepath.Join(t.TempDir(), "spotflow")

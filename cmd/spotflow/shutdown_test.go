@@ -69,7 +69,7 @@ func startProcess(t *testing.T, bin, dataDir, dbURL string) (*exec.Cmd, string) 
 // within the shutdown deadline, and then finds every request completed once
 // the process is started again on the same data directory.
 func TestRun_StopsGracefullyOnSIGTERMAndLosesNothing(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
