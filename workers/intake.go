@@ -249,6 +249,7 @@ func (in *Intake) accept(ctx context.Context, desk events.Desk, key string, sub 
 		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
 	}
 	if published {
+		in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
 		return id, svc, nil
 	}
 	req := events.Request{
