@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,10 +127,11 @@ func (s *Store) projectSet(ctx context.Context, changes []events.Change) ([]erro
 			errs[i] = b.apply(ev)
 		}
 	}
-	if err := b.store(ctx, tx); err != nil {
+	counted := b.counted()
+	if err := b.store(ctx, tx, counted); err != nil {
 		return nil, classify(err)
 	}
-	if err := s.addDashboard(ctx, tx, b.counted()); err != nil {
+	if err := s.addDashboard(ctx, tx, counted); err != nil {
 		return nil, classify(fmt.Errorf("project: %w", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -352,9 +354,9 @@ func (b *batch) counted() []countedEvent {
 }
 
 // store writes what the batch worked out, one statement per table, in one
-// round trip: work items, requests, and the timeline with the throughput
-// roll-ups its new events add to.
-func (b *batch) store(ctx context.Context, tx pgx.Tx) error {
+// round trip: work items, requests, the timeline, and the throughput
+// roll-ups that counted, its new events, add to.
+func (b *batch) store(ctx context.Context, tx pgx.Tx, counted []countedEvent) error {
 	var q pgx.Batch
 	var (
 		wReq, wAgency, wStatus []string
@@ -400,24 +402,43 @@ func (b *batch) store(ctx context.Context, tx pgx.Tx) error {
 			id[i], req[i], agency[i], status[i], at[i], actor[i], note[i] = t.id, t.requestID, t.agency, string(t.status), t.at, t.actor, t.note
 		}
 		q.Queue(`
-			WITH recorded AS (
-				INSERT INTO timeline (event_id, request_id, agency, status, at, actor, note)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
-				ON CONFLICT (event_id) DO NOTHING
-				RETURNING request_id, agency, status, at)
-			INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
-			SELECT date_trunc('minute', e.at), r.desk_id, r.municipality, r.service_code, e.agency, e.status, count(*)
-			FROM recorded e JOIN requests r ON r.id = e.request_id
-			GROUP BY 1, 2, 3, 4, 5, 6
-			ORDER BY 1, 2, 3, 4, 5, 6
-			ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
-			DO UPDATE SET events = throughput_minute.events + excluded.events`,
+			INSERT INTO timeline (event_id, request_id, agency, status, at, actor, note)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
+			ON CONFLICT (event_id) DO NOTHING`,
 			id, req, agency, status, at, actor, note)
+		queueThroughput(&q, counted)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return fmt.Errorf("project: store: %w", err)
 	}
 	return nil
+}
+
+// queueThroughput adds counted events to throughput_minute, a row per key
+// with its count, in key order.
+func queueThroughput(q *pgx.Batch, counted []countedEvent) {
+	counts := make(map[throughputKey]int64)
+	for _, e := range counted {
+		counts[e.throughputKey]++
+	}
+	keys := slices.SortedFunc(maps.Keys(counts), throughputKey.compare)
+	n := len(keys)
+	minute, desk, muni, svc, agency, status := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	count := make([]int64, n)
+	for i, k := range keys {
+		minute[i], desk[i], muni[i], svc[i], agency[i], status[i], count[i] = k.minute, k.desk, k.municipality, k.service, k.agency, k.status, counts[k]
+	}
+	q.Queue(`
+		INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
+		SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+		ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
+		DO UPDATE SET events = throughput_minute.events + excluded.events`,
+		minute, desk, muni, svc, agency, status, count)
+}
+
+func (k throughputKey) compare(o throughputKey) int {
+	return cmp.Or(k.minute.Compare(o.minute), cmp.Compare(k.desk, o.desk), cmp.Compare(k.municipality, o.municipality),
+		cmp.Compare(k.service, o.service), cmp.Compare(k.agency, o.agency), cmp.Compare(k.status, o.status))
 }
 
 // rankCases is the SQL counterpart of events.Status.Rank.

@@ -208,8 +208,8 @@ func writeLatency(ctx context.Context, tx pgx.Tx, latency map[latencyKey]*[event
 		SELECT r.grain, r.at, r.scope, r.service, ($5::int[])[(r.i - 1) * 64 + 1 : r.i * 64]
 		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) WITH ORDINALITY AS r(grain, at, scope, service, i)
 		ORDER BY r.i
-		ON CONFLICT (grain, scope, at, service) DO UPDATE SET counts = (
-		    SELECT array_agg(a + b ORDER BY i) FROM unnest(l.counts, excluded.counts) WITH ORDINALITY AS c(a, b, i))`,
+		ON CONFLICT (grain, scope, at, service) DO UPDATE SET counts = ARRAY(
+		    SELECT l.counts[b] + excluded.counts[b] FROM generate_series(1, 64) AS b)`,
 		grain, at, scope, service, counts)
 	if err != nil {
 		return fmt.Errorf("count latency for the dashboard: %w", err)
