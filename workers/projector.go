@@ -31,8 +31,12 @@ type ProjectorConfig struct {
 	JetStream jetstream.JetStream
 	// Store applies the changes. Required.
 	Store Projection
-	// MaxBatch caps how many events go into one transaction. Default 500.
+	// MaxBatch caps how many events go into one transaction. Default 2000.
 	MaxBatch int
+	// Concurrency is how many batches one process applies at once, each in
+	// its own transaction: one is written while the next is read, so the
+	// database and the process work at the same time. Default 2.
+	Concurrency int
 	// UnknownRequestFor is how long an event may name a request that
 	// neither the projection nor intake knows before it counts as poison.
 	// An event of a request intake accepted is retried every second until
@@ -58,7 +62,8 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 	if cfg.JetStream == nil || cfg.Store == nil {
 		return nil, errors.New("new projector: JetStream and Store are required")
 	}
-	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 500)
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 2000)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 2)
 	cfg.UnknownRequestFor = cmp.Or(cfg.UnknownRequestFor, 2*time.Minute)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Projector{cfg: cfg}, nil
@@ -72,9 +77,10 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("projector: %w", err)
 	}
 	return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
-		MaxBatch:   p.cfg.MaxBatch,
-		Logger:     p.cfg.Logger.With("role", "projector"),
-		DeadLetter: p.deadLetter,
+		MaxBatch:    p.cfg.MaxBatch,
+		Concurrency: p.cfg.Concurrency,
+		Logger:      p.cfg.Logger.With("role", "projector"),
+		DeadLetter:  p.deadLetter,
 	}, p.cfg.Metrics.BatchHandler(events.ProjectorConsumer, p.handle))
 }
 
@@ -117,19 +123,36 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 }
 
 // unknownRequest decides about an event whose request the projection does
-// not know: wait a second for a request intake accepted, or a young one;
-// give up on an old event that names a request nobody accepted.
+// not know: wait for a request intake accepted, or a young one; give up on
+// an old event that names a request nobody accepted. Most often the request
+// is in a batch being written at the same time, so the first retry comes
+// soon; later ones wait longer, up to a second.
 func (p *Projector) unknownRequest(ctx context.Context, msg jetstream.Msg, requestID string, err error) error {
-	accepted, lookupErr := p.cfg.Store.Accepted(ctx, requestID)
-	if lookupErr != nil {
-		return lookupErr
+	meta, merr := msg.Metadata()
+	if merr != nil {
+		return natsbus.RetryIn(time.Second, err)
 	}
-	if !accepted {
-		if meta, merr := msg.Metadata(); merr == nil && time.Since(meta.Timestamp) > p.cfg.UnknownRequestFor {
+	if time.Since(meta.Timestamp) > p.cfg.UnknownRequestFor {
+		accepted, lookupErr := p.cfg.Store.Accepted(ctx, requestID)
+		if lookupErr != nil {
+			return lookupErr
+		}
+		if !accepted {
 			return events.Permanent(err)
 		}
 	}
-	return natsbus.RetryIn(time.Second, err)
+	return natsbus.RetryIn(unknownRequestRetry(meta.NumDelivered), err)
+}
+
+// unknownRequestRetry is the wait before the next delivery of an event
+// whose request is not projected yet, after delivered deliveries: 50 ms,
+// doubling up to a second.
+func unknownRequestRetry(delivered uint64) time.Duration {
+	d := 50 * time.Millisecond
+	for i := uint64(1); i < delivered && d < time.Second; i++ {
+		d *= 2
+	}
+	return min(d, time.Second)
 }
 
 func decodeChange(msg jetstream.Msg) (events.Change, error) {

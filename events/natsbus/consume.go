@@ -24,7 +24,8 @@ type BatchHandler func(ctx context.Context, msgs []jetstream.Msg) []error
 
 // Settings tune a consume loop. Zero values take the documented defaults.
 type Settings struct {
-	// Concurrency is how many messages a Handler works on at once. Default 1.
+	// Concurrency is how many messages a Handler, or how many batches a
+	// BatchHandler, works on at once. Default 1.
 	Concurrency int
 	// MaxBatch caps how many messages a BatchHandler gets at once: it gets
 	// whatever has arrived, up to this many, never waiting for more.
@@ -102,17 +103,22 @@ func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler
 	return nil
 }
 
-// ConsumeBatches runs h on batches of whatever messages have arrived, one
-// batch at a time, until ctx ends; then it finishes the batch in hand within
-// Grace and returns nil.
+// ConsumeBatches runs h on batches of whatever messages have arrived,
+// Concurrency batches at a time, until ctx ends; then it finishes the
+// batches in hand within Grace and returns nil. A batch is gathered when a
+// handler is free to take it, so it holds everything that arrived while the
+// handlers were busy.
 func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h BatchHandler) error {
 	s.fill()
 	msgs := pull(ctx, cons, s.MaxBatch, s.MaxBatch, s.Logger)
 	work, cancel := graceful(ctx, s.Grace)
 	defer cancel()
-	batch := make([]jetstream.Msg, 0, s.MaxBatch)
+	free := make(chan struct{}, s.Concurrency)
+	var wg sync.WaitGroup
 	for first := range msgs {
-		batch = append(batch[:0], first)
+		free <- struct{}{}
+		batch := make([]jetstream.Msg, 1, s.MaxBatch)
+		batch[0] = first
 	fill:
 		for len(batch) < s.MaxBatch {
 			select {
@@ -125,15 +131,19 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 				break fill
 			}
 		}
-		errs := s.runBatch(work, batch, h)
-		outage := false
-		for i, msg := range batch {
-			outage = s.settle(work, msg, errs[i]) || outage
-		}
-		if outage {
-			pause(ctx, s.OutageRetry)
-		}
+		wg.Go(func() {
+			defer func() { <-free }()
+			errs := s.runBatch(work, batch, h)
+			outage := false
+			for i, msg := range batch {
+				outage = s.settle(work, msg, errs[i]) || outage
+			}
+			if outage {
+				pause(ctx, s.OutageRetry)
+			}
+		})
 	}
+	wg.Wait()
 	return nil
 }
 

@@ -336,6 +336,54 @@ func TestConsumeBatches_AcksEachMessageByItsOwnResult(t *testing.T) {
 	}
 }
 
+func TestConsumeBatches_HoldsConcurrencyBatchesAtOnce(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	for i := 1; i <= 6; i++ {
+		publishWork(t, js, "tax", fmt.Sprintf("w%d", i))
+	}
+	// Each handler waits until another batch is in hand too, or gives up:
+	// with one batch at a time, none would ever see a second.
+	var (
+		mu             sync.Mutex
+		inHand, most   int
+		handled        int
+		bothInHand     = make(chan struct{})
+		bothInHandOnce sync.Once
+	)
+	run(t, "ConsumeBatches", func(ctx context.Context) error {
+		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{MaxBatch: 2, Concurrency: 2, Logger: quiet},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				mu.Lock()
+				inHand++
+				most = max(most, inHand)
+				if inHand == 2 {
+					bothInHandOnce.Do(func() { close(bothInHand) })
+				}
+				mu.Unlock()
+				select {
+				case <-bothInHand:
+				case <-time.After(5 * time.Second):
+				}
+				mu.Lock()
+				inHand--
+				handled += len(msgs)
+				mu.Unlock()
+				return make([]error, len(msgs))
+			})
+	})
+	waitFor(t, "every message to be settled", settled(t, js, cons, 0))
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 2 {
+		t.Errorf("at most %d batches were in hand at once, want 2 (Concurrency)", most)
+	}
+	if handled != 6 {
+		t.Errorf("handled %d messages, want 6", handled)
+	}
+}
+
 func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 	t.Parallel()
 
