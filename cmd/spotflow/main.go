@@ -12,10 +12,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
 func main() {
+	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -26,6 +28,21 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(1)
+	}
+}
+
+// tuneGC trades memory for CPU where the operator has not chosen: the
+// pipeline allocates many short-lived messages, and at Go's default
+// (GOGC=100) the collector takes a tenth of the process's CPU at full load.
+// Collecting at 300% growth, under a soft limit of 400 MiB of Go memory,
+// keeps the all-in-one well under half a gigabyte. GOGC and GOMEMLIMIT,
+// when set, win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(300)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(400 << 20)
 	}
 }
 
