@@ -336,10 +336,15 @@ func post1(ctx context.Context, client *http.Client, base, token, key string, bo
 	return resp.StatusCode
 }
 
+// completedCount is how many of the desks' requests have finished, read
+// from the dashboard's daily roll-ups (written with the statuses, a row per
+// desk and day) so that asking every second costs the system under load
+// next to nothing.
 func completedCount(ctx context.Context, store *postgres.Store, desks []string) (int64, error) {
 	var n int64
 	err := store.Pool().QueryRow(ctx, `
-		SELECT count(*) FROM requests WHERE desk_id = ANY($1) AND status IN ('completed', 'rejected')`, desks).Scan(&n)
+		SELECT coalesce(sum(completed + rejected), 0) FROM dashboard_counts
+		WHERE grain = 'day' AND scope = '' AND dim = 'desk' AND key = ANY($1)`, desks).Scan(&n)
 	return n, err
 }
 
