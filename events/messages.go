@@ -94,7 +94,38 @@ type StatusEvent struct {
 	// round than the projection holds supersedes the status of the older
 	// one: that is how a replayed work item leaves "failed".
 	Round int `json:"round,omitempty"`
+	// DispatchedAt, on an event of a work item, is when the work item was
+	// delivered to its agency, for an answer that came so soon that the
+	// dispatched event travels in the answer's message rather than in one
+	// of its own. The projection records both events (see Split).
+	DispatchedAt time.Time `json:"dispatched_at,omitzero"`
 }
+
+// Split returns the events a status message stands for: the work item's
+// dispatched event first when DispatchedAt is set (with the ID, actor and
+// round it has when published on its own), then ev without it.
+func (ev StatusEvent) Split() []StatusEvent {
+	if ev.DispatchedAt.IsZero() || ev.Agency == "" {
+		ev.DispatchedAt = time.Time{}
+		return []StatusEvent{ev}
+	}
+	dispatched := StatusEvent{
+		Schema:    ev.Schema,
+		ID:        RoundEventID(ev.RequestID, ev.Agency, StatusDispatched, ev.Round),
+		RequestID: ev.RequestID,
+		Agency:    ev.Agency,
+		Status:    StatusDispatched,
+		At:        ev.DispatchedAt,
+		Actor:     ActorDispatcher,
+		Round:     ev.Round,
+	}
+	ev.DispatchedAt = time.Time{}
+	return []StatusEvent{dispatched, ev}
+}
+
+// ActorDispatcher is the actor of the events spotflow's dispatcher records:
+// a work item dispatched, or failed because it could not be delivered.
+const ActorDispatcher = "dispatcher"
 
 // EventID is the deterministic ID of the event that moves a request, or one
 // of its work items when agency is not empty, to status. Publishing the same

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +261,42 @@ func TestStatusEvent_RoundTripsThroughJSON(t *testing.T) {
 	}
 	if fmt.Sprint(back) != fmt.Sprint(ev) {
 		t.Errorf("round trip gave %+v, want %+v", back, ev)
+	}
+}
+
+func TestStatusEvent_SplitRecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	answer := events.StatusEvent{
+		Schema: events.SchemaStatus, ID: "r1.tax.completed.r2", RequestID: "r1", Agency: "tax",
+		Status: events.StatusCompleted, At: at.Add(time.Second), Actor: "agency:tax", Note: "done", Round: 2,
+		DispatchedAt: at,
+	}
+	got := answer.Split()
+	if len(got) != 2 {
+		t.Fatalf("Split gave %d events, want 2: %+v", len(got), got)
+	}
+	wantDispatched := events.StatusEvent{
+		Schema: events.SchemaStatus, ID: "r1.tax.dispatched.r2", RequestID: "r1", Agency: "tax",
+		Status: events.StatusDispatched, At: at, Actor: events.ActorDispatcher, Round: 2,
+	}
+	if !reflect.DeepEqual(got[0], wantDispatched) {
+		t.Errorf("first = %+v, want %+v", got[0], wantDispatched)
+	}
+	want := answer
+	want.DispatchedAt = time.Time{}
+	if !reflect.DeepEqual(got[1], want) {
+		t.Errorf("second = %+v, want the answer itself %+v", got[1], want)
+	}
+
+	for _, ev := range []events.StatusEvent{
+		{ID: "r1.tax.completed", RequestID: "r1", Agency: "tax", Status: events.StatusCompleted, At: at},
+		{ID: "r1.routed", RequestID: "r1", Status: events.StatusRouted, At: at, DispatchedAt: at},
+	} {
+		got := ev.Split()
+		ev.DispatchedAt = time.Time{}
+		if len(got) != 1 || !reflect.DeepEqual(got[0], ev) {
+			t.Errorf("Split of %s = %+v, want the event alone", ev.ID, got)
+		}
 	}
 }

@@ -72,6 +72,9 @@ func TestMessageSchemas_DescribeWhatSpotflowPublishes(t *testing.T) {
 		RequestID: req.ID, Status: events.StatusRouted, At: time.Now().UTC(), Actor: "router", Agencies: []string{"tax", "sns"}}
 	completed := events.StatusEvent{Schema: events.SchemaStatus, ID: events.RoundEventID(req.ID, "tax", events.StatusCompleted, 1),
 		RequestID: req.ID, Agency: "tax", Status: events.StatusCompleted, At: time.Now().UTC(), Note: "done", Round: 1}
+	answered := events.StatusEvent{Schema: events.SchemaStatus, ID: events.EventID(req.ID, "sns", events.StatusAccepted),
+		RequestID: req.ID, Agency: "sns", Status: events.StatusAccepted, At: time.Now().UTC(), Actor: "agency:sns",
+		DispatchedAt: time.Now().UTC().Add(-time.Millisecond)}
 	valid := []struct {
 		schema string
 		name   string
@@ -82,6 +85,7 @@ func TestMessageSchemas_DescribeWhatSpotflowPublishes(t *testing.T) {
 		{"work_item.v1.json", "a replayed work item", replayed},
 		{"status.v1.json", "a routed event", routed},
 		{"status.v1.json", "an agency's event of a replay round", completed},
+		{"status.v1.json", "an answer that says when its work item was dispatched", answered},
 	}
 	for _, tt := range valid {
 		t.Run(tt.name+" fits "+tt.schema, func(t *testing.T) {

@@ -155,7 +155,7 @@ func statusEvent(item *events.WorkItem, status events.Status, note string) event
 		Round:     item.Round,
 	}
 	if status == events.StatusDispatched || status == events.StatusFailed {
-		ev.Actor = "dispatcher"
+		ev.Actor = events.ActorDispatcher
 	}
 	return ev
 }

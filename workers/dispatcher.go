@@ -30,8 +30,8 @@ type DispatcherConfig struct {
 	// published at the same time shares one stored batch. Default 256.
 	Concurrency int
 	// ReportDispatchedAfter is how long a delivery may take before its
-	// dispatched event is published on its own; an agency that answers
-	// sooner has both events stored together. Default 100 milliseconds.
+	// dispatched event is published on its own; the answer of an agency that
+	// answers sooner carries it, in one message. Default 100 milliseconds.
 	ReportDispatchedAfter time.Duration
 	// RetryFor bounds the in-process retries of one delivery; after it the
 	// work item goes back to the queue (NAK with delay) and is retried
@@ -55,8 +55,8 @@ type DispatcherConfig struct {
 }
 
 // Dispatcher consumes agencies' work queues and delivers each work item
-// through the agency's adapter, publishing a dispatched event before the
-// call and the agency's answer after it. It acknowledges a work item only
+// through the agency's adapter, publishing that it dispatched the work item
+// and the agency's answer. It acknowledges a work item only
 // once the answer is stored, so a crash in between re-delivers it to the
 // adapter, which the agency deduplicates by the work item's ID.
 type Dispatcher struct {
@@ -127,8 +127,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // Deliver hands item to adapter, retrying transient failures with backoff
 // for up to RetryFor, and publishes the outcome. The dispatched event is
-// stored before the outcome: with it, when the agency answers within
-// ReportDispatchedAfter, or on its own once that has passed.
+// stored no later than the outcome: in the outcome's message (as its
+// DispatchedAt) when the agency answers within ReportDispatchedAfter, or on
+// its own once that has passed.
 func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.WorkItem) error {
 	dispatched := statusEvent(item, events.StatusDispatched, "")
 	type answer struct {
@@ -140,13 +141,14 @@ func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.
 		r, err := d.call(ctx, adapter, item)
 		answered <- answer{r, err}
 	}()
+	// pending is the dispatched event while it has not been published.
 	var pending []events.StatusEvent
 	timer := time.NewTimer(d.cfg.ReportDispatchedAfter)
 	var a answer
 	select {
 	case a = <-answered:
 		timer.Stop()
-		pending = append(pending, dispatched)
+		pending = []events.StatusEvent{dispatched}
 	case <-timer.C:
 		err := d.publish(ctx, item, dispatched)
 		a = <-answered
@@ -169,7 +171,12 @@ func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.
 		}
 		return events.Permanent(fmt.Errorf("deliver work item %s: adapter answered with status %q", item.ID, a.receipt.Status))
 	}
-	return d.publish(ctx, item, append(pending, statusEvent(item, a.receipt.Status, a.receipt.Note))...)
+	outcome := statusEvent(item, a.receipt.Status, a.receipt.Note)
+	if len(pending) > 0 {
+		// One message carries both: the answer, and when it was dispatched.
+		outcome.DispatchedAt = dispatched.At
+	}
+	return d.publish(ctx, item, outcome)
 }
 
 // call delivers item, retrying transient failures with backoff for up to
@@ -200,7 +207,7 @@ func (d *Dispatcher) publish(ctx context.Context, item *events.WorkItem, evs ...
 		return fmt.Errorf("report %s of work item %s: %w", evs[len(evs)-1].Status, item.ID, err)
 	}
 	for _, ev := range evs {
-		if ev.Status == events.StatusDispatched {
+		if ev.Status == events.StatusDispatched || !ev.DispatchedAt.IsZero() {
 			d.cfg.Metrics.wasDispatched(item.Agency)
 		}
 	}

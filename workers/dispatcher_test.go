@@ -177,24 +177,26 @@ func TestDispatcher_ReportsTheAgencysAnswer(t *testing.T) {
 		note    string
 		calls   int
 		outcome []events.Status
+		// messages is how many messages carry the two events.
+		messages int
 	}{{
-		name: "a rejection is published as rejected with the agency's note",
+		name: "a rejection is published as rejected with the agency's note, in the message that says when it was dispatched",
 		answer: func(int, events.WorkItem) (workers.Receipt, error) {
 			return workers.Receipt{Status: events.StatusRejected, Note: "not eligible"}, nil
 		},
-		want: events.StatusRejected, note: "not eligible", calls: 1,
+		want: events.StatusRejected, note: "not eligible", calls: 1, messages: 1,
 	}, {
 		name: "a permanent error is published as failed with the reason as note",
 		answer: func(int, events.WorkItem) (workers.Receipt, error) {
 			return workers.Receipt{}, events.Permanent(errors.New("citizen unknown to the back office"))
 		},
-		want: events.StatusFailed, note: "citizen unknown to the back office", calls: 1,
+		want: events.StatusFailed, note: "citizen unknown to the back office", calls: 1, messages: 2,
 	}, {
 		name: "an answer that is not an agency's status is published as failed",
 		answer: func(int, events.WorkItem) (workers.Receipt, error) {
 			return workers.Receipt{Status: events.StatusRouted}, nil
 		},
-		want: events.StatusFailed, note: `adapter answered with status "routed"`, calls: 1,
+		want: events.StatusFailed, note: `adapter answered with status "routed"`, calls: 1, messages: 2,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,8 +214,19 @@ func TestDispatcher_ReportsTheAgencysAnswer(t *testing.T) {
 			if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 				t.Errorf("the work stream still holds %d messages", n)
 			}
-			if got := statuses(agencyEvents(t, js, "req-3", "sns")); !slices.Equal(got, []events.Status{events.StatusDispatched, tt.want}) {
+			stored := agencyEvents(t, js, "req-3", "sns")
+			if len(stored) != tt.messages {
+				t.Errorf("%d messages %v, want %d", len(stored), statuses(stored), tt.messages)
+			}
+			var evs []events.StatusEvent
+			for _, ev := range stored {
+				evs = append(evs, ev.Split()...)
+			}
+			if got := statuses(evs); !slices.Equal(got, []events.Status{events.StatusDispatched, tt.want}) {
 				t.Errorf("events %v, want dispatched then %s", got, tt.want)
+			}
+			if evs[0].ID != "req-3.sns.dispatched" || evs[0].Actor != events.ActorDispatcher || evs[0].At.IsZero() || evs[0].At.After(evs[1].At) {
+				t.Errorf("dispatched event = %+v, then %+v", evs[0], evs[1])
 			}
 			if calls := adapter.Calls(); len(calls) != tt.calls {
 				t.Errorf("adapter called %d times, want %d", len(calls), tt.calls)

@@ -96,28 +96,41 @@ func (p *Projector) deadLetter(ctx context.Context, msg jetstream.Msg, reason er
 	return record(ctx, p.cfg.DeadLetters, dl)
 }
 
+// handle projects a batch of messages. A status message may stand for two
+// events (events.StatusEvent.Split); it succeeds when both do.
 func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	changes := make([]events.Change, 0, len(msgs))
-	index := make([]int, 0, len(msgs))
+	index := make([]int, 0, len(msgs)) // the message of each change
 	for i, msg := range msgs {
 		c, err := decodeChange(msg)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		changes = append(changes, c)
-		index = append(index, i)
+		if c.Event == nil {
+			changes, index = append(changes, c), append(index, i)
+			continue
+		}
+		for _, ev := range c.Event.Split() {
+			changes, index = append(changes, events.Change{Event: &ev}), append(index, i)
+		}
 	}
 	if len(changes) == 0 {
 		return errs
 	}
+	unknown := make(map[int]string) // message → its request, not projected yet
 	for j, err := range p.cfg.Store.Project(ctx, changes) {
 		i := index[j]
 		if errors.Is(err, events.ErrUnknownRequest) {
-			err = p.unknownRequest(ctx, msgs[i], changes[j].RequestID(), err)
+			unknown[i] = changes[j].RequestID()
 		}
-		errs[i] = err
+		errs[i] = cmp.Or(errs[i], err)
+	}
+	for i, requestID := range unknown {
+		if errors.Is(errs[i], events.ErrUnknownRequest) {
+			errs[i] = p.unknownRequest(ctx, msgs[i], requestID, errs[i])
+		}
 	}
 	return errs
 }

@@ -206,6 +206,46 @@ func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
 	}
 }
 
+func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
+	t.Parallel()
+	js, store, _ := startProjector(t, 0)
+	req := changeOfAddress("req-4")
+	tl := &timeline{req: req}
+	publishRequest(t, js, req)
+	routed := tl.event("", events.StatusRouted, "", "tax", "sns")
+	publishEvent(t, js, routed, routed.ID)
+	// tax answered at once: one message. sns was slow: its dispatched event
+	// went on its own, and its answer, redelivered, carries it again.
+	taxDispatchedAt := tl.req.SubmittedAt.Add(2 * time.Second)
+	tax := tl.event("tax", events.StatusCompleted, "address updated")
+	tax.DispatchedAt = taxDispatchedAt
+	snsDispatched := tl.event("sns", events.StatusDispatched, "")
+	snsDispatched.Actor = events.ActorDispatcher
+	sns := tl.event("sns", events.StatusCompleted, "")
+	sns.DispatchedAt = snsDispatched.At
+	for _, ev := range []events.StatusEvent{tax, snsDispatched, sns} {
+		publishEvent(t, js, ev, ev.ID)
+	}
+
+	v := view(t, store, "req-4", "the request to be completed", hasStatus(events.StatusCompleted))
+	want := []string{"submitted", "routed", "tax dispatched", "tax completed", "sns dispatched", "sns completed", "completed"}
+	if got := timelineOf(v); !slices.Equal(got, want) {
+		t.Fatalf("timeline = %v, want %v", got, want)
+	}
+	if d := v.Timeline[2]; !d.At.Equal(taxDispatchedAt) {
+		t.Errorf("tax's dispatched event = %+v, want it at %v", d, taxDispatchedAt)
+	}
+	var dispatched int
+	err := store.Pool().QueryRow(testContext(t), `
+		SELECT sum(submitted) FROM dashboard_counts WHERE grain = 'minute' AND scope = '' AND dim = 'agency'`).Scan(&dispatched)
+	if err != nil {
+		t.Fatalf("read dashboard counts: %v", err)
+	}
+	if dispatched != 2 {
+		t.Errorf("the dashboard counts %d dispatches, want 2 (one per work item)", dispatched)
+	}
+}
+
 func TestProjector_RefusesAStatusPublishedForSomeoneElse(t *testing.T) {
 	t.Parallel()
 	js, store, terminated := startProjector(t, 0)
