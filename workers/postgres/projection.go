@@ -127,12 +127,8 @@ func (s *Store) projectSet(ctx context.Context, changes []events.Change) ([]erro
 			errs[i] = b.apply(ev)
 		}
 	}
-	counted := b.counted()
-	if err := b.store(ctx, tx, counted); err != nil {
+	if err := b.store(ctx, tx, b.counted()); err != nil {
 		return nil, classify(err)
-	}
-	if err := s.addDashboard(ctx, tx, counted); err != nil {
-		return nil, classify(fmt.Errorf("project: %w", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, classify(fmt.Errorf("project: commit: %w", err))
@@ -204,12 +200,12 @@ func (s *Store) load(ctx context.Context, tx pgx.Tx, ids, eventIDs []string, ins
 			}
 			return rows.Err()
 		})
-	q.Queue(`SELECT request_id, agency, status, round FROM work_items WHERE request_id = ANY($1) ORDER BY request_id, agency`, ids).
+	q.Queue(`SELECT request_id, agency, status, round, updated_at FROM work_items WHERE request_id = ANY($1) ORDER BY request_id, agency`, ids).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
 				var w workItemState
-				if err := rows.Scan(&id, &w.agency, &w.status, &w.round); err != nil {
+				if err := rows.Scan(&id, &w.agency, &w.status, &w.round, &w.at); err != nil {
 					return err
 				}
 				if r := b.requests[id]; r != nil {
@@ -302,6 +298,9 @@ func (b *batch) applyRequestEvent(req *requestState, ev *events.StatusEvent) {
 func (b *batch) applyWorkItemEvent(req *requestState, ev *events.StatusEvent) {
 	statuses := make([]events.Status, len(req.items))
 	round := req.round
+	// The request reaches what its work items add up to when the last of
+	// them got there, whatever order their events were applied in.
+	latest := ev.At
 	for i := range req.items {
 		w := &req.items[i]
 		// An event of a newer round supersedes whatever the work item
@@ -314,9 +313,12 @@ func (b *batch) applyWorkItemEvent(req *requestState, ev *events.StatusEvent) {
 		}
 		statuses[i] = w.status
 		round = max(round, w.round)
+		if w.at.After(latest) {
+			latest = w.at
+		}
 	}
 	if agg := events.Aggregate(statuses); agg != req.status {
-		b.setStatus(ev.RequestID, req, agg, ev.At, "", round)
+		b.setStatus(ev.RequestID, req, agg, latest, "", round)
 	}
 }
 
@@ -354,8 +356,9 @@ func (b *batch) counted() []countedEvent {
 }
 
 // store writes what the batch worked out, one statement per table, in one
-// round trip: work items, requests, the timeline, and the throughput
-// roll-ups that counted, its new events, add to.
+// round trip: work items, requests, the timeline, the throughput roll-ups
+// that counted, its new events, add to, and the same events for the
+// dashboard's roll-ups (see FoldDashboard).
 func (b *batch) store(ctx context.Context, tx pgx.Tx, counted []countedEvent) error {
 	var q pgx.Batch
 	var (
@@ -407,6 +410,7 @@ func (b *batch) store(ctx context.Context, tx pgx.Tx, counted []countedEvent) er
 			ON CONFLICT (event_id) DO NOTHING`,
 			id, req, agency, status, at, actor, note)
 		queueThroughput(&q, counted)
+		queueForDashboard(&q, counted)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return fmt.Errorf("project: store: %w", err)

@@ -300,6 +300,24 @@ func TestProject_RequestCompletesWhenAllWorkItemsComplete(t *testing.T) {
 	assertRollupsMatchTimeline(t, s)
 }
 
+func TestProject_RequestCompletesWhenItsLastWorkItemDidWhateverTheOrderOfApplying(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	r := newRequest("desk-a", "change-of-address", t0)
+	mustProject(t, s, submitted(r), routed(r, at(1), "tax", "sns"))
+	// sns finished last, but its event is applied first (a retried
+	// delivery of tax's came later).
+	mustProject(t, s, agencyEvent(r, "sns", completedS, at(9)))
+	mustProject(t, s, agencyEvent(r, "tax", completedS, at(4)))
+
+	for _, e := range timelineRows(t, s, r.ID) {
+		if e.EventID == events.EventID(r.ID, "", completedS) && !e.At.Equal(at(9)) {
+			t.Errorf("request completed at %v, want %v, when its last work item did", e.At, at(9))
+		}
+	}
+	assertRollupsMatchTimeline(t, s)
+}
+
 func TestProject_RequestIsRejectedAsSoonAsOneWorkItemRejects(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
