@@ -37,6 +37,9 @@ func dashboardServer(t *testing.T) (*httptest.Server, *events.Request) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := store.FoldDashboard(ctx); err != nil {
+		t.Fatal(err)
+	}
 	d, err := workers.NewDashboard(workers.DashboardConfig{
 		Store: store, Catalog: catalog(t), Every: 100 * time.Millisecond,
 		Backlog: func(context.Context) ([]events.QueueBacklog, error) {

@@ -235,6 +235,9 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 	if d := v.Timeline[2]; !d.At.Equal(taxDispatchedAt) {
 		t.Errorf("tax's dispatched event = %+v, want it at %v", d, taxDispatchedAt)
 	}
+	if _, err := store.FoldDashboard(testContext(t)); err != nil {
+		t.Fatalf("fold dashboard: %v", err)
+	}
 	var dispatched int
 	err := store.Pool().QueryRow(testContext(t), `
 		SELECT sum(submitted) FROM dashboard_counts WHERE grain = 'minute' AND scope = '' AND dim = 'agency'`).Scan(&dispatched)

@@ -295,8 +295,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
+			folder, err := workers.NewFolder(workers.FolderConfig{Store: store, Logger: log.With("role", "folder")})
+			if err != nil {
+				return err
+			}
 			g.Go(func() error { return p.Run(gctx) })
 			g.Go(func() error { return pruner.Run(gctx) })
+			g.Go(func() error { return folder.Run(gctx) })
 		default:
 			return fmt.Errorf("unknown role %q", role)
 		}

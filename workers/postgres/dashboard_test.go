@@ -1,6 +1,8 @@
 package postgres_test
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +222,62 @@ func TestPruneDashboard_DropsOnlyRowsNoRangeReads(t *testing.T) {
 	if got, want := count(events.GrainHour)+count(events.GrainDay), before[events.GrainDay]; got != want {
 		t.Errorf("after 9 days %d hour and day rows are left, want the %d day rows", got, want)
 	}
+}
+
+func TestFoldDashboard_CountsEachProjectedEventOnceAcrossConcurrentFolds(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := t.Context()
+	var changes []events.Change
+	for i := range 40 {
+		r := newRequest(fmt.Sprintf("desk-%d", i%4), "tax-id-certificate", t0.Add(time.Duration(i)*time.Second))
+		changes = append(changes, complete(r, r.SubmittedAt.Add(30*time.Second), events.StatusCompleted, "tax")...)
+	}
+	// Project in many small batches, without folding: the roll-ups wait.
+	for i := 0; i < len(changes); i += 7 {
+		for _, err := range s.Project(ctx, changes[i:min(i+7, len(changes))]) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var rows int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM dashboard_counts`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Fatalf("dashboard_counts has %d rows before any fold, want 0", rows)
+	}
+
+	var wg sync.WaitGroup
+	folded := make([]int, 4)
+	for i := range folded {
+		wg.Go(func() {
+			n, err := s.FoldDashboard(ctx)
+			if err != nil {
+				t.Errorf("fold %d: %v", i, err)
+			}
+			folded[i] = n
+		})
+	}
+	wg.Wait()
+	var total int
+	for _, n := range folded {
+		total += n
+	}
+	// Each request: submitted, routed, tax dispatched, tax completed,
+	// completed.
+	if want := 40 * 5; total != want {
+		t.Errorf("the folds added %d events in all (%v), want %d", total, folded, want)
+	}
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM dashboard_inbox`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Errorf("%d inbox rows left after folding", rows)
+	}
+	if n, err := s.FoldDashboard(ctx); err != nil || n != 0 {
+		t.Errorf("folding an empty inbox added %d events (%v), want 0", n, err)
+	}
+	assertRollupsMatchTimeline(t, s)
 }

@@ -63,6 +63,7 @@ func agencyEvent(r *events.Request, agency string, status events.Status, at time
 func mustProject(t *testing.T, s *postgres.Store, changes ...events.Change) {
 	t.Helper()
 	errs := s.Project(t.Context(), changes)
+	defer fold(t, s)
 	if len(errs) != len(changes) {
 		t.Fatalf("Project returned %d errors for %d changes", len(errs), len(changes))
 	}
@@ -219,4 +220,13 @@ func withTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// fold adds what the projection left for the dashboard to its roll-ups, as
+// the projector role's folder does every second.
+func fold(t *testing.T, s *postgres.Store) {
+	t.Helper()
+	if _, err := s.FoldDashboard(t.Context()); err != nil {
+		t.Fatalf("fold dashboard roll-ups: %v", err)
+	}
 }

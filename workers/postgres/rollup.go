@@ -55,10 +55,95 @@ type dashboardRollup struct {
 	latency map[latencyKey]*[events.LatencyBuckets]int32
 }
 
-// addDashboard adds a batch's recorded events to the dashboard's roll-ups:
-// counted in memory first, then written with one statement per table, rows
-// in key order so that concurrent projectors never deadlock. Only
-// submissions, dispatches and terminal statuses count.
+// queueForDashboard adds a batch's recorded events to the dashboard's inbox,
+// one row for the batch, for FoldDashboard to count.
+func queueForDashboard(q *pgx.Batch, evs []countedEvent) {
+	n := len(evs)
+	minute, desk, muni, svc, agency, status := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	since := make([]int64, n)
+	for i, e := range evs {
+		minute[i], desk[i], muni[i], svc[i], agency[i], status[i] = e.minute, e.desk, e.municipality, e.service, e.agency, e.status
+		since[i] = e.sinceSubmitted.Microseconds()
+	}
+	q.Queue(`
+		INSERT INTO dashboard_inbox (minute, desk_id, municipality, service_code, agency, status, since_submitted_us)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		minute, desk, muni, svc, agency, status, since)
+}
+
+// foldRows is how many inbox rows (projector batches) one fold takes at
+// most, so that a long backlog is folded in transactions of bounded size.
+const foldRows = 100
+
+// FoldDashboard moves the events waiting in the dashboard's inbox into its
+// roll-ups and reports how many it moved. Each fold takes the oldest waiting
+// rows, adds their events to the roll-ups and deletes them in one
+// transaction, so an event counts once however folds and crashes
+// interleave; concurrent folds (several projector processes) take
+// different rows. It folds until the inbox is empty or ctx ends.
+func (s *Store) FoldDashboard(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := s.foldOnce(ctx)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+}
+
+func (s *Store) foldOnce(ctx context.Context) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, classify(fmt.Errorf("fold dashboard: begin: %w", err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, `
+		DELETE FROM dashboard_inbox WHERE id IN (
+			SELECT id FROM dashboard_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+		RETURNING minute, desk_id, municipality, service_code, agency, status, since_submitted_us`, foldRows)
+	if err != nil {
+		return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+	}
+	var evs []countedEvent
+	folded := 0
+	for rows.Next() {
+		var (
+			minute                          []time.Time
+			desk, muni, svc, agency, status []string
+			since                           []int64
+		)
+		if err := rows.Scan(&minute, &desk, &muni, &svc, &agency, &status, &since); err != nil {
+			rows.Close()
+			return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+		}
+		folded++
+		for i := range minute {
+			evs = append(evs, countedEvent{
+				throughputKey:  throughputKey{minute: minute[i], desk: desk[i], municipality: muni[i], service: svc[i], agency: agency[i], status: status[i]},
+				sinceSubmitted: time.Duration(since[i]) * time.Microsecond,
+			})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+	}
+	if folded == 0 {
+		return 0, nil
+	}
+	if err := s.addDashboard(ctx, tx, evs); err != nil {
+		return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, classify(fmt.Errorf("fold dashboard: commit: %w", err))
+	}
+	return len(evs), nil
+}
+
+// addDashboard adds events to the dashboard's roll-ups: counted in memory
+// first, then written with one statement per table, rows in key order so
+// that concurrent folds never deadlock. Only submissions, dispatches and
+// terminal statuses count.
 func (s *Store) addDashboard(ctx context.Context, tx pgx.Tx, evs []countedEvent) error {
 	r := dashboardRollup{counts: make(map[countsKey]*countsRow), latency: make(map[latencyKey]*[events.LatencyBuckets]int32)}
 	for _, e := range evs {

@@ -1,0 +1,69 @@
+package workers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// RollupFolding adds the events projected since the last fold to the
+// dashboard's roll-ups, each exactly once, and reports how many it added.
+type RollupFolding interface {
+	FoldDashboard(ctx context.Context) (int, error)
+}
+
+// FolderConfig configures a Folder.
+type FolderConfig struct {
+	// Store whose roll-ups are brought up to date. Required.
+	Store RollupFolding
+	// Every is how often to fold. Default 1 second: the dashboard, which
+	// refreshes every 2 seconds, is at most that far behind the projection.
+	Every time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Folder keeps the dashboard's roll-ups up to date with the projection: the
+// projector leaves each batch's events in an inbox, and every Every the
+// folder adds whatever waits there, a second's events in one transaction.
+// Several processes may run it; each event is added once.
+type Folder struct {
+	cfg FolderConfig
+}
+
+// NewFolder validates cfg and returns a folder.
+func NewFolder(cfg FolderConfig) (*Folder, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("new folder: Store is required")
+	}
+	cfg.Every = cmp.Or(cfg.Every, time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	return &Folder{cfg: cfg}, nil
+}
+
+// Run folds until ctx ends, then returns nil. A failed fold (Postgres
+// down) is logged and tried again next time; what waits stays in the inbox.
+func (f *Folder) Run(ctx context.Context) error {
+	t := time.NewTicker(f.cfg.Every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		_, err := f.cfg.Store.FoldDashboard(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && !failing:
+			f.cfg.Logger.Warn("folder: add projected events to the dashboard's roll-ups; retrying every tick", "err", err)
+		case err == nil && failing:
+			f.cfg.Logger.Info("folder: dashboard roll-ups up to date again")
+		}
+		failing = err != nil
+	}
+}
