@@ -103,6 +103,18 @@ func hasStatus(want events.Status) func(v *events.RequestView) error {
 	}
 }
 
+// hasStatusAndTimeline waits for the request's status and for n entries in
+// its timeline: with batches applied side by side, an event retried while
+// its request was still being written may land after later ones.
+func hasStatusAndTimeline(want events.Status, n int) func(v *events.RequestView) error {
+	return func(v *events.RequestView) error {
+		if v.Status != want || len(v.Timeline) != n {
+			return fmt.Errorf("request is %s with timeline %v", v.Status, timelineOf(v))
+		}
+		return nil
+	}
+}
+
 func timelineOf(v *events.RequestView) []string {
 	out := make([]string, len(v.Timeline))
 	for i, e := range v.Timeline {
@@ -128,7 +140,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 		publishEvent(t, js, ev, ev.ID)
 	}
 
-	v := view(t, store, "req-1", "the request to be accepted", hasStatus(events.StatusAccepted))
+	v := view(t, store, "req-1", "the request to be accepted", hasStatusAndTimeline(events.StatusAccepted, 6))
 	if v.ServiceCode != "change-of-address" || v.VisitID != "visit-1" || !v.CreatedAt.Equal(req.SubmittedAt) {
 		t.Errorf("request = %+v, want change-of-address of visit-1 submitted at %v", v, req.SubmittedAt)
 	}
@@ -154,7 +166,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 
 	last := tl.event("sns", events.StatusCompleted, "")
 	publishEvent(t, js, last, last.ID)
-	v = view(t, store, "req-1", "the request to be completed", hasStatus(events.StatusCompleted))
+	v = view(t, store, "req-1", "the request to be completed", hasStatusAndTimeline(events.StatusCompleted, 8))
 	if got := timelineOf(v); len(got) != 8 || got[6] != "sns completed" || got[7] != "completed" {
 		t.Errorf("timeline = %v, want sns's completion and then the request's", got)
 	}
@@ -227,7 +239,7 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 		publishEvent(t, js, ev, ev.ID)
 	}
 
-	v := view(t, store, "req-4", "the request to be completed", hasStatus(events.StatusCompleted))
+	v := view(t, store, "req-4", "the request to be completed", hasStatusAndTimeline(events.StatusCompleted, 7))
 	want := []string{"submitted", "routed", "tax dispatched", "tax completed", "sns dispatched", "sns completed", "completed"}
 	if got := timelineOf(v); !slices.Equal(got, want) {
 		t.Fatalf("timeline = %v, want %v", got, want)
