@@ -141,8 +141,8 @@ func (s *Store) markPublished(ctx context.Context, reqs []publishedRequest) ([]s
 	return make([]struct{}, len(reqs)), nil
 }
 
-// StalledRequests finds up to limit requests that JetStream accepted before
-// cutoff (and no earlier than a day before it) whose progress stalled where
+// StalledRequests finds up to limit requests claimed no earlier than a day
+// before cutoff that JetStream accepted before cutoff, whose progress stalled where
 // spotflow, not an agency, owns it: never projected, or still submitted,
 // routed or dispatched with no change since cutoff. A request re-driven
 // since cutoff is left alone until cutoff passes it again.
@@ -150,11 +150,11 @@ func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int
 	rows, err := s.pool.Query(ctx, `
 		SELECT k.request_id, k.sealed_request FROM intake_keys k
 		LEFT JOIN requests r ON r.id = k.request_id
-		WHERE k.published_at < $1 AND k.published_at > $1 - interval '1 day'
-		  AND k.sealed_request IS NOT NULL
+		WHERE k.created_at < $1 AND k.created_at > $1 - interval '1 day'
+		  AND k.published_at < $1 AND k.sealed_request IS NOT NULL
 		  AND coalesce(k.redriven_at, k.published_at) < $1
 		  AND (r.id IS NULL OR (r.status IN ('submitted', 'routed', 'dispatched') AND r.updated_at < $1))
-		ORDER BY k.published_at
+		ORDER BY k.created_at
 		LIMIT $2`, cutoff, limit)
 	if err != nil {
 		return nil, fmt.Errorf("find stalled requests: %w", err)
