@@ -37,7 +37,7 @@ func dashboardServer(t *testing.T) (*httptest.Server, *events.Request) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := store.FoldDashboard(ctx); err != nil {
+	if _, err := store.FoldRollups(ctx); err != nil {
 		t.Fatal(err)
 	}
 	d, err := workers.NewDashboard(workers.DashboardConfig{

@@ -209,6 +209,9 @@ func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
 	if got := timelineOf(v); !slices.Equal(got, want) {
 		t.Errorf("timeline = %v, want each event once: %v", got, want)
 	}
+	if _, err := store.FoldRollups(testContext(t)); err != nil {
+		t.Fatalf("fold roll-ups: %v", err)
+	}
 	var counted int64
 	if err := store.Pool().QueryRow(testContext(t), `SELECT sum(events) FROM throughput_minute`).Scan(&counted); err != nil {
 		t.Fatalf("read throughput: %v", err)
@@ -247,8 +250,8 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 	if d := v.Timeline[2]; !d.At.Equal(taxDispatchedAt) {
 		t.Errorf("tax's dispatched event = %+v, want it at %v", d, taxDispatchedAt)
 	}
-	if _, err := store.FoldDashboard(testContext(t)); err != nil {
-		t.Fatalf("fold dashboard: %v", err)
+	if _, err := store.FoldRollups(testContext(t)); err != nil {
+		t.Fatalf("fold roll-ups: %v", err)
 	}
 	var dispatched int
 	err := store.Pool().QueryRow(testContext(t), `

@@ -9,9 +9,10 @@ import (
 )
 
 // RollupFolding adds the events projected since the last fold to the
-// dashboard's roll-ups, each exactly once, and reports how many it added.
+// roll-ups (throughput_minute and the dashboard's), each exactly once, and
+// reports how many it added.
 type RollupFolding interface {
-	FoldDashboard(ctx context.Context) (int, error)
+	FoldRollups(ctx context.Context) (int, error)
 }
 
 // FolderConfig configures a Folder.
@@ -19,7 +20,7 @@ type FolderConfig struct {
 	// Store whose roll-ups are brought up to date. Required.
 	Store RollupFolding
 	// Every is how often to fold. Default 2 seconds, the dashboard's own
-	// refresh: it shows the projection at most that far behind. Each fold
+	// refresh: the roll-ups show the projection at most that far behind. Each fold
 	// updates every roll-up row its events touch once, whatever their
 	// number, so folding half as often halves the roll-ups' cost.
 	Every time.Duration
@@ -27,7 +28,7 @@ type FolderConfig struct {
 	Logger *slog.Logger
 }
 
-// Folder keeps the dashboard's roll-ups up to date with the projection: the
+// Folder keeps the roll-ups up to date with the projection: the
 // projector leaves each batch's events in an inbox, and every Every the
 // folder adds whatever waits there, a few seconds' events in one
 // transaction. Several processes may run it; each event is added once.
@@ -57,7 +58,7 @@ func (f *Folder) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		_, err := f.cfg.Store.FoldDashboard(ctx)
+		_, err := f.cfg.Store.FoldRollups(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil

@@ -390,6 +390,13 @@ func (l *ledger) whole(ctx context.Context, all []accepted, keys int, poison map
 		problems = append(problems, fmt.Sprintf("%d of %d poison messages were not dead-lettered", missing, len(poison)))
 	}
 
+	// The projectors' folders add the projected events to the roll-ups every
+	// few seconds.
+	if waiting, err := l.foldedWithin(ctx, 30*time.Second); err != nil {
+		return nil, nil, err
+	} else if waiting > 0 {
+		problems = append(problems, fmt.Sprintf("%d projector batches still wait to be added to the roll-ups after 30s", waiting))
+	}
 	var timeline, counted int64
 	if err := l.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM timeline), (SELECT coalesce(sum(events), 0) FROM throughput_minute)`).
 		Scan(&timeline, &counted); err != nil {
@@ -399,6 +406,26 @@ func (l *ledger) whole(ctx context.Context, all []accepted, keys int, poison map
 		problems = append(problems, fmt.Sprintf("throughput_minute counts %d events but the timeline holds %d", counted, timeline))
 	}
 	return problems, notes, nil
+}
+
+// foldedWithin waits up to limit for the roll-ups' inbox to empty and
+// returns how many rows are left in it.
+func (l *ledger) foldedWithin(ctx context.Context, limit time.Duration) (int, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		var waiting int
+		if err := l.pool.QueryRow(ctx, `SELECT count(*) FROM dashboard_inbox`).Scan(&waiting); err != nil {
+			return 0, fmt.Errorf("ledger: read the roll-ups' inbox: %w", err)
+		}
+		if waiting == 0 || time.Now().After(deadline) {
+			return waiting, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // journalTotals sums what the agencies' journals recorded.

@@ -224,7 +224,7 @@ func TestPruneDashboard_DropsOnlyRowsNoRangeReads(t *testing.T) {
 	}
 }
 
-func TestFoldDashboard_CountsEachProjectedEventOnceAcrossConcurrentFolds(t *testing.T) {
+func TestFoldRollups_CountsEachProjectedEventOnceAcrossConcurrentFolds(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := t.Context()
@@ -253,7 +253,7 @@ func TestFoldDashboard_CountsEachProjectedEventOnceAcrossConcurrentFolds(t *test
 	folded := make([]int, 4)
 	for i := range folded {
 		wg.Go(func() {
-			n, err := s.FoldDashboard(ctx)
+			n, err := s.FoldRollups(ctx)
 			if err != nil {
 				t.Errorf("fold %d: %v", i, err)
 			}
@@ -276,7 +276,7 @@ func TestFoldDashboard_CountsEachProjectedEventOnceAcrossConcurrentFolds(t *test
 	if rows != 0 {
 		t.Errorf("%d inbox rows left after folding", rows)
 	}
-	if n, err := s.FoldDashboard(ctx); err != nil || n != 0 {
+	if n, err := s.FoldRollups(ctx); err != nil || n != 0 {
 		t.Errorf("folding an empty inbox added %d events (%v), want 0", n, err)
 	}
 	assertRollupsMatchTimeline(t, s)

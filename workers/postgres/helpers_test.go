@@ -147,10 +147,12 @@ func requestLevelTerminals(t *testing.T, s *postgres.Store, id string) []string 
 	return out
 }
 
-// assertRollupsMatchTimeline checks that throughput_minute holds exactly one
-// count per timeline entry, in the right bucket.
+// assertRollupsMatchTimeline folds what waits for the roll-ups and checks
+// that throughput_minute holds exactly one count per timeline entry, in the
+// right bucket.
 func assertRollupsMatchTimeline(t *testing.T, s *postgres.Store) {
 	t.Helper()
+	fold(t, s)
 	ctx := t.Context()
 	var timeline, rollup int64
 	err := s.Pool().QueryRow(ctx, `SELECT
@@ -222,11 +224,11 @@ func withTimeout(t *testing.T) context.Context {
 	return ctx
 }
 
-// fold adds what the projection left for the dashboard to its roll-ups, as
-// the projector role's folder does every second.
+// fold adds what the projection left for the roll-ups to them, as the
+// projector role's folder does every two seconds.
 func fold(t *testing.T, s *postgres.Store) {
 	t.Helper()
-	if _, err := s.FoldDashboard(t.Context()); err != nil {
-		t.Fatalf("fold dashboard roll-ups: %v", err)
+	if _, err := s.FoldRollups(t.Context()); err != nil {
+		t.Fatalf("fold roll-ups: %v", err)
 	}
 }

@@ -28,8 +28,8 @@ import (
 // Applying is idempotent: each event's ID is recorded in the timeline in the
 // same transaction as its effects, and an event seen before changes nothing.
 // A status only replaces one it outranks, so reordered events never move a
-// work item backwards. Requests are locked in ID order and throughput
-// roll-ups written in key order, so concurrent projectors do not deadlock.
+// work item backwards. Requests are locked in ID order, so concurrent
+// projectors do not deadlock.
 func (s *Store) Project(ctx context.Context, changes []events.Change) []error {
 	if len(changes) == 0 {
 		return nil
@@ -332,7 +332,8 @@ func (b *batch) setStatus(id string, req *requestState, status events.Status, at
 	}
 }
 
-// throughputKey is what the roll-ups count an event by.
+// throughputKey is what the roll-ups count an event by: a row of
+// throughput_minute.
 type throughputKey struct {
 	minute                                      time.Time
 	desk, municipality, service, agency, status string
@@ -356,9 +357,8 @@ func (b *batch) counted() []countedEvent {
 }
 
 // store writes what the batch worked out, one statement per table, in one
-// round trip: work items, requests, the timeline, the throughput roll-ups
-// that counted, its new events, add to, and the same events for the
-// dashboard's roll-ups (see FoldDashboard).
+// round trip: work items, requests, the timeline, and its new events for
+// the roll-ups (throughput_minute and the dashboard's; see FoldRollups).
 func (b *batch) store(ctx context.Context, tx pgx.Tx, counted []countedEvent) error {
 	var q pgx.Batch
 	var (
@@ -409,35 +409,12 @@ func (b *batch) store(ctx context.Context, tx pgx.Tx, counted []countedEvent) er
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
 			ON CONFLICT (event_id) DO NOTHING`,
 			id, req, agency, status, at, actor, note)
-		queueThroughput(&q, counted)
 		queueForDashboard(&q, counted)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return fmt.Errorf("project: store: %w", err)
 	}
 	return nil
-}
-
-// queueThroughput adds counted events to throughput_minute, a row per key
-// with its count, in key order.
-func queueThroughput(q *pgx.Batch, counted []countedEvent) {
-	counts := make(map[throughputKey]int64)
-	for _, e := range counted {
-		counts[e.throughputKey]++
-	}
-	keys := slices.SortedFunc(maps.Keys(counts), throughputKey.compare)
-	n := len(keys)
-	minute, desk, muni, svc, agency, status := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	count := make([]int64, n)
-	for i, k := range keys {
-		minute[i], desk[i], muni[i], svc[i], agency[i], status[i], count[i] = k.minute, k.desk, k.municipality, k.service, k.agency, k.status, counts[k]
-	}
-	q.Queue(`
-		INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
-		SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-		ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
-		DO UPDATE SET events = throughput_minute.events + excluded.events`,
-		minute, desk, muni, svc, agency, status, count)
 }
 
 func (k throughputKey) compare(o throughputKey) int {

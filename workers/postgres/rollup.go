@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -55,8 +56,8 @@ type dashboardRollup struct {
 	latency map[latencyKey]*[events.LatencyBuckets]int32
 }
 
-// queueForDashboard adds a batch's recorded events to the dashboard's inbox,
-// one row for the batch, for FoldDashboard to count.
+// queueForDashboard adds a batch's recorded events to the roll-ups' inbox
+// (dashboard_inbox), one row for the batch, for FoldRollups to count.
 func queueForDashboard(q *pgx.Batch, evs []countedEvent) {
 	n := len(evs)
 	minute, desk, muni, svc, agency, status := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -75,13 +76,14 @@ func queueForDashboard(q *pgx.Batch, evs []countedEvent) {
 // most, so that a long backlog is folded in transactions of bounded size.
 const foldRows = 100
 
-// FoldDashboard moves the events waiting in the dashboard's inbox into its
-// roll-ups and reports how many it moved. Each fold takes the oldest waiting
+// FoldRollups moves the events waiting in the inbox into the roll-ups
+// (throughput_minute, dashboard_counts and dashboard_latency) and reports
+// how many it moved. Each fold takes the oldest waiting
 // rows, adds their events to the roll-ups and deletes them in one
 // transaction, so an event counts once however folds and crashes
 // interleave; concurrent folds (several projector processes) take
 // different rows. It folds until the inbox is empty or ctx ends.
-func (s *Store) FoldDashboard(ctx context.Context) (int, error) {
+func (s *Store) FoldRollups(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n, err := s.foldOnce(ctx)
@@ -95,7 +97,7 @@ func (s *Store) FoldDashboard(ctx context.Context) (int, error) {
 func (s *Store) foldOnce(ctx context.Context) (int, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, classify(fmt.Errorf("fold dashboard: begin: %w", err))
+		return 0, classify(fmt.Errorf("fold roll-ups: begin: %w", err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	rows, err := tx.Query(ctx, `
@@ -103,7 +105,7 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 			SELECT id FROM dashboard_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
 		RETURNING minute, desk_id, municipality, service_code, agency, status, since_submitted_us`, foldRows)
 	if err != nil {
-		return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	var evs []countedEvent
 	folded := 0
@@ -115,7 +117,7 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 		)
 		if err := rows.Scan(&minute, &desk, &muni, &svc, &agency, &status, &since); err != nil {
 			rows.Close()
-			return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+			return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 		}
 		folded++
 		for i := range minute {
@@ -126,16 +128,19 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	if folded == 0 {
 		return 0, nil
 	}
+	if err := writeThroughput(ctx, tx, evs); err != nil {
+		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
+	}
 	if err := s.addDashboard(ctx, tx, evs); err != nil {
-		return 0, classify(fmt.Errorf("fold dashboard: %w", err))
+		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, classify(fmt.Errorf("fold dashboard: commit: %w", err))
+		return 0, classify(fmt.Errorf("fold roll-ups: commit: %w", err))
 	}
 	return len(evs), nil
 }
@@ -222,6 +227,32 @@ func (s *Store) count(r *dashboardRollup, e countedEvent) {
 		}
 		row("", events.DimensionMunicipality, e.municipality)
 	}
+}
+
+// writeThroughput adds events to throughput_minute, a row per key with its
+// count, in key order so that concurrent folds never deadlock.
+func writeThroughput(ctx context.Context, tx pgx.Tx, counted []countedEvent) error {
+	counts := make(map[throughputKey]int64)
+	for _, e := range counted {
+		counts[e.throughputKey]++
+	}
+	keys := slices.SortedFunc(maps.Keys(counts), throughputKey.compare)
+	n := len(keys)
+	minute, desk, muni, svc, agency, status := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	count := make([]int64, n)
+	for i, k := range keys {
+		minute[i], desk[i], muni[i], svc[i], agency[i], status[i], count[i] = k.minute, k.desk, k.municipality, k.service, k.agency, k.status, counts[k]
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
+		SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+		ON CONFLICT (minute, desk_id, municipality, service_code, agency, status)
+		DO UPDATE SET events = throughput_minute.events + excluded.events`,
+		minute, desk, muni, svc, agency, status, count)
+	if err != nil {
+		return fmt.Errorf("count throughput: %w", err)
+	}
+	return nil
 }
 
 func writeCounts(ctx context.Context, tx pgx.Tx, counts map[countsKey]*countsRow) error {
