@@ -161,17 +161,35 @@ func (m *Metrics) Handler(consumer string, h natsbus.Handler) natsbus.Handler {
 	}
 }
 
+// ConsumerBatches counts what h handles from consumer: outcomes and
+// redeliveries.
+func (m *Metrics) ConsumerBatches(consumer string, h natsbus.BatchHandler) natsbus.BatchHandler {
+	if m == nil {
+		return h
+	}
+	return func(ctx context.Context, msgs []jetstream.Msg) []error {
+		for _, msg := range msgs {
+			m.received(consumer, msg)
+		}
+		errs := h(ctx, msgs)
+		for _, err := range errs {
+			m.handled.WithLabelValues(consumer, outcome(err)).Inc()
+		}
+		return errs
+	}
+}
+
 // BatchHandler counts what h handles for the projector: batch sizes, the
 // lag of each batch's oldest event, outcomes and redeliveries.
 func (m *Metrics) BatchHandler(consumer string, h natsbus.BatchHandler) natsbus.BatchHandler {
 	if m == nil {
 		return h
 	}
+	counted := m.ConsumerBatches(consumer, h)
 	return func(ctx context.Context, msgs []jetstream.Msg) []error {
 		m.projectorBatch.Observe(float64(len(msgs)))
 		var oldest time.Time
 		for _, msg := range msgs {
-			m.received(consumer, msg)
 			if meta, err := msg.Metadata(); err == nil && (oldest.IsZero() || meta.Timestamp.Before(oldest)) {
 				oldest = meta.Timestamp
 			}
@@ -179,11 +197,7 @@ func (m *Metrics) BatchHandler(consumer string, h natsbus.BatchHandler) natsbus.
 		if !oldest.IsZero() {
 			m.projectorLag.Observe(time.Since(oldest).Seconds())
 		}
-		errs := h(ctx, msgs)
-		for _, err := range errs {
-			m.handled.WithLabelValues(consumer, outcome(err)).Inc()
-		}
-		return errs
+		return counted(ctx, msgs)
 	}
 }
 

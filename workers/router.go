@@ -21,9 +21,10 @@ type RouterConfig struct {
 	// Catalog resolves a service's agencies, as it stands when each request
 	// is routed. Required.
 	Catalog Catalogs
-	// Concurrency is how many requests one process routes at once. Many:
-	// their publishes are gathered into shared atomic batches, so each
-	// waits on the disk far less than on its own. Default 1024.
+	// MaxBatch caps how many requests are routed together: their routed
+	// events are published at once, then their work items. Default 500.
+	MaxBatch int
+	// Concurrency is how many batches one process routes at once. Default 4.
 	Concurrency int
 	// DeadLetters records requests that cannot be routed. Optional: without
 	// it they are only marked failed.
@@ -51,41 +52,93 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.JetStream == nil || cfg.Catalog == nil {
 		return nil, errors.New("new router: JetStream and Catalog are required")
 	}
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1024)
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 500)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 4)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Router{cfg: cfg, pub: cmp.Or(cfg.Publisher, natsbus.NewPublisher(cfg.JetStream))}, nil
 }
 
 // Run routes requests until ctx ends, then returns nil once in-flight
-// requests are settled.
+// requests are settled. It takes whatever requests have arrived as one
+// batch, so that publishing costs a few round trips per batch rather than
+// per request.
 func (r *Router) Run(ctx context.Context) error {
 	cons, err := r.cfg.JetStream.Consumer(ctx, events.EventsStream, events.RouterConsumer)
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
-	return natsbus.Consume(ctx, cons, natsbus.Settings{
+	return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
+		MaxBatch:    r.cfg.MaxBatch,
 		Concurrency: r.cfg.Concurrency,
 		Logger:      r.cfg.Logger.With("role", "router"),
 		DeadLetter:  r.deadLetter,
-	}, r.cfg.Metrics.Handler(events.RouterConsumer, func(ctx context.Context, msg jetstream.Msg) error {
+	}, r.cfg.Metrics.ConsumerBatches(events.RouterConsumer, r.routeBatch))
+}
+
+// routeBatch routes the requests of msgs together: all their routed events
+// first, then all their work items. A message that is not a routable
+// request fails alone; a failed publish fails every request that waited on
+// it, and publishing them again is harmless.
+func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
+	errs := make([]error, len(msgs))
+	var routed, items []natsbus.Outgoing
+	var routedOK []int
+	services := make([]string, 0, len(msgs))
+	for i, msg := range msgs {
 		req, err := decodeRequest(msg.Data())
-		if err != nil {
-			return err
+		if err == nil {
+			var ev natsbus.Outgoing
+			var its []natsbus.Outgoing
+			if ev, its, err = r.plan(req); err == nil {
+				routed, items = append(routed, ev), append(items, its...)
+				routedOK = append(routedOK, i)
+				services = append(services, req.ServiceCode)
+			}
 		}
-		return r.Route(ctx, req)
-	}))
+		errs[i] = err
+	}
+	err := r.pub.PublishAll(ctx, routed)
+	if err == nil {
+		err = r.pub.PublishAll(ctx, items)
+	}
+	if err != nil {
+		for _, i := range routedOK {
+			errs[i] = fmt.Errorf("route: %w", err)
+		}
+		return errs
+	}
+	for _, svc := range services {
+		r.cfg.Metrics.wasRouted(svc)
+	}
+	return errs
 }
 
 // Route publishes req's routed event and then its work items. Publishing
 // again is harmless: every message carries a deterministic ID.
 func (r *Router) Route(ctx context.Context, req *events.Request) error {
+	routed, items, err := r.plan(req)
+	if err != nil {
+		return err
+	}
+	if err := r.pub.PublishAll(ctx, []natsbus.Outgoing{routed}); err != nil {
+		return fmt.Errorf("route request %s: %w", req.ID, err)
+	}
+	if err := r.pub.PublishAll(ctx, items); err != nil {
+		return fmt.Errorf("route request %s: %w", req.ID, err)
+	}
+	r.cfg.Metrics.wasRouted(req.ServiceCode)
+	return nil
+}
+
+// plan works out what routing req publishes: its routed event, which goes
+// first so that the projection knows the work items before any agency
+// reports on them, and one work item per responsible agency.
+func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []natsbus.Outgoing, err error) {
 	svc, ok := r.cfg.Catalog.Current().Service(req.ServiceCode)
 	if !ok {
-		return events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
+		return routed, nil, events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
 	}
-	// The routed event goes first, so that the projection knows the work
-	// items before any agency reports on them.
-	routed := events.StatusEvent{
+	ev := events.StatusEvent{
 		Schema:    events.SchemaStatus,
 		ID:        events.RoundEventID(req.ID, "", events.StatusRouted, req.Round),
 		RequestID: req.ID,
@@ -95,21 +148,13 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 		Agencies:  svc.Agencies,
 		Round:     req.Round,
 	}
-	if err := r.pub.Publish(ctx, natsbus.Outgoing{
-		Subject: events.StatusSubject(events.SourceRouter), ID: routed.ID, Value: routed,
-	}); err != nil {
-		return fmt.Errorf("route request %s: %w", req.ID, err)
-	}
-	outs := make([]natsbus.Outgoing, len(svc.Agencies))
+	routed = natsbus.Outgoing{Subject: events.StatusSubject(events.SourceRouter), ID: ev.ID, Value: ev}
+	items = make([]natsbus.Outgoing, len(svc.Agencies))
 	for i, agency := range svc.Agencies {
 		item := req.WorkItemFor(agency)
-		outs[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item}
+		items[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item}
 	}
-	if err := r.pub.PublishAll(ctx, outs); err != nil {
-		return fmt.Errorf("route request %s: %w", req.ID, err)
-	}
-	r.cfg.Metrics.wasRouted(req.ServiceCode)
-	return nil
+	return routed, items, nil
 }
 
 // deadLetter records a request that cannot be routed, and marks it failed.

@@ -183,3 +183,40 @@ func TestRouter_RoutesTheSameRequestOnce(t *testing.T) {
 		t.Errorf("status events %+v, want one routed event", evs)
 	}
 }
+
+func TestRouter_RoutesABatchAroundARequestItCannotRoute(t *testing.T) {
+	t.Parallel()
+	cat := catalog(t)
+	js := natstest.JetStream(t, cat.AgencyCodes()...)
+	// Everything waits in the stream before the router starts, so it is
+	// taken in one batch.
+	const n = 40
+	for i := range n {
+		publishRequest(t, js, changeOfAddress(fmt.Sprintf("req-%d", i)))
+		if i == n/2 {
+			publishRequest(t, js, request("req-bad", "moon-landing-permit", nil))
+		}
+	}
+	router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: cat, Logger: quiet})
+	if err != nil {
+		t.Fatalf("new router: %v", err)
+	}
+	runRole(t, "Router", router.Run)
+
+	svc, _ := cat.Service("change-of-address")
+	waitFor(t, "every work item", func() error {
+		if got, want := natstest.StreamMessages(t, js, events.WorkStream), uint64(n*len(svc.Agencies)); got != want {
+			return fmt.Errorf("the work stream holds %d, want %d", got, want)
+		}
+		return nil
+	})
+	for _, i := range []int{0, n / 2, n - 1} {
+		if routed, _ := eventWith(t, js, events.EventID(fmt.Sprintf("req-%d", i), "", events.StatusRouted)); !slices.Equal(routed.Agencies, svc.Agencies) {
+			t.Errorf("req-%d routed to %v, want %v", i, routed.Agencies, svc.Agencies)
+		}
+	}
+	if failed, _ := eventWith(t, js, events.EventID("req-bad", "", events.StatusFailed)); failed.Status != events.StatusFailed {
+		t.Errorf("the unroutable request's event = %+v, want it failed", failed)
+	}
+	waitFor(t, "the router to settle every request", drained(t, js, events.EventsStream, events.RouterConsumer))
+}
