@@ -37,9 +37,17 @@ type Outgoing struct {
 // outweighs its gain, and the messages are published side by side instead:
 // measured on the benchmark machine, 8 messages took 2.8 ms side by side
 // and 5.6 ms as a batch, 16 took 5.6 and 4.0 ms, 32 took 9.3 and 5.7 ms.
+// At full load a stream's batches fill up, one commit at a time, so
+// atomicMax bounds its throughput; it is nats-server's default limit on an
+// atomic batch. Measured on the benchmark machine, raising it from 500 to
+// 1,000 raised the all-in-one's completed requests per second at full load
+// by about a fifth: at 500, its commits were 90% full and took 100 to 200
+// ms each; at 1,000 they held about 600 messages. A server
+// configured with a lower limit refuses larger batches, whose messages are
+// then stored one by one: correct, but slow.
 const (
 	atomicMin = 16
-	atomicMax = 500
+	atomicMax = 1000
 	// commitTimeout bounds one batch's round trip.
 	commitTimeout = 10 * time.Second
 )
