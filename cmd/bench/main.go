@@ -39,7 +39,7 @@ type config struct {
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.Spotflow, "spotflow", "bin/spotflow", "the spotflow binary to measure")
-	flag.StringVar(&cfg.DataDir, "data-dir", ".data/bench", "where the measured systems keep their data (wiped first)")
+	flag.StringVar(&cfg.DataDir, "data-dir", ".data/bench", "where the measured systems keep their data (wiped first; the database is emptied before each system)")
 	flag.DurationVar(&cfg.Duration, "duration", 15*time.Second, "how long each load stage submits")
 	flag.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long a stage waits for its requests to finish")
 	flag.StringVar(&cfg.Rates, "rates", "500,2000,5000", "fixed rates to measure, requests per second")
@@ -92,6 +92,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	for _, s := range settings {
 		fmt.Fprintf(out, "== %s\n", s.Name)
+		if err := pg.empty(ctx); err != nil {
+			return err
+		}
 		natsDir := filepath.Join(cfg.DataDir, "nats", strconv.FormatBool(s.NoSync))
 		sys, err := startSystem(ctx, bin, natsDir, pg.url, s.NoSync)
 		if err != nil {

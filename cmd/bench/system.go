@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // postgresCluster is the project's own cluster, started for the run.
@@ -27,6 +29,20 @@ func startPostgres(ctx context.Context, bin, dataDir string) (*postgresCluster, 
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	return &postgresCluster{bin: bin, dataDir: dataDir, url: strings.TrimSpace(string(out))}, nil
+}
+
+// empty drops everything a previous system left in the database, so that
+// each measured system starts on empty tables and migrates them itself.
+func (p *postgresCluster) empty(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		return fmt.Errorf("empty the database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `DROP SCHEMA public CASCADE; CREATE SCHEMA public`); err != nil {
+		return fmt.Errorf("empty the database: %w", err)
+	}
+	return nil
 }
 
 func (p *postgresCluster) stop() {
