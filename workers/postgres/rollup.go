@@ -107,8 +107,8 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
-	var evs []countedEvent
-	folded := 0
+	tallies := make(map[throughputKey]*tally)
+	folded, n := 0, 0
 	for rows.Next() {
 		var (
 			minute                          []time.Time
@@ -120,11 +120,10 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 			return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 		}
 		folded++
+		n += len(minute)
 		for i := range minute {
-			evs = append(evs, countedEvent{
-				throughputKey:  throughputKey{minute: minute[i], desk: desk[i], municipality: muni[i], service: svc[i], agency: agency[i], status: status[i]},
-				sinceSubmitted: time.Duration(since[i]) * time.Microsecond,
-			})
+			k := throughputKey{minute: minute[i], desk: desk[i], municipality: muni[i], service: svc[i], agency: agency[i], status: status[i]}
+			s.tallyEvent(tallies, k, time.Duration(since[i])*time.Microsecond)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -133,26 +132,64 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 	if folded == 0 {
 		return 0, nil
 	}
-	if err := writeThroughput(ctx, tx, evs); err != nil {
+	if err := writeThroughput(ctx, tx, tallies); err != nil {
 		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
-	if err := s.addDashboard(ctx, tx, evs); err != nil {
+	if err := addDashboard(ctx, tx, tallies); err != nil {
 		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, classify(fmt.Errorf("fold roll-ups: commit: %w", err))
 	}
-	return len(evs), nil
+	return n, nil
 }
 
-// addDashboard adds events to the dashboard's roll-ups: counted in memory
-// first, then written with one statement per table, rows in key order so
-// that concurrent folds never deadlock. Only submissions, dispatches and
-// terminal statuses count.
-func (s *Store) addDashboard(ctx context.Context, tx pgx.Tx, evs []countedEvent) error {
+// tally is what the events that share one throughput key add to the
+// roll-ups: how many there are and, for completions, their times to
+// completion (summed, against the service's SLA, and, for the request as a
+// whole, as a histogram).
+type tally struct {
+	events, withinSLA, breached int64
+	latency                     float64
+	histogram                   *[events.LatencyBuckets]int32
+}
+
+// tallyEvent adds one event, sinceSubmitted after its request's submission,
+// to the tally of its key.
+func (s *Store) tallyEvent(tallies map[throughputKey]*tally, k throughputKey, sinceSubmitted time.Duration) {
+	t := tallies[k]
+	if t == nil {
+		t = new(tally)
+		tallies[k] = t
+	}
+	t.events++
+	if events.Status(k.status) != events.StatusCompleted {
+		return
+	}
+	t.latency += sinceSubmitted.Seconds()
+	if sla, ok := s.slas[k.service]; ok && sla > 0 {
+		if sinceSubmitted <= sla {
+			t.withinSLA++
+		} else {
+			t.breached++
+		}
+	}
+	if k.agency == "" {
+		if t.histogram == nil {
+			t.histogram = new([events.LatencyBuckets]int32)
+		}
+		t.histogram[events.LatencyBucket(sinceSubmitted)]++
+	}
+}
+
+// addDashboard adds tallied events to the dashboard's roll-ups: counted in
+// memory first, then written with one statement per table, rows in key
+// order so that concurrent folds never deadlock. Only submissions,
+// dispatches and terminal statuses count.
+func addDashboard(ctx context.Context, tx pgx.Tx, tallies map[throughputKey]*tally) error {
 	r := dashboardRollup{counts: make(map[countsKey]*countsRow), latency: make(map[latencyKey]*[events.LatencyBuckets]int32)}
-	for _, e := range evs {
-		s.count(&r, e)
+	for k, t := range tallies {
+		r.count(k, t)
 	}
 	if err := writeCounts(ctx, tx, r.counts); err != nil {
 		return err
@@ -160,48 +197,43 @@ func (s *Store) addDashboard(ctx context.Context, tx pgx.Tx, evs []countedEvent)
 	return writeLatency(ctx, tx, r.latency)
 }
 
-// count adds one event to r at every grain.
-func (s *Store) count(r *dashboardRollup, e countedEvent) {
+// count adds the events of one throughput key to r at every grain.
+func (r *dashboardRollup) count(k throughputKey, t *tally) {
 	var add countsRow
-	status := events.Status(e.status)
+	status := events.Status(k.status)
 	switch {
-	case status == events.StatusSubmitted && e.agency == "",
-		status == events.StatusDispatched && e.agency != "":
-		add.submitted = 1
+	case status == events.StatusSubmitted && k.agency == "",
+		status == events.StatusDispatched && k.agency != "":
+		add.submitted = t.events
 	case status == events.StatusCompleted:
-		add.completed = 1
-		add.latency = e.sinceSubmitted.Seconds()
-		if sla, ok := s.slas[e.service]; ok && sla > 0 {
-			if e.sinceSubmitted <= sla {
-				add.withinSLA = 1
-			} else {
-				add.breached = 1
-			}
-		}
+		add.completed = t.events
+		add.latency = t.latency
+		add.withinSLA, add.breached = t.withinSLA, t.breached
 	case status == events.StatusRejected:
-		add.rejected = 1
+		add.rejected = t.events
 	case status == events.StatusFailed:
-		add.failed = 1
+		add.failed = t.events
 	default:
 		return
 	}
-	bucket := events.LatencyBucket(e.sinceSubmitted)
-	histogram := func(k latencyKey) {
-		h := r.latency[k]
+	histogram := func(lk latencyKey) {
+		h := r.latency[lk]
 		if h == nil {
 			h = new([events.LatencyBuckets]int32)
-			r.latency[k] = h
+			r.latency[lk] = h
 		}
-		h[bucket]++
+		for b, n := range t.histogram {
+			h[b] += n
+		}
 	}
 	for _, g := range events.Grains {
-		at := g.Truncate(e.minute)
+		at := g.Truncate(k.minute)
 		row := func(scope string, dim events.Dimension, key string) {
-			k := countsKey{grain: g, at: at, scope: scope, dim: string(dim), key: key}
-			c := r.counts[k]
+			ck := countsKey{grain: g, at: at, scope: scope, dim: string(dim), key: key}
+			c := r.counts[ck]
 			if c == nil {
 				c = new(countsRow)
-				r.counts[k] = c
+				r.counts[ck] = c
 			}
 			c.submitted += add.submitted
 			c.completed += add.completed
@@ -211,37 +243,33 @@ func (s *Store) count(r *dashboardRollup, e countedEvent) {
 			c.breached += add.breached
 			c.latency += add.latency
 		}
-		if e.agency != "" {
-			row(e.municipality, events.DimensionAgency, e.agency)
-			row("", events.DimensionAgency, e.agency)
+		if k.agency != "" {
+			row(k.municipality, events.DimensionAgency, k.agency)
+			row("", events.DimensionAgency, k.agency)
 			continue
 		}
-		for _, scope := range []string{e.municipality, ""} {
+		for _, scope := range []string{k.municipality, ""} {
 			row(scope, events.DimensionTotal, "")
-			row(scope, events.DimensionDesk, e.desk)
-			row(scope, events.DimensionService, e.service)
-			if add.completed == 1 {
-				histogram(latencyKey{grain: g, at: at, scope: scope, service: e.service})
+			row(scope, events.DimensionDesk, k.desk)
+			row(scope, events.DimensionService, k.service)
+			if t.histogram != nil {
+				histogram(latencyKey{grain: g, at: at, scope: scope, service: k.service})
 				histogram(latencyKey{grain: g, at: at, scope: scope, service: ""})
 			}
 		}
-		row("", events.DimensionMunicipality, e.municipality)
+		row("", events.DimensionMunicipality, k.municipality)
 	}
 }
 
 // writeThroughput adds events to throughput_minute, a row per key with its
 // count, in key order so that concurrent folds never deadlock.
-func writeThroughput(ctx context.Context, tx pgx.Tx, counted []countedEvent) error {
-	counts := make(map[throughputKey]int64)
-	for _, e := range counted {
-		counts[e.throughputKey]++
-	}
-	keys := slices.SortedFunc(maps.Keys(counts), throughputKey.compare)
+func writeThroughput(ctx context.Context, tx pgx.Tx, tallies map[throughputKey]*tally) error {
+	keys := slices.SortedFunc(maps.Keys(tallies), throughputKey.compare)
 	n := len(keys)
 	minute, desk, muni, svc, agency, status := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	count := make([]int64, n)
 	for i, k := range keys {
-		minute[i], desk[i], muni[i], svc[i], agency[i], status[i], count[i] = k.minute, k.desk, k.municipality, k.service, k.agency, k.status, counts[k]
+		minute[i], desk[i], muni[i], svc[i], agency[i], status[i], count[i] = k.minute, k.desk, k.municipality, k.service, k.agency, k.status, tallies[k].events
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO throughput_minute (minute, desk_id, municipality, service_code, agency, status, events)
