@@ -22,9 +22,11 @@ type RouterConfig struct {
 	// is routed. Required.
 	Catalog Catalogs
 	// MaxBatch caps how many requests are routed together: their routed
-	// events are published at once, then their work items. Default 500.
+	// events and work items are published at once. Default 500.
 	MaxBatch int
-	// Concurrency is how many batches one process routes at once. Default 4.
+	// Concurrency is how many batches one process routes at once, each
+	// waiting for its messages to be stored in the streams' shared batches.
+	// Default 16.
 	Concurrency int
 	// DeadLetters records requests that cannot be routed. Optional: without
 	// it they are only marked failed.
@@ -53,7 +55,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		return nil, errors.New("new router: JetStream and Catalog are required")
 	}
 	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 500)
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 4)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 16)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Router{cfg: cfg, pub: cmp.Or(cfg.Publisher, natsbus.NewPublisher(cfg.JetStream))}, nil
 }
@@ -75,8 +77,8 @@ func (r *Router) Run(ctx context.Context) error {
 	}, r.cfg.Metrics.ConsumerBatches(events.RouterConsumer, r.routeBatch))
 }
 
-// routeBatch routes the requests of msgs together: all their routed events
-// first, then all their work items. A message that is not a routable
+// routeBatch routes the requests of msgs together: their routed events and
+// work items are stored at the same time. A message that is not a routable
 // request fails alone; a failed publish fails every request that waited on
 // it, and publishing them again is harmless.
 func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
@@ -97,11 +99,7 @@ func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 		}
 		errs[i] = err
 	}
-	err := r.pub.PublishAll(ctx, routed)
-	if err == nil {
-		err = r.pub.PublishAll(ctx, items)
-	}
-	if err != nil {
+	if err := r.pub.PublishAll(ctx, append(routed, items...)); err != nil {
 		for _, i := range routedOK {
 			errs[i] = fmt.Errorf("route: %w", err)
 		}
@@ -113,26 +111,25 @@ func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	return errs
 }
 
-// Route publishes req's routed event and then its work items. Publishing
-// again is harmless: every message carries a deterministic ID.
+// Route publishes req's routed event and its work items. Publishing again
+// is harmless: every message carries a deterministic ID.
 func (r *Router) Route(ctx context.Context, req *events.Request) error {
 	routed, items, err := r.plan(req)
 	if err != nil {
 		return err
 	}
-	if err := r.pub.PublishAll(ctx, []natsbus.Outgoing{routed}); err != nil {
-		return fmt.Errorf("route request %s: %w", req.ID, err)
-	}
-	if err := r.pub.PublishAll(ctx, items); err != nil {
+	if err := r.pub.PublishAll(ctx, append([]natsbus.Outgoing{routed}, items...)); err != nil {
 		return fmt.Errorf("route request %s: %w", req.ID, err)
 	}
 	r.cfg.Metrics.wasRouted(req.ServiceCode)
 	return nil
 }
 
-// plan works out what routing req publishes: its routed event, which goes
-// first so that the projection knows the work items before any agency
-// reports on them, and one work item per responsible agency.
+// plan works out what routing req publishes: its routed event and one work
+// item per responsible agency. The two go to different streams and are
+// stored side by side: an agency's report that reaches the projection
+// before the routed event is retried until the routed event is there (see
+// Projector).
 func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []natsbus.Outgoing, err error) {
 	svc, ok := r.cfg.Catalog.Current().Service(req.ServiceCode)
 	if !ok {
