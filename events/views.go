@@ -84,6 +84,10 @@ const (
 type StalledRequest struct {
 	ID      string
 	Message []byte
+	// Unreadable, when set, says why the kept message could not be opened
+	// (for instance, it was sealed under another citizen key); Message is
+	// then empty.
+	Unreadable error
 }
 
 // RequestQuery selects a desk's requests for a listing, newest first. Zero

@@ -355,3 +355,35 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 		t.Errorf("timeline %v, want %v", got, want)
 	}
 }
+
+func TestReconciler_AnUnreadableKeptRequestDoesNotHoldBackTheOthers(t *testing.T) {
+	t.Parallel()
+	agency := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		return workers.Receipt{Status: events.StatusCompleted}, nil
+	}}
+	p := startPipeline(t, agency, natsbus.Topology{})
+	// One request at a time, so that the unreadable one, first in line,
+	// would block the other if it were never set aside.
+	reconciler, err := workers.NewReconciler(workers.ReconcilerConfig{JetStream: p.js, Store: p.store, After: 300 * time.Millisecond, Batch: 1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	garbled := changeOfAddress("req-garbled")
+	p.accept(t, garbled, false)
+	// As if sealed under another citizen key.
+	if _, err := p.store.Pool().Exec(ctx, `UPDATE intake_keys SET sealed_request = decode(repeat('ab', 64), 'hex') WHERE request_id = $1`, garbled.ID); err != nil {
+		t.Fatal(err)
+	}
+	lost := changeOfAddress("req-lost-too")
+	desk := p.accept(t, lost, false)
+
+	waitFor(t, "the readable request to be re-driven", func() error {
+		n, err := reconciler.Reconcile(ctx)
+		if err != nil || n != 1 {
+			return fmt.Errorf("re-drove %d (err %v)", n, err)
+		}
+		return nil
+	})
+	p.waitForStatus(t, desk, lost.ID, events.StatusCompleted)
+}

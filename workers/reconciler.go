@@ -93,10 +93,19 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 	}
 	outs := make([]natsbus.Outgoing, 0, len(stalled))
 	ids := make([]string, 0, len(stalled))
+	// A request whose kept message cannot be read is marked as tried all
+	// the same, so that it does not stay first in line and hold back the
+	// others; it is looked at again when After has passed.
+	var unreadable []string
 	for _, s := range stalled {
-		req, err := decodeRequest(s.Message)
+		err := s.Unreadable
+		var req *events.Request
+		if err == nil {
+			req, err = decodeRequest(s.Message)
+		}
 		if err != nil {
-			r.cfg.Logger.Error("reconciler: kept request cannot be decoded", "request", s.ID, "err", err)
+			r.cfg.Logger.Error("reconciler: kept request cannot be read; it cannot be re-driven", "request", s.ID, "err", err)
+			unreadable = append(unreadable, s.ID)
 			continue
 		}
 		outs = append(outs, natsbus.Outgoing{
@@ -106,14 +115,15 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 		})
 		ids = append(ids, req.ID)
 	}
-	if len(outs) == 0 {
-		return 0, nil
+	if len(outs) > 0 {
+		if err := r.pub.PublishAll(ctx, outs); err != nil {
+			return 0, fmt.Errorf("reconcile: %w", err)
+		}
 	}
-	if err := r.pub.PublishAll(ctx, outs); err != nil {
-		return 0, fmt.Errorf("reconcile: %w", err)
-	}
-	if err := r.cfg.Store.MarkRedriven(ctx, ids); err != nil {
-		return 0, err
+	if tried := append(ids, unreadable...); len(tried) > 0 {
+		if err := r.cfg.Store.MarkRedriven(ctx, tried); err != nil {
+			return 0, err
+		}
 	}
 	return len(outs), nil
 }

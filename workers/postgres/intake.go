@@ -165,8 +165,8 @@ func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int
 		if err := r.Scan(&sr.ID, &sealed); err != nil {
 			return sr, err
 		}
-		sr.Message, err = s.unseal(sealed)
-		return sr, err
+		sr.Message, sr.Unreadable = s.unseal(sealed)
+		return sr, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("find stalled requests: %w", err)
@@ -185,7 +185,8 @@ func (s *Store) Accepted(ctx context.Context, requestID string) (bool, error) {
 	return ok, nil
 }
 
-// MarkRedriven records that requests were published again.
+// MarkRedriven records that requests were published again, or that the
+// reconciler tried to and could not read them.
 func (s *Store) MarkRedriven(ctx context.Context, ids []string) error {
 	_, err := s.pool.Exec(ctx, `
 		UPDATE intake_keys SET redriven_at = now(), redrives = redrives + 1
