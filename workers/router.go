@@ -83,24 +83,22 @@ func (r *Router) Run(ctx context.Context) error {
 // it, and publishing them again is harmless.
 func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
-	var routed, items []natsbus.Outgoing
-	var routedOK []int
-	services := make([]string, 0, len(msgs))
+	var outs []natsbus.Outgoing
+	var planned []int     // the messages whose requests are in outs
+	var services []string // and their services, for the metrics
 	for i, msg := range msgs {
 		req, err := decodeRequest(msg.Data())
 		if err == nil {
-			var ev natsbus.Outgoing
 			var its []natsbus.Outgoing
-			if ev, its, err = r.plan(req); err == nil {
-				routed, items = append(routed, ev), append(items, its...)
-				routedOK = append(routedOK, i)
-				services = append(services, req.ServiceCode)
+			if its, err = r.plan(req); err == nil {
+				outs = append(outs, its...)
+				planned, services = append(planned, i), append(services, req.ServiceCode)
 			}
 		}
 		errs[i] = err
 	}
-	if err := r.pub.PublishAll(ctx, append(routed, items...)); err != nil {
-		for _, i := range routedOK {
+	if err := r.pub.PublishAll(ctx, outs); err != nil {
+		for _, i := range planned {
 			errs[i] = fmt.Errorf("route: %w", err)
 		}
 		return errs
@@ -114,11 +112,11 @@ func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 // Route publishes req's routed event and its work items. Publishing again
 // is harmless: every message carries a deterministic ID.
 func (r *Router) Route(ctx context.Context, req *events.Request) error {
-	routed, items, err := r.plan(req)
+	outs, err := r.plan(req)
 	if err != nil {
 		return err
 	}
-	if err := r.pub.PublishAll(ctx, append([]natsbus.Outgoing{routed}, items...)); err != nil {
+	if err := r.pub.PublishAll(ctx, outs); err != nil {
 		return fmt.Errorf("route request %s: %w", req.ID, err)
 	}
 	r.cfg.Metrics.wasRouted(req.ServiceCode)
@@ -130,12 +128,12 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 // stored side by side: an agency's report that reaches the projection
 // before the routed event is retried until the routed event is there (see
 // Projector).
-func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []natsbus.Outgoing, err error) {
+func (r *Router) plan(req *events.Request) ([]natsbus.Outgoing, error) {
 	svc, ok := r.cfg.Catalog.Current().Service(req.ServiceCode)
 	if !ok {
-		return routed, nil, events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
+		return nil, events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
 	}
-	ev := events.StatusEvent{
+	routed := events.StatusEvent{
 		Schema:    events.SchemaStatus,
 		ID:        events.RoundEventID(req.ID, "", events.StatusRouted, req.Round),
 		RequestID: req.ID,
@@ -145,13 +143,13 @@ func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []nat
 		Agencies:  svc.Agencies,
 		Round:     req.Round,
 	}
-	routed = natsbus.Outgoing{Subject: events.StatusSubject(events.SourceRouter), ID: ev.ID, Value: ev}
-	items = make([]natsbus.Outgoing, len(svc.Agencies))
-	for i, agency := range svc.Agencies {
+	outs := make([]natsbus.Outgoing, 0, 1+len(svc.Agencies))
+	outs = append(outs, natsbus.Outgoing{Subject: events.StatusSubject(events.SourceRouter), ID: routed.ID, Value: routed})
+	for _, agency := range svc.Agencies {
 		item := req.WorkItemFor(agency)
-		items[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item}
+		outs = append(outs, natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item})
 	}
-	return routed, items, nil
+	return outs, nil
 }
 
 // deadLetter records a request that cannot be routed, and marks it failed.

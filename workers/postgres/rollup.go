@@ -32,7 +32,7 @@ func (k countsKey) compare(o countsKey) int {
 		k.at.Compare(o.at), cmp.Compare(k.key, o.key))
 }
 
-// countsRow is what a batch adds to one row of dashboard_counts.
+// countsRow is what a fold adds to one row of dashboard_counts.
 type countsRow struct {
 	submitted, completed, rejected, failed, withinSLA, breached int64
 	latency                                                     float64
@@ -50,7 +50,7 @@ func (k latencyKey) compare(o latencyKey) int {
 		cmp.Compare(k.service, o.service))
 }
 
-// dashboardRollup is what a batch adds to the dashboard's roll-ups.
+// dashboardRollup is what a fold adds to the dashboard's roll-ups.
 type dashboardRollup struct {
 	counts  map[countsKey]*countsRow
 	latency map[latencyKey]*[events.LatencyBuckets]int32
