@@ -134,6 +134,9 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 		wg.Go(func() {
 			defer func() { <-free }()
 			errs := s.runBatch(work, batch, h)
+			if ctx.Err() != nil {
+				s.retrySoonWhileStopping(work, batch, errs, h)
+			}
 			outage := false
 			for i, msg := range batch {
 				outage = s.settle(work, msg, errs[i]) || outage
@@ -215,6 +218,39 @@ func (s *Settings) run(ctx context.Context, msg jetstream.Msg, h Handler) (err e
 		}()
 	}
 	return h(ctx, msg)
+}
+
+// retrySoonWhileStopping runs h again, in process, on the messages of
+// batch that failed with RetryIn, after the delay they asked for, until they
+// succeed, fail otherwise, or ctx (the grace period) ends; it updates errs.
+// A loop that is stopping pulls no more, so a message handed back for a
+// quick retry would stay unacknowledged until the next start; most often
+// what it waited for (its request, in a batch written at the same time) is
+// stored by now.
+func (s *Settings) retrySoonWhileStopping(ctx context.Context, batch []jetstream.Msg, errs []error, h BatchHandler) {
+	for ctx.Err() == nil {
+		var again []int
+		var delay time.Duration
+		for i, err := range errs {
+			var in *retryInError
+			if errors.As(err, &in) {
+				again, delay = append(again, i), max(delay, in.delay)
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		if pause(ctx, delay); ctx.Err() != nil {
+			return
+		}
+		msgs := make([]jetstream.Msg, len(again))
+		for j, i := range again {
+			msgs[j] = batch[i]
+		}
+		for j, err := range s.runBatch(ctx, msgs, h) {
+			errs[again[j]] = err
+		}
+	}
 }
 
 func (s *Settings) runBatch(ctx context.Context, msgs []jetstream.Msg, h BatchHandler) (errs []error) {

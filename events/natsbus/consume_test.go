@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -443,6 +444,40 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 		if n := natstest.StreamMessages(t, js, events.WorkStream); n != 1 {
 			t.Errorf("the work stream holds %d messages, want the unfinished one kept", n)
 		}
+	})
+
+	t.Run("a batch's message to be retried soon is retried in hand, not left unacknowledged", func(t *testing.T) {
+		t.Parallel()
+		js := natstest.JetStream(t, "tax")
+		cons := agencyConsumer(t, js, "tax")
+		publishWork(t, js, "tax", "w1")
+		first := make(chan struct{})
+		var calls atomic.Int32
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			done <- natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{Retry: fastRetry, Logger: quiet},
+				func(hctx context.Context, msgs []jetstream.Msg) []error {
+					errs := make([]error, len(msgs))
+					if calls.Add(1) == 1 {
+						cancel()
+						close(first)
+						// Longer than a pull request lives: handed back, it
+						// would come back to no one.
+						errs[0] = natsbus.RetryIn(1500*time.Millisecond, errors.New("overtook its request"))
+					}
+					return errs
+				})
+		}()
+		receive(t, first, "the first handling")
+		if err := receive(t, done, "ConsumeBatches to return"); err != nil {
+			t.Errorf("ConsumeBatches returned %v, want nil", err)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("handled %d times, want twice: once, then again in hand", n)
+		}
+		waitFor(t, "the message to be acked", settled(t, js, cons, 0))
 	})
 
 	t.Run("an idle batch loop returns nil when its context ends", func(t *testing.T) {
