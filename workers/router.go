@@ -22,11 +22,11 @@ type RouterConfig struct {
 	// is routed. Required.
 	Catalog Catalogs
 	// MaxBatch caps how many requests are routed together: their routed
-	// events and work items are published at once. Default 500.
+	// events are published at once, then their work items. Default 500.
 	MaxBatch int
-	// Concurrency is how many batches one process routes at once, each
-	// waiting for its messages to be stored in the streams' shared batches.
-	// Default 16.
+	// Concurrency is how many batches one process routes at once: while
+	// some wait for their routed events to be stored, others wait for their
+	// work items. Default 16.
 	Concurrency int
 	// DeadLetters records requests that cannot be routed. Optional: without
 	// it they are only marked failed.
@@ -77,29 +77,30 @@ func (r *Router) Run(ctx context.Context) error {
 	}, r.cfg.Metrics.ConsumerBatches(events.RouterConsumer, r.routeBatch))
 }
 
-// routeBatch routes the requests of msgs together: their routed events and
-// work items are stored at the same time. A message that is not a routable
+// routeBatch routes the requests of msgs together: all their routed events
+// first, then all their work items. A message that is not a routable
 // request fails alone; a failed publish fails every request that waited on
 // it, and publishing them again is harmless.
 func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
-	var outs []natsbus.Outgoing
-	var planned []int     // the messages whose requests are in outs
+	var routed, items []natsbus.Outgoing
+	var planned []int     // the messages whose requests are in routed
 	var services []string // and their services, for the metrics
 	for i, msg := range msgs {
 		req, err := decodeRequest(msg.Data())
 		if err == nil {
+			var ev natsbus.Outgoing
 			var its []natsbus.Outgoing
-			if its, err = r.plan(req); err == nil {
-				outs = append(outs, its...)
+			if ev, its, err = r.plan(req); err == nil {
+				routed, items = append(routed, ev), append(items, its...)
 				planned, services = append(planned, i), append(services, req.ServiceCode)
 			}
 		}
 		errs[i] = err
 	}
-	if err := r.pub.PublishAll(ctx, outs); err != nil {
+	if err := r.publish(ctx, routed, items); err != nil {
 		for _, i := range planned {
-			errs[i] = fmt.Errorf("route: %w", err)
+			errs[i] = err
 		}
 		return errs
 	}
@@ -109,31 +110,41 @@ func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	return errs
 }
 
-// Route publishes req's routed event and its work items. Publishing again
-// is harmless: every message carries a deterministic ID.
+// Route publishes req's routed event and then its work items. Publishing
+// again is harmless: every message carries a deterministic ID.
 func (r *Router) Route(ctx context.Context, req *events.Request) error {
-	outs, err := r.plan(req)
+	routed, items, err := r.plan(req)
 	if err != nil {
 		return err
 	}
-	if err := r.pub.PublishAll(ctx, outs); err != nil {
+	if err := r.publish(ctx, []natsbus.Outgoing{routed}, items); err != nil {
 		return fmt.Errorf("route request %s: %w", req.ID, err)
 	}
 	r.cfg.Metrics.wasRouted(req.ServiceCode)
 	return nil
 }
 
+// publish stores routed events and then work items. The routed events go
+// first, so that the projection knows a request's work items before any
+// agency reports on them.
+func (r *Router) publish(ctx context.Context, routed, items []natsbus.Outgoing) error {
+	if err := r.pub.PublishAll(ctx, routed); err != nil {
+		return fmt.Errorf("route: %w", err)
+	}
+	if err := r.pub.PublishAll(ctx, items); err != nil {
+		return fmt.Errorf("route: %w", err)
+	}
+	return nil
+}
+
 // plan works out what routing req publishes: its routed event and one work
-// item per responsible agency. The two go to different streams and are
-// stored side by side: an agency's report that reaches the projection
-// before the routed event is retried until the routed event is there (see
-// Projector).
-func (r *Router) plan(req *events.Request) ([]natsbus.Outgoing, error) {
+// item per responsible agency.
+func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []natsbus.Outgoing, err error) {
 	svc, ok := r.cfg.Catalog.Current().Service(req.ServiceCode)
 	if !ok {
-		return nil, events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
+		return routed, nil, events.Permanent(fmt.Errorf("route request %s: unknown service %q", req.ID, req.ServiceCode))
 	}
-	routed := events.StatusEvent{
+	ev := events.StatusEvent{
 		Schema:    events.SchemaStatus,
 		ID:        events.RoundEventID(req.ID, "", events.StatusRouted, req.Round),
 		RequestID: req.ID,
@@ -143,13 +154,13 @@ func (r *Router) plan(req *events.Request) ([]natsbus.Outgoing, error) {
 		Agencies:  svc.Agencies,
 		Round:     req.Round,
 	}
-	outs := make([]natsbus.Outgoing, 0, 1+len(svc.Agencies))
-	outs = append(outs, natsbus.Outgoing{Subject: events.StatusSubject(events.SourceRouter), ID: routed.ID, Value: routed})
-	for _, agency := range svc.Agencies {
+	routed = natsbus.Outgoing{Subject: events.StatusSubject(events.SourceRouter), ID: ev.ID, Value: ev}
+	items = make([]natsbus.Outgoing, len(svc.Agencies))
+	for i, agency := range svc.Agencies {
 		item := req.WorkItemFor(agency)
-		outs = append(outs, natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item})
+		items[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item}
 	}
-	return outs, nil
+	return routed, items, nil
 }
 
 // deadLetter records a request that cannot be routed, and marks it failed.
