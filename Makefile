@@ -54,8 +54,9 @@ browser-deps: ## fetch axe-core for the browser test (npm ci, pinned by package-
 bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; appends to BENCHMARKS.md
 	$(GO) run ./cmd/bench --spotflow $(BIN)
 
-bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost, group commit)
-	$(GO) test -run '^$$' -bench . -benchtime 3s -count 5 ./events/natsbus/
+bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost, group commit) and acknowledging
+	$(GO) test -run '^$$' -bench BenchmarkPublish -benchtime 3s -count 5 ./events/natsbus/
+	$(GO) test -run '^$$' -bench BenchmarkAck -benchtime 20000x -count 5 ./events/natsbus/
 
 chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgres restarts, agency faults, poison, duplicates) and print the ledger
 	$(GO) run ./cmd/chaos --spotflow $(BIN)
