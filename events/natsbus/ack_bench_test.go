@@ -20,14 +20,7 @@ import (
 // messages are stored before the clock starts, and it stops once the
 // server has applied every ack. BENCHMARKS.md records the figures.
 func BenchmarkAck(b *testing.B) {
-	modes := []struct {
-		name   string
-		noSync bool
-	}{
-		{"durable", false},
-		{"no-sync", true},
-	}
-	for _, mode := range modes {
+	for _, mode := range syncModes {
 		b.Run(mode.name, func(b *testing.B) {
 			b.Run("work-queue", func(b *testing.B) {
 				js, pub := benchJetStream(b, mode.noSync)

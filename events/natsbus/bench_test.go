@@ -25,14 +25,7 @@ const benchWindow = 256
 // Publisher and stored under its own Nats-Msg-Id; BENCHMARKS.md records the
 // figures and what they mean.
 func BenchmarkPublish(b *testing.B) {
-	modes := []struct {
-		name   string
-		noSync bool
-	}{
-		{"durable", false},
-		{"no-sync", true},
-	}
-	for _, mode := range modes {
+	for _, mode := range syncModes {
 		b.Run(mode.name, func(b *testing.B) {
 			// What one desk waits for: each request is acknowledged before
 			// the next is sent.
@@ -69,6 +62,17 @@ func BenchmarkPublish(b *testing.B) {
 			})
 		})
 	}
+}
+
+// syncModes are the two settings every JetStream benchmark runs under: the
+// server syncing to disk before every acknowledgement (spotflow's default)
+// and on the OS's schedule (--nats-no-sync).
+var syncModes = []struct {
+	name   string
+	noSync bool
+}{
+	{"durable", false},
+	{"no-sync", true},
 }
 
 // benchJetStream starts an embedded server storing in the benchmark's
