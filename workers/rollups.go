@@ -20,9 +20,9 @@ type FolderConfig struct {
 	// Store whose roll-ups are brought up to date. Required.
 	Store RollupFolding
 	// Every is how often to fold. Default 2 seconds, the dashboard's own
-	// refresh: the roll-ups show the projection at most that far behind. Each fold
-	// updates every roll-up row its events touch once, whatever their
-	// number, so folding half as often halves the roll-ups' cost.
+	// refresh: the roll-ups show the projection at most that far behind.
+	// Each fold updates every roll-up row its events touch once, whatever
+	// their number, so folding half as often halves the roll-ups' cost.
 	Every time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger

@@ -103,9 +103,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 
 	t.Run("a nil error acks the message and it leaves the work queue", func(t *testing.T) {
 		t.Parallel()
-		js := natstest.JetStream(t, "tax")
-		cons := agencyConsumer(t, js, "tax")
-		publishWork(t, js, "tax", "w1")
+		js, cons := oneWorkItem(t)
 		var rec recorder
 		run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet},
@@ -126,9 +124,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 
 	t.Run("a transient error redelivers the message after the retry delay", func(t *testing.T) {
 		t.Parallel()
-		js := natstest.JetStream(t, "tax")
-		cons := agencyConsumer(t, js, "tax")
-		publishWork(t, js, "tax", "w1")
+		js, cons := oneWorkItem(t)
 		var rec recorder
 		run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
@@ -218,9 +214,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 
 	t.Run("a panicking handler is dead-lettered like a permanent failure", func(t *testing.T) {
 		t.Parallel()
-		js := natstest.JetStream(t, "tax")
-		cons := agencyConsumer(t, js, "tax")
-		publishWork(t, js, "tax", "w1")
+		js, cons := oneWorkItem(t)
 		var rec recorder
 		run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
@@ -390,9 +384,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 
 	t.Run("a message in hand when the context ends is finished and acked", func(t *testing.T) {
 		t.Parallel()
-		js := natstest.JetStream(t, "tax")
-		cons := agencyConsumer(t, js, "tax")
-		publishWork(t, js, "tax", "w1")
+		js, cons := oneWorkItem(t)
 		started, release := make(chan struct{}), make(chan struct{})
 		var handlerCtxErr error
 		ctx, cancel := context.WithCancel(context.Background())
@@ -421,9 +413,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 
 	t.Run("a message still in hand after the grace period stays queued", func(t *testing.T) {
 		t.Parallel()
-		js := natstest.JetStream(t, "tax")
-		cons := agencyConsumer(t, js, "tax")
-		publishWork(t, js, "tax", "w1")
+		js, cons := oneWorkItem(t)
 		started := make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -448,9 +438,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 
 	t.Run("a batch's message to be retried soon is retried in hand, not left unacknowledged", func(t *testing.T) {
 		t.Parallel()
-		js := natstest.JetStream(t, "tax")
-		cons := agencyConsumer(t, js, "tax")
-		publishWork(t, js, "tax", "w1")
+		js, cons := oneWorkItem(t)
 		first := make(chan struct{})
 		var calls atomic.Int32
 		ctx, cancel := context.WithCancel(context.Background())
@@ -527,9 +515,7 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 
 func TestConsume_RetriesOutagesPromptlyAndNeverDeadLettersThem(t *testing.T) {
 	t.Parallel()
-	js := natstest.JetStream(t, "tax")
-	cons := agencyConsumer(t, js, "tax")
-	publishWork(t, js, "tax", "w1")
+	js, cons := oneWorkItem(t)
 	var rec recorder
 	run(t, "Consume", func(ctx context.Context) error {
 		return natsbus.Consume(ctx, cons, natsbus.Settings{
@@ -553,9 +539,7 @@ func TestConsume_RetriesOutagesPromptlyAndNeverDeadLettersThem(t *testing.T) {
 
 func TestConsume_RetryInOverridesTheSchedule(t *testing.T) {
 	t.Parallel()
-	js := natstest.JetStream(t, "tax")
-	cons := agencyConsumer(t, js, "tax")
-	publishWork(t, js, "tax", "w1")
+	js, cons := oneWorkItem(t)
 	var rec recorder
 	run(t, "Consume", func(ctx context.Context) error {
 		return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet},

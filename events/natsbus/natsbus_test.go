@@ -93,6 +93,16 @@ func publishWork(t *testing.T, js jetstream.JetStream, agency, id string) {
 	}
 }
 
+// oneWorkItem starts a server whose tax queue holds one work item, w1, and
+// opens the tax agency's consumer.
+func oneWorkItem(t *testing.T) (jetstream.JetStream, jetstream.Consumer) {
+	t.Helper()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	publishWork(t, js, "tax", "w1")
+	return js, cons
+}
+
 // settled reports nil once the consumer has nothing pending or unacked and
 // the work stream holds want messages.
 func settled(t *testing.T, js jetstream.JetStream, cons jetstream.Consumer, want uint64) func() error {

@@ -142,9 +142,9 @@ func (s *Store) markPublished(ctx context.Context, reqs []publishedRequest) ([]s
 }
 
 // StalledRequests finds up to limit requests claimed no earlier than a day
-// before cutoff that JetStream accepted before cutoff, whose progress stalled where
-// spotflow, not an agency, owns it: never projected, or still submitted,
-// routed or dispatched with no change since cutoff. A request re-driven
+// before cutoff that JetStream accepted before cutoff, whose progress
+// stalled where spotflow, not an agency, owns it: never projected, or still
+// submitted, routed or dispatched with no change since cutoff. A request re-driven
 // since cutoff is left alone until cutoff passes it again.
 func (s *Store) StalledRequests(ctx context.Context, cutoff time.Time, limit int) ([]events.StalledRequest, error) {
 	rows, err := s.pool.Query(ctx, `
