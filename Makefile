@@ -3,7 +3,7 @@ GO          ?= go
 BIN         := bin/spotflow
 DATA_DIR    ?= .data
 TEST_DIR    ?= .data/test
-GOTESTFLAGS ?= -count=1 -timeout 15m
+GOTESTFLAGS ?= -race -count=1 -timeout 20m
 
 .DEFAULT_GOAL := help
 BROWSER_DIR := cmd/spotflow/testdata/browser
@@ -11,7 +11,7 @@ ARTIFACTS   ?= $(CURDIR)/.data/test-artifacts
 DEMO_RATE   ?= 20
 DEMO_FOR    ?= 5m
 
-.PHONY: help build run test bench bench-publish bench-dashboard demo vet postgres-binaries browser-deps clean chaos
+.PHONY: help build run test bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,7 +25,13 @@ run: build postgres-binaries ## start the whole system on embedded defaults (des
 vet: ## go vet every package
 	$(GO) vet ./...
 
-test: build vet postgres-binaries browser-deps ## run every test against a real Postgres (started here) and embedded NATS, the dashboard's in headless Chromium
+lint: ## check formatting (gofmt), go.mod and go.sum (go mod tidy) and run staticcheck (pinned in go.mod's tool directive)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy" >&2; exit 1; }
+	$(GO) tool staticcheck ./...
+
+test: build vet lint postgres-binaries browser-deps ## lint, then run every test with the race detector against a real Postgres (started here) and embedded NATS, the pages in headless Chromium
 	@set -e; \
 	url=$$(./$(BIN) postgres start --data-dir $(TEST_DIR) --log-level warn); \
 	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -439,8 +438,6 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
-
-func hasRole(roles []string, role string) bool { return slices.Contains(roles, role) }
 
 // demoDesk makes sure a demo desk exists and its token is in
 // dataDir/demo-desk.token, and returns that path.
