@@ -110,7 +110,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				KeepAlive:   d.cfg.KeepAlive,
 				Logger:      d.cfg.Logger.With("role", "dispatcher", "agency", agency),
 				DeadLetter:  d.deadLetterFor(agency),
-			}, d.cfg.Metrics.Handler(events.AgencyConsumer(agency), func(ctx context.Context, msg jetstream.Msg) error {
+				Settled:     d.cfg.Metrics.Settled(events.AgencyConsumer(agency)),
+			}, func(ctx context.Context, msg jetstream.Msg) error {
 				item, err := decodeWorkItem(msg.Data())
 				if err != nil {
 					return err
@@ -119,7 +120,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					return events.Permanent(fmt.Errorf("work item %s is for %s, not %s", item.ID, item.Agency, agency))
 				}
 				return d.Deliver(ctx, adapter, item)
-			}))
+			})
 		})
 	}
 	return g.Wait()

@@ -2,7 +2,6 @@ package workers
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -68,10 +67,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 14),
 		}),
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spotflow_messages_handled_total", Help: "Messages handled by spotflow's consumers, by consumer and outcome: ack, retry, outage or dead_letter.",
+			Name: "spotflow_messages_handled_total", Help: "Messages settled by spotflow's consumers, by consumer and outcome: ack, retry, outage or dead_letter.",
 		}, []string{"consumer", "outcome"}),
 		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spotflow_redeliveries_total", Help: "Messages received again after an earlier delivery, by consumer.",
+			Name: "spotflow_redeliveries_total", Help: "Messages settled after more than one delivery, by consumer.",
 		}, []string{"consumer"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spotflow_dead_letters_total", Help: "Dead letters recorded, by agency ('' for none) and reason.",
@@ -128,64 +127,27 @@ func (m *Metrics) countRefusals(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// outcome names how a consume loop settles a handler's error.
-func outcome(err error) string {
-	switch {
-	case err == nil:
-		return "ack"
-	case errors.Is(err, events.ErrUnavailable):
-		return "outage"
-	case events.IsPermanent(err):
-		return "dead_letter"
-	}
-	return "retry"
-}
-
-func (m *Metrics) received(consumer string, msg jetstream.Msg) {
-	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {
-		m.redelivered.WithLabelValues(consumer).Inc()
-	}
-}
-
-// Handler counts the messages h handles for consumer, by outcome, and
-// those redelivered.
-func (m *Metrics) Handler(consumer string, h natsbus.Handler) natsbus.Handler {
+// Settled returns the hook that counts, for consumer, how its consume loop
+// settled each message (natsbus.Settings.Settled), and the messages that
+// came again after an earlier delivery. A nil *Metrics returns nil.
+func (m *Metrics) Settled(consumer string) func(jetstream.Msg, natsbus.Outcome) {
 	if m == nil {
-		return h
+		return nil
 	}
-	return func(ctx context.Context, msg jetstream.Msg) error {
-		m.received(consumer, msg)
-		err := h(ctx, msg)
-		m.handled.WithLabelValues(consumer, outcome(err)).Inc()
-		return err
-	}
-}
-
-// ConsumerBatches counts what h handles from consumer: outcomes and
-// redeliveries.
-func (m *Metrics) ConsumerBatches(consumer string, h natsbus.BatchHandler) natsbus.BatchHandler {
-	if m == nil {
-		return h
-	}
-	return func(ctx context.Context, msgs []jetstream.Msg) []error {
-		for _, msg := range msgs {
-			m.received(consumer, msg)
+	return func(msg jetstream.Msg, o natsbus.Outcome) {
+		m.handled.WithLabelValues(consumer, string(o)).Inc()
+		if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {
+			m.redelivered.WithLabelValues(consumer).Inc()
 		}
-		errs := h(ctx, msgs)
-		for _, err := range errs {
-			m.handled.WithLabelValues(consumer, outcome(err)).Inc()
-		}
-		return errs
 	}
 }
 
-// BatchHandler counts what h handles for the projector: batch sizes, the
-// lag of each batch's oldest event, outcomes and redeliveries.
-func (m *Metrics) BatchHandler(consumer string, h natsbus.BatchHandler) natsbus.BatchHandler {
+// ProjectorBatches measures the batches h handles for the projector: their
+// sizes, and the lag of each batch's oldest event.
+func (m *Metrics) ProjectorBatches(h natsbus.BatchHandler) natsbus.BatchHandler {
 	if m == nil {
 		return h
 	}
-	counted := m.ConsumerBatches(consumer, h)
 	return func(ctx context.Context, msgs []jetstream.Msg) []error {
 		m.projectorBatch.Observe(float64(len(msgs)))
 		var oldest time.Time
@@ -197,7 +159,7 @@ func (m *Metrics) BatchHandler(consumer string, h natsbus.BatchHandler) natsbus.
 		if !oldest.IsZero() {
 			m.projectorLag.Observe(time.Since(oldest).Seconds())
 		}
-		return counted(ctx, msgs)
+		return h(ctx, msgs)
 	}
 }
 

@@ -81,7 +81,8 @@ func (p *Projector) Run(ctx context.Context) error {
 		Concurrency: p.cfg.Concurrency,
 		Logger:      p.cfg.Logger.With("role", "projector"),
 		DeadLetter:  p.deadLetter,
-	}, p.cfg.Metrics.BatchHandler(events.ProjectorConsumer, p.handle))
+		Settled:     p.cfg.Metrics.Settled(events.ProjectorConsumer),
+	}, p.cfg.Metrics.ProjectorBatches(p.handle))
 }
 
 // deadLetter records an event that can never be applied.

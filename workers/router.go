@@ -74,7 +74,8 @@ func (r *Router) Run(ctx context.Context) error {
 		Concurrency: r.cfg.Concurrency,
 		Logger:      r.cfg.Logger.With("role", "router"),
 		DeadLetter:  r.deadLetter,
-	}, r.cfg.Metrics.ConsumerBatches(events.RouterConsumer, r.routeBatch))
+		Settled:     r.cfg.Metrics.Settled(events.RouterConsumer),
+	}, r.routeBatch)
 }
 
 // routeBatch routes the requests of msgs together: all their routed events

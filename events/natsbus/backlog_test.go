@@ -14,7 +14,7 @@ import (
 func TestBacklog_CountsEachAgencysPendingAndUnacknowledgedWorkItems(t *testing.T) {
 	t.Parallel()
 	js := natstest.JetStream(t, "tax", "sns")
-	ctx := testContext(t)
+	ctx := t.Context()
 	pub := natsbus.NewPublisher(js)
 	for i := range 5 {
 		if err := pub.Publish(ctx, natsbus.Outgoing{Subject: events.WorkSubject("tax"), ID: fmt.Sprintf("w-%d", i), Value: i}); err != nil {

@@ -15,12 +15,36 @@ import (
 
 // Handler handles one message. nil means ack; an error marked with
 // events.Permanent means the message can never succeed (it is dead-lettered
-// and terminated); any other error is transient (NAK with a growing delay).
+// and terminated); an error wrapping events.ErrUnavailable is an outage
+// (NAK with a short delay, and the loop pauses); any other error is
+// transient (NAK with a growing delay). A handler that panics on a message
+// has failed permanently on it.
 type Handler func(ctx context.Context, msg jetstream.Msg) error
 
 // BatchHandler handles several messages at once and returns one error per
-// message, in order, with the same meaning as Handler's.
+// message, in order, with the same meaning as Handler's. When it panics on a
+// batch, the batch is handled again one message at a time, so that the
+// panic is held against the message that causes it alone, as with Handler.
 type BatchHandler func(ctx context.Context, msgs []jetstream.Msg) []error
+
+// Outcome is how a consume loop settled a message: what it told JetStream.
+type Outcome string
+
+// The outcomes of a message; their values are the metrics' labels.
+const (
+	// Acked: handled; acknowledged.
+	Acked Outcome = "ack"
+	// Retried: failed for now; NAK'd with a delay that grows with its
+	// deliveries, or the one it asked for (RetryIn, Retry-After).
+	Retried Outcome = "retry"
+	// Outage: failed because something it needs is down (or its dead
+	// letter could not be recorded); NAK'd with Settings.OutageRetry, and
+	// the loop pauses as long before fetching again.
+	Outage Outcome = "outage"
+	// DeadLettered: failed permanently; recorded as a dead letter, then
+	// terminated.
+	DeadLettered Outcome = "dead_letter"
+)
 
 // Settings tune a consume loop. Zero values take the documented defaults.
 type Settings struct {
@@ -49,6 +73,10 @@ type Settings struct {
 	// before fetching again, so that the backlog drains as soon as the
 	// outage ends. Default 1 second.
 	OutageRetry time.Duration
+	// Settled, when set, is told how each message was settled, once, right
+	// after it was: metrics count what the loop decided rather than work it
+	// out again. It must not block.
+	Settled func(msg jetstream.Msg, outcome Outcome)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -93,7 +121,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler
 					s.settle(work, msg, work.Err())
 					continue
 				}
-				if err := s.run(work, msg, h); s.settle(work, msg, err) {
+				if s.settle(work, msg, s.run(work, msg, h)) == Outage {
 					pause(ctx, s.OutageRetry)
 				}
 			}
@@ -139,7 +167,7 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 			}
 			outage := false
 			for i, msg := range batch {
-				outage = s.settle(work, msg, errs[i]) || outage
+				outage = s.settle(work, msg, errs[i]) == Outage || outage
 			}
 			if outage {
 				pause(ctx, s.OutageRetry)
@@ -198,7 +226,7 @@ func graceful(parent context.Context, grace time.Duration) (context.Context, con
 func (s *Settings) run(ctx context.Context, msg jetstream.Msg, h Handler) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = events.Permanent(fmt.Errorf("handler panicked: %v", r))
+			err = panicked(r)
 		}
 	}()
 	if s.KeepAlive > 0 {
@@ -253,20 +281,44 @@ func (s *Settings) retrySoonWhileStopping(ctx context.Context, batch []jetstream
 	}
 }
 
-func (s *Settings) runBatch(ctx context.Context, msgs []jetstream.Msg, h BatchHandler) (errs []error) {
+// runBatch runs h on msgs. If h panics on a batch of several messages, each
+// is handled again alone, so that only the message that makes it panic fails
+// for it; handlers are idempotent, so handling the others again is harmless.
+func (s *Settings) runBatch(ctx context.Context, msgs []jetstream.Msg, h BatchHandler) []error {
+	errs, r := runBatchOnce(ctx, msgs, h)
+	if r == nil {
+		return errs
+	}
+	if len(msgs) == 1 {
+		return []error{panicked(r)}
+	}
+	s.Logger.Error("batch handler panicked; handling the batch one message at a time", "messages", len(msgs), "panic", fmt.Sprint(r))
+	errs = make([]error, len(msgs))
+	for i, msg := range msgs {
+		errs[i] = s.runBatch(ctx, []jetstream.Msg{msg}, h)[0]
+	}
+	return errs
+}
+
+// runBatchOnce runs h on msgs and returns its errors, or what it panicked
+// with.
+func runBatchOnce(ctx context.Context, msgs []jetstream.Msg, h BatchHandler) (errs []error, recovered any) {
 	defer func() {
 		if r := recover(); r != nil {
-			errs = make([]error, len(msgs))
-			for i := range errs {
-				errs[i] = fmt.Errorf("batch handler panicked: %v", r)
-			}
+			errs, recovered = nil, r
 		}
 	}()
 	errs = h(ctx, msgs)
 	if len(errs) != len(msgs) {
 		panic(fmt.Sprintf("natsbus: batch handler returned %d results for %d messages", len(errs), len(msgs)))
 	}
-	return errs
+	return errs, nil
+}
+
+// panicked is the error of a handler that panicked on one message: a fault
+// that handling it again would only repeat, so it is permanent.
+func panicked(r any) error {
+	return events.Permanent(fmt.Errorf("handler panicked: %v", r))
 }
 
 // pause waits d, or until ctx ends.
@@ -280,19 +332,27 @@ func pause(ctx context.Context, d time.Duration) {
 }
 
 // settle is the one place where a handler's outcome becomes an ack, a NAK
-// with delay or a termination. It reports whether the failure was an
-// outage, after which the loop pauses.
-func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) (outage bool) {
+// with delay or a termination. It returns what it decided, and tells
+// Settled.
+func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) Outcome {
+	o := s.decide(ctx, msg, err)
+	if s.Settled != nil {
+		s.Settled(msg, o)
+	}
+	return o
+}
+
+func (s *Settings) decide(ctx context.Context, msg jetstream.Msg, err error) Outcome {
 	if err == nil {
 		if aerr := msg.Ack(); aerr != nil {
 			s.Logger.Warn("ack failed; the message will be redelivered", "subject", msg.Subject(), "err", aerr)
 		}
-		return false
+		return Acked
 	}
 	if errors.Is(err, events.ErrUnavailable) {
 		s.Logger.Debug("outage; will retry", "subject", msg.Subject(), "retry_in", s.OutageRetry, "err", err)
 		_ = msg.NakWithDelay(s.OutageRetry)
-		return true
+		return Outage
 	}
 	var delivered uint64 = 1
 	if meta, merr := msg.Metadata(); merr == nil {
@@ -303,12 +363,12 @@ func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) (ou
 			if dlErr := s.DeadLetter(ctx, msg, err); dlErr != nil {
 				s.Logger.Error("dead letter not recorded; keeping the message", "subject", msg.Subject(), "err", dlErr)
 				_ = msg.NakWithDelay(s.OutageRetry)
-				return true
+				return Outage
 			}
 		}
 		s.Logger.Warn("message failed permanently", "subject", msg.Subject(), "reason", err.Error())
 		_ = msg.TermWithReason(truncate(err.Error(), 200))
-		return false
+		return DeadLettered
 	}
 	var delay time.Duration
 	var ra retryAfter
@@ -323,7 +383,7 @@ func (s *Settings) settle(ctx context.Context, msg jetstream.Msg, err error) (ou
 	}
 	s.Logger.Info("message failed; will retry", "subject", msg.Subject(), "delivered", delivered, "retry_in", delay, "err", err)
 	_ = msg.NakWithDelay(delay)
-	return false
+	return Retried
 }
 
 // RetryIn marks err as transient, to be retried after exactly d rather than

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // recorder notes what a consume loop did, safely across its goroutines.
@@ -105,14 +107,14 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		t.Parallel()
 		js, cons := oneWorkItem(t)
 		var rec recorder
-		run(t, "Consume", func(ctx context.Context) error {
+		workertest.Run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet},
 				func(ctx context.Context, msg jetstream.Msg) error {
 					rec.delivered(msg)
 					return nil
 				})
 		})
-		waitFor(t, "the message to be acked", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the message to be acked", settled(t, js, cons, 0))
 		deliveries, retries, _, _ := rec.snapshot()
 		if !slices.Equal(deliveries, []uint64{1}) || len(retries) != 0 {
 			t.Errorf("deliveries %v, retries %v; want one delivery and no retry", deliveries, retries)
@@ -126,7 +128,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		t.Parallel()
 		js, cons := oneWorkItem(t)
 		var rec recorder
-		run(t, "Consume", func(ctx context.Context) error {
+		workertest.Run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
 				func(ctx context.Context, msg jetstream.Msg) error {
 					if rec.delivered(msg) < 3 {
@@ -135,7 +137,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 					return nil
 				})
 		})
-		waitFor(t, "the third delivery to be acked", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the third delivery to be acked", settled(t, js, cons, 0))
 		deliveries, retries, deadLetters, _ := rec.snapshot()
 		if !slices.Equal(deliveries, []uint64{1, 2, 3}) {
 			t.Errorf("deliveries = %v, want [1 2 3]", deliveries)
@@ -155,7 +157,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		terminated := terminations(t, js, "agency-tax")
 		publishWork(t, js, "tax", "w1")
 		var rec recorder
-		run(t, "Consume", func(ctx context.Context) error {
+		workertest.Run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
 				func(ctx context.Context, msg jetstream.Msg) error {
 					rec.delivered(msg)
@@ -166,7 +168,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		if !strings.Contains(reason, "malformed work item") {
 			t.Errorf("termination reason = %q, want the handler's error", reason)
 		}
-		waitFor(t, "the terminated message to leave the work queue", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the terminated message to leave the work queue", settled(t, js, cons, 0))
 		deliveries, retries, deadLetters, queued := rec.snapshot()
 		if !slices.Equal(deliveries, []uint64{1}) || len(retries) != 0 {
 			t.Errorf("deliveries %v, retries %v; want one delivery and no retry", deliveries, retries)
@@ -189,7 +191,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		terminated := terminations(t, js, "agency-tax")
 		publishWork(t, js, "tax", "w1")
 		var rec recorder
-		run(t, "Consume", func(ctx context.Context) error {
+		workertest.Run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, OutageRetry: 10 * time.Millisecond, Logger: quiet, DeadLetter: rec.deadLetter(js, 2)},
 				func(ctx context.Context, msg jetstream.Msg) error {
 					rec.delivered(msg)
@@ -197,7 +199,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 				})
 		})
 		receive(t, terminated, "the termination advisory")
-		waitFor(t, "the message to be terminated once recorded", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the message to be terminated once recorded", settled(t, js, cons, 0))
 		deliveries, retries, deadLetters, queued := rec.snapshot()
 		if !slices.Equal(deliveries, []uint64{1, 2, 3}) {
 			t.Errorf("deliveries = %v, want [1 2 3]: a message whose dead letter failed must be redelivered", deliveries)
@@ -216,14 +218,14 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 		t.Parallel()
 		js, cons := oneWorkItem(t)
 		var rec recorder
-		run(t, "Consume", func(ctx context.Context) error {
+		workertest.Run(t, "Consume", func(ctx context.Context) error {
 			return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
 				func(ctx context.Context, msg jetstream.Msg) error {
 					rec.delivered(msg)
 					panic("nil map")
 				})
 		})
-		waitFor(t, "the message to be terminated", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the message to be terminated", settled(t, js, cons, 0))
 		_, _, deadLetters, _ := rec.snapshot()
 		if len(deadLetters) != 1 || !strings.Contains(deadLetters[0], "panicked: nil map") {
 			t.Errorf("dead letters = %q, want one naming the panic", deadLetters)
@@ -233,7 +235,7 @@ func TestConsume_SettlesEachMessageByItsOutcome(t *testing.T) {
 
 func TestConsume_KeepsSlowMessagesAlive(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
+	ctx := t.Context()
 	ns := natstest.Server(t)
 	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
 	if err != nil {
@@ -246,7 +248,7 @@ func TestConsume_KeepsSlowMessagesAlive(t *testing.T) {
 	cons := agencyConsumer(t, js, "tax")
 	publishWork(t, js, "tax", "w1")
 	var rec recorder
-	run(t, "Consume", func(ctx context.Context) error {
+	workertest.Run(t, "Consume", func(ctx context.Context) error {
 		return natsbus.Consume(ctx, cons, natsbus.Settings{Concurrency: 2, KeepAlive: 50 * time.Millisecond, Retry: rec.retry, Logger: quiet},
 			func(ctx context.Context, msg jetstream.Msg) error {
 				rec.delivered(msg)
@@ -259,7 +261,7 @@ func TestConsume_KeepsSlowMessagesAlive(t *testing.T) {
 				return nil
 			})
 	})
-	waitFor(t, "the slow message to be acked", settled(t, js, cons, 0))
+	workertest.WaitFor(t, "the slow message to be acked", settled(t, js, cons, 0))
 	deliveries, _, _, _ := rec.snapshot()
 	if !slices.Equal(deliveries, []uint64{1}) {
 		t.Errorf("deliveries = %v, want [1]: the slow message was redelivered while in progress", deliveries)
@@ -279,7 +281,7 @@ func TestConsumeBatches_AcksEachMessageByItsOwnResult(t *testing.T) {
 		seen    = map[string]int{}
 	)
 	var rec recorder
-	run(t, "ConsumeBatches", func(ctx context.Context) error {
+	workertest.Run(t, "ConsumeBatches", func(ctx context.Context) error {
 		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{MaxBatch: 3, Retry: fastRetry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0)},
 			func(ctx context.Context, msgs []jetstream.Msg) []error {
 				mu.Lock()
@@ -302,7 +304,7 @@ func TestConsumeBatches_AcksEachMessageByItsOwnResult(t *testing.T) {
 				return errs
 			})
 	})
-	waitFor(t, "every message to be settled", settled(t, js, cons, 0))
+	workertest.WaitFor(t, "every message to be settled", settled(t, js, cons, 0))
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -347,7 +349,7 @@ func TestConsumeBatches_HoldsConcurrencyBatchesAtOnce(t *testing.T) {
 		bothInHand     = make(chan struct{})
 		bothInHandOnce sync.Once
 	)
-	run(t, "ConsumeBatches", func(ctx context.Context) error {
+	workertest.Run(t, "ConsumeBatches", func(ctx context.Context) error {
 		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{MaxBatch: 2, Concurrency: 2, Logger: quiet},
 			func(ctx context.Context, msgs []jetstream.Msg) []error {
 				mu.Lock()
@@ -368,7 +370,7 @@ func TestConsumeBatches_HoldsConcurrencyBatchesAtOnce(t *testing.T) {
 				return make([]error, len(msgs))
 			})
 	})
-	waitFor(t, "every message to be settled", settled(t, js, cons, 0))
+	workertest.WaitFor(t, "every message to be settled", settled(t, js, cons, 0))
 	mu.Lock()
 	defer mu.Unlock()
 	if most != 2 {
@@ -408,7 +410,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 		if handlerCtxErr != nil {
 			t.Errorf("the handler's context ended within the grace period: %v", handlerCtxErr)
 		}
-		waitFor(t, "the finished message to be acked", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the finished message to be acked", settled(t, js, cons, 0))
 	})
 
 	t.Run("a message still in hand after the grace period stays queued", func(t *testing.T) {
@@ -465,14 +467,14 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 		if n := calls.Load(); n != 2 {
 			t.Errorf("handled %d times, want twice: once, then again in hand", n)
 		}
-		waitFor(t, "the message to be acked", settled(t, js, cons, 0))
+		workertest.WaitFor(t, "the message to be acked", settled(t, js, cons, 0))
 	})
 
 	t.Run("an idle batch loop returns nil when its context ends", func(t *testing.T) {
 		t.Parallel()
 		js := natstest.JetStream(t, "tax")
 		cons := agencyConsumer(t, js, "tax")
-		run(t, "ConsumeBatches", func(ctx context.Context) error {
+		workertest.Run(t, "ConsumeBatches", func(ctx context.Context) error {
 			return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{Logger: quiet},
 				func(ctx context.Context, msgs []jetstream.Msg) []error { return make([]error, len(msgs)) })
 		})
@@ -517,7 +519,7 @@ func TestConsume_RetriesOutagesPromptlyAndNeverDeadLettersThem(t *testing.T) {
 	t.Parallel()
 	js, cons := oneWorkItem(t)
 	var rec recorder
-	run(t, "Consume", func(ctx context.Context) error {
+	workertest.Run(t, "Consume", func(ctx context.Context) error {
 		return natsbus.Consume(ctx, cons, natsbus.Settings{
 			Retry: rec.retry, OutageRetry: 20 * time.Millisecond, Logger: quiet, DeadLetter: rec.deadLetter(js, 0),
 		}, func(ctx context.Context, msg jetstream.Msg) error {
@@ -527,7 +529,7 @@ func TestConsume_RetriesOutagesPromptlyAndNeverDeadLettersThem(t *testing.T) {
 			return nil
 		})
 	})
-	waitFor(t, "the message to be acked once the outage ends", settled(t, js, cons, 0))
+	workertest.WaitFor(t, "the message to be acked once the outage ends", settled(t, js, cons, 0))
 	deliveries, retries, deadLetters, _ := rec.snapshot()
 	if !slices.Equal(deliveries, []uint64{1, 2, 3, 4}) {
 		t.Errorf("deliveries = %v, want [1 2 3 4]", deliveries)
@@ -541,7 +543,7 @@ func TestConsume_RetryInOverridesTheSchedule(t *testing.T) {
 	t.Parallel()
 	js, cons := oneWorkItem(t)
 	var rec recorder
-	run(t, "Consume", func(ctx context.Context) error {
+	workertest.Run(t, "Consume", func(ctx context.Context) error {
 		return natsbus.Consume(ctx, cons, natsbus.Settings{Retry: rec.retry, Logger: quiet},
 			func(ctx context.Context, msg jetstream.Msg) error {
 				if rec.delivered(msg) == 1 {
@@ -550,8 +552,91 @@ func TestConsume_RetryInOverridesTheSchedule(t *testing.T) {
 				return nil
 			})
 	})
-	waitFor(t, "the message to be acked on its second delivery", settled(t, js, cons, 0))
+	workertest.WaitFor(t, "the message to be acked on its second delivery", settled(t, js, cons, 0))
 	if _, retries, _, _ := rec.snapshot(); len(retries) != 0 {
 		t.Errorf("Retry called with %v; RetryIn should have set the delay", retries)
+	}
+}
+
+func TestConsume_TellsSettledWhatItDecided(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  error
+		// failingDeadLetters is how many dead-letter hook calls fail.
+		failingDeadLetters int
+		want               natsbus.Outcome
+	}{
+		{"a nil error is acked", nil, 0, natsbus.Acked},
+		{"a transient error is retried", errors.New("agency unreachable"), 0, natsbus.Retried},
+		{"an outage is an outage", events.Unavailable(errors.New("postgres down")), 0, natsbus.Outage},
+		{"a permanent error is dead-lettered", events.Permanent(errors.New("malformed")), 0, natsbus.DeadLettered},
+		{"a permanent error whose dead letter cannot be recorded is kept, as an outage", events.Permanent(errors.New("malformed")), 1, natsbus.Outage},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			js, cons := oneWorkItem(t)
+			var rec recorder
+			outcomes := make(chan natsbus.Outcome, 16)
+			workertest.Run(t, "Consume", func(ctx context.Context) error {
+				return natsbus.Consume(ctx, cons, natsbus.Settings{
+					Retry: rec.retry, OutageRetry: time.Hour, Logger: quiet, DeadLetter: rec.deadLetter(js, tc.failingDeadLetters),
+					Settled: func(msg jetstream.Msg, o natsbus.Outcome) { outcomes <- o },
+				}, func(ctx context.Context, msg jetstream.Msg) error {
+					if rec.delivered(msg) > 1 {
+						return nil
+					}
+					return tc.err
+				})
+			})
+			if got := receive(t, outcomes, "the first outcome"); got != tc.want {
+				t.Errorf("Settled told %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConsumeBatches_HoldsAPanicAgainstTheMessageThatCausesIt(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	for i := 1; i <= 4; i++ {
+		publishWork(t, js, "tax", fmt.Sprintf("w%d", i))
+	}
+	var rec recorder
+	var mu sync.Mutex
+	outcomes := map[string]natsbus.Outcome{}
+	id := func(msg jetstream.Msg) string {
+		var body map[string]string
+		_ = json.Unmarshal(msg.Data(), &body)
+		return body["id"]
+	}
+	workertest.Run(t, "ConsumeBatches", func(ctx context.Context) error {
+		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
+			MaxBatch: 4, Retry: fastRetry, Logger: quiet, DeadLetter: rec.deadLetter(js, 0),
+			Settled: func(msg jetstream.Msg, o natsbus.Outcome) {
+				mu.Lock()
+				defer mu.Unlock()
+				outcomes[id(msg)] = o
+			},
+		}, func(ctx context.Context, msgs []jetstream.Msg) []error {
+			for _, msg := range msgs {
+				if id(msg) == "w3" {
+					panic("index out of range")
+				}
+			}
+			return make([]error, len(msgs))
+		})
+	})
+	workertest.WaitFor(t, "every message to be settled", settled(t, js, cons, 0))
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]natsbus.Outcome{"w1": natsbus.Acked, "w2": natsbus.Acked, "w3": natsbus.DeadLettered, "w4": natsbus.Acked}
+	if !maps.Equal(outcomes, want) {
+		t.Errorf("outcomes %v, want %v", outcomes, want)
+	}
+	if _, _, deadLetters, _ := rec.snapshot(); len(deadLetters) != 1 || !strings.Contains(deadLetters[0], "panicked: index out of range") {
+		t.Errorf("dead letters %q, want w3's alone, naming the panic", deadLetters)
 	}
 }

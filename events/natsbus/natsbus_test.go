@@ -1,7 +1,6 @@
 package natsbus_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -14,50 +13,6 @@ import (
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 )
 
-// waitFor polls cond every 20ms for up to 20s. cond returns nil once the
-// awaited outcome holds, or an error describing what it sees instead, which
-// the failure message quotes.
-func waitFor(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after 20s waiting for %s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// run starts a blocking loop under a context that ends when the test does,
-// and checks that the loop then returns nil.
-func run(t *testing.T, name string, loop func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- loop(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s returned %v after its context ended, want nil", name, err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("%s did not return within 20s of its context ending", name)
-		}
-	})
-}
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // quiet is a logger for consume loops that keeps test output readable.
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -66,7 +21,7 @@ func fastRetry(uint64) time.Duration { return 10 * time.Millisecond }
 
 func agencyConsumer(t *testing.T, js jetstream.JetStream, agency string) jetstream.Consumer {
 	t.Helper()
-	cons, err := js.Consumer(testContext(t), events.WorkStream, events.AgencyConsumer(agency))
+	cons, err := js.Consumer(t.Context(), events.WorkStream, events.AgencyConsumer(agency))
 	if err != nil {
 		t.Fatalf("open consumer of %s: %v", agency, err)
 	}
@@ -75,7 +30,7 @@ func agencyConsumer(t *testing.T, js jetstream.JetStream, agency string) jetstre
 
 func consumerInfo(t *testing.T, cons jetstream.Consumer) *jetstream.ConsumerInfo {
 	t.Helper()
-	info, err := cons.Info(testContext(t))
+	info, err := cons.Info(t.Context())
 	if err != nil {
 		t.Fatalf("consumer info: %v", err)
 	}
@@ -85,7 +40,7 @@ func consumerInfo(t *testing.T, cons jetstream.Consumer) *jetstream.ConsumerInfo
 // publishWork queues a small message on an agency's work subject.
 func publishWork(t *testing.T, js jetstream.JetStream, agency, id string) {
 	t.Helper()
-	err := natsbus.NewPublisher(js).Publish(testContext(t), natsbus.Outgoing{
+	err := natsbus.NewPublisher(js).Publish(t.Context(), natsbus.Outgoing{
 		Subject: events.WorkSubject(agency), ID: id, Value: map[string]string{"id": id},
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 func TestProvision_IsIdempotentAndCreatesStreamsAndConsumers(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
+	ctx := t.Context()
 	js := natstest.JetStream(t, "tax", "sns")
 	pub := natsbus.NewPublisher(js)
 	if err := pub.Publish(ctx, natsbus.Outgoing{Subject: events.RequestSubject("lisboa", "desk-1"), ID: "r1", Value: "r1"}); err != nil {
@@ -91,7 +91,7 @@ func TestProvision_IsIdempotentAndCreatesStreamsAndConsumers(t *testing.T) {
 	}
 	for _, c := range consumers {
 		t.Run(fmt.Sprintf("consumer %s acks explicitly and delivers at most %d times", c.name, c.maxDeliver), func(t *testing.T) {
-			cons, err := js.Consumer(testContext(t), c.stream, c.name)
+			cons, err := js.Consumer(t.Context(), c.stream, c.name)
 			if err != nil {
 				t.Fatalf("consumer %s on %s: %v", c.name, c.stream, err)
 			}
@@ -108,7 +108,7 @@ func TestProvision_IsIdempotentAndCreatesStreamsAndConsumers(t *testing.T) {
 
 func TestProvision_RefusesPublishesOnceAStreamIsFull(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
+	ctx := t.Context()
 	ns := natstest.Server(t)
 	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
 	if err != nil {
@@ -147,11 +147,11 @@ func TestProvision_RefusesPublishesOnceAStreamIsFull(t *testing.T) {
 
 func streamConfig(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamConfig {
 	t.Helper()
-	s, err := js.Stream(testContext(t), name)
+	s, err := js.Stream(t.Context(), name)
 	if err != nil {
 		t.Fatalf("open stream %s: %v", name, err)
 	}
-	info, err := s.Info(testContext(t))
+	info, err := s.Info(t.Context())
 	if err != nil {
 		t.Fatalf("stream info %s: %v", name, err)
 	}

@@ -11,7 +11,7 @@ import (
 
 func TestPublisher_StoresTheSameMsgIDOnce(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
+	ctx := t.Context()
 	js := natstest.JetStream(t)
 	pub := natsbus.NewPublisher(js)
 	subject := events.StatusSubject("tax")
@@ -55,7 +55,7 @@ func TestPublisher_StoresTheSameMsgIDOnce(t *testing.T) {
 
 func TestPublisher_ReportsWhatCannotBeStored(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
+	ctx := t.Context()
 	js := natstest.JetStream(t)
 	pub := natsbus.NewPublisher(js)
 

@@ -1,0 +1,61 @@
+// Package workertest helps test spotflow's long-running parts (consume
+// loops, pipeline roles, whole processes): it runs one for the length of a
+// test and waits, by polling, for what it should bring about. It imports
+// nothing of spotflow's, so the tests of every package may use it.
+package workertest
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Wait is how long WaitFor waits by default, and how long Run gives a loop
+// to return once its context ends.
+const Wait = 20 * time.Second
+
+// WaitFor polls cond until it returns nil, for up to Wait, and fails the
+// test otherwise. cond returns an error describing what it sees while the
+// awaited outcome does not hold yet; the failure message quotes the last.
+func WaitFor(t testing.TB, what string, cond func() error) {
+	t.Helper()
+	WaitWithin(t, Wait, what, cond)
+}
+
+// WaitWithin is WaitFor with its own limit, for outcomes that take a whole
+// system longer to reach.
+func WaitWithin(t testing.TB, limit time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s waiting for %s: %v", limit, what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Run runs loop in the background under a context that ends when the test
+// does, then checks that loop returns nil within Wait, as every spotflow
+// Run must on cancellation.
+func Run(t testing.TB, name string, loop func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- loop(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s returned %v after its context ended, want nil", name, err)
+			}
+		case <-time.After(Wait):
+			t.Errorf("%s did not return within %s of its context ending", name, Wait)
+		}
+	})
+}
