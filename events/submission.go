@@ -180,3 +180,16 @@ func isDatetime(v string) bool {
 func (s Submission) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("service", s.ServiceCode), slog.String("visit", s.VisitID))
 }
+
+// CheckIdempotencyKey tells whether key may be a desk's idempotency key: 1
+// to 255 printable ASCII characters. It returns nil when it may, else the
+// error for the Idempotency-Key field.
+func CheckIdempotencyKey(key string) *FieldError {
+	switch {
+	case key == "":
+		return &FieldError{CodeRequired, "Idempotency-Key", "an Idempotency-Key header is required"}
+	case len(key) > 255 || strings.IndexFunc(key, func(r rune) bool { return r > unicode.MaxASCII || !unicode.IsPrint(r) }) >= 0:
+		return &FieldError{CodeInvalidValue, "Idempotency-Key", "the Idempotency-Key must be 1 to 255 printable ASCII characters"}
+	}
+	return nil
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spotflow/spotflow/schemas"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 func TestLoadCatalog_TheBuiltInCatalogueFitsItsSchema(t *testing.T) {
@@ -245,14 +246,14 @@ func TestCatalogFile_RunReloadsTheFileWhenItChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "CatalogFile", f.Run)
+	workertest.Run(t, "CatalogFile", f.Run)
 
 	writeCatalogue(t, path, func(doc map[string]any) {
 		doc["version"] = "v2"
 		services := services(doc)
 		doc["services"] = services[:len(services)-1]
 	})
-	waitFor(t, "the changed file to be in force", func() error {
+	workertest.WaitFor(t, "the changed file to be in force", func() error {
 		if v := f.Current().Version; v != "v2" {
 			return fmt.Errorf("version %q", v)
 		}
@@ -263,7 +264,7 @@ func TestCatalogFile_RunReloadsTheFileWhenItChanges(t *testing.T) {
 		doc["version"] = "v3-broken"
 		doc["languages"] = []any{"el"}
 	})
-	waitFor(t, "the broken change to be refused", func() error {
+	workertest.WaitFor(t, "the broken change to be refused", func() error {
 		if !strings.Contains(logs.String(), "catalogue refused") {
 			return fmt.Errorf("logs: %s", logs.String())
 		}
@@ -274,7 +275,7 @@ func TestCatalogFile_RunReloadsTheFileWhenItChanges(t *testing.T) {
 	}
 
 	writeCatalogue(t, path, version("v4"))
-	waitFor(t, "the repaired file to be in force", func() error {
+	workertest.WaitFor(t, "the repaired file to be in force", func() error {
 		if v := f.Current().Version; v != "v4" {
 			return fmt.Errorf("version %q", v)
 		}

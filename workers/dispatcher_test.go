@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"slices"
 	"strings"
 	"sync"
@@ -13,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
 )
@@ -58,7 +61,7 @@ func startDispatcher(t *testing.T, adapters map[string]workers.Adapter, retryFor
 	if err != nil {
 		t.Fatalf("new dispatcher: %v", err)
 	}
-	runRole(t, "Dispatcher", d.Run)
+	workertest.Run(t, "Dispatcher", d.Run)
 	return js
 }
 
@@ -75,7 +78,7 @@ func queueWorkItem(t *testing.T, js jetstream.JetStream, subject string, req *ev
 func agencyEvents(t *testing.T, js jetstream.JetStream, requestID, agency string) []events.StatusEvent {
 	t.Helper()
 	var out []events.StatusEvent
-	for _, m := range streamMessages(t, js, events.EventsStream) {
+	for _, m := range natstest.Messages(t, js, events.EventsStream) {
 		ev, err := decodeStatus(m.Data)
 		if err != nil || ev.RequestID != requestID || ev.Agency != agency {
 			continue
@@ -106,11 +109,11 @@ func TestDispatcher_RetriesTransientFailuresInProcess(t *testing.T) {
 		return workers.Receipt{Status: events.StatusCompleted, Note: "certificate issued"}, nil
 	}}
 	js := startDispatcher(t, map[string]workers.Adapter{"tax": adapter}, 10*time.Second)
-	req := request("req-1", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
+	req := eventstest.Request("req-1", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
 	queueWorkItem(t, js, events.WorkSubject("tax"), req, "tax")
 
 	completed, _ := eventWith(t, js, events.EventID("req-1", "tax", events.StatusCompleted))
-	waitFor(t, "the work item to be acked", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
+	workertest.WaitFor(t, "the work item to be acked", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
 
 	if calls := adapter.Calls(); len(calls) != failures+1 || calls[0] != "req-1.tax" {
 		t.Errorf("adapter calls = %v, want %d for req-1.tax", calls, failures+1)
@@ -128,8 +131,8 @@ func TestDispatcher_RetriesTransientFailuresInProcess(t *testing.T) {
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("the work stream still holds %d messages", n)
 	}
-	cons, _ := js.Consumer(testContext(t), events.WorkStream, events.AgencyConsumer("tax"))
-	if info, err := cons.Info(testContext(t)); err != nil || info.NumRedelivered != 0 {
+	cons, _ := js.Consumer(t.Context(), events.WorkStream, events.AgencyConsumer("tax"))
+	if info, err := cons.Info(t.Context()); err != nil || info.NumRedelivered != 0 {
 		t.Errorf("the work item went back to the queue (redelivered: %v, %v); retries should stay in process", info.NumRedelivered, err)
 	}
 }
@@ -144,14 +147,14 @@ func TestDispatcher_ReturnsAWorkItemToTheQueueWhenRetriesRunOut(t *testing.T) {
 		return workers.Receipt{Status: events.StatusAccepted}, nil
 	}}
 	js := startDispatcher(t, map[string]workers.Adapter{"tax": adapter}, 100*time.Millisecond)
-	queueWorkItem(t, js, events.WorkSubject("tax"), changeOfAddress("req-2"), "tax")
+	queueWorkItem(t, js, events.WorkSubject("tax"), eventstest.ChangeOfAddress("req-2"), "tax")
 
-	waitFor(t, "the work item to be redelivered", func() error {
-		cons, err := js.Consumer(testContext(t), events.WorkStream, events.AgencyConsumer("tax"))
+	workertest.WaitFor(t, "the work item to be redelivered", func() error {
+		cons, err := js.Consumer(t.Context(), events.WorkStream, events.AgencyConsumer("tax"))
 		if err != nil {
 			return err
 		}
-		info, err := cons.Info(testContext(t))
+		info, err := cons.Info(t.Context())
 		if err != nil {
 			return err
 		}
@@ -165,7 +168,7 @@ func TestDispatcher_ReturnsAWorkItemToTheQueueWhenRetriesRunOut(t *testing.T) {
 	if got := statuses(agencyEvents(t, js, "req-2", "tax")); !slices.Equal(got, []events.Status{events.StatusDispatched, events.StatusAccepted}) {
 		t.Errorf("events %v, want dispatched then accepted and no failure", got)
 	}
-	waitFor(t, "the work item to be acked", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
+	workertest.WaitFor(t, "the work item to be acked", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
 }
 
 func TestDispatcher_ReportsTheAgencysAnswer(t *testing.T) {
@@ -203,14 +206,14 @@ func TestDispatcher_ReportsTheAgencysAnswer(t *testing.T) {
 			t.Parallel()
 			adapter := &fakeAdapter{answer: tt.answer}
 			js := startDispatcher(t, map[string]workers.Adapter{"sns": adapter}, 5*time.Second)
-			req := request("req-3", "health-appointment", map[string]any{"health_number": "987654321", "kind": "remote"})
+			req := eventstest.Request("req-3", "health-appointment", map[string]any{"health_number": "987654321", "kind": "remote"})
 			queueWorkItem(t, js, events.WorkSubject("sns"), req, "sns")
 
 			ev, _ := eventWith(t, js, events.EventID("req-3", "sns", tt.want))
 			if !strings.Contains(ev.Note, tt.note) {
 				t.Errorf("%s event note = %q, want it to contain %q", tt.want, ev.Note, tt.note)
 			}
-			waitFor(t, "the work item to be settled", drained(t, js, events.WorkStream, events.AgencyConsumer("sns")))
+			workertest.WaitFor(t, "the work item to be settled", drained(t, js, events.WorkStream, events.AgencyConsumer("sns")))
 			if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 				t.Errorf("the work stream still holds %d messages", n)
 			}
@@ -248,13 +251,13 @@ func TestDispatcher_DeadLettersAWorkItemQueuedForAnotherAgency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "Dispatcher", d.Run)
+	workertest.Run(t, "Dispatcher", d.Run)
 	// Something that is no work item at all, then sns's work item on tax's
 	// queue.
 	publish(t, js, events.WorkSubject("tax"), "junk", map[string]string{"schema": "spotflow.work_item.v0"})
-	queueWorkItem(t, js, events.WorkSubject("tax"), changeOfAddress("req-4"), "sns")
+	queueWorkItem(t, js, events.WorkSubject("tax"), eventstest.ChangeOfAddress("req-4"), "sns")
 
-	waitFor(t, "both messages to be terminated", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
+	workertest.WaitFor(t, "both messages to be terminated", drained(t, js, events.WorkStream, events.AgencyConsumer("tax")))
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("the work stream still holds %d messages", n)
 	}
@@ -318,12 +321,12 @@ func TestDispatcher_StartsNoQueueWhenOneIsMissing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new dispatcher: %v", err)
 	}
-	runRole(t, "Dispatcher", d.Run)
+	workertest.Run(t, "Dispatcher", d.Run)
 	const n = 10
 	for i := range n {
-		queueWorkItem(t, js, events.WorkSubject("imt"), request(fmt.Sprintf("req-%d", i), "driving-licence-renewal", nil), "imt")
+		queueWorkItem(t, js, events.WorkSubject("imt"), eventstest.Request(fmt.Sprintf("req-%d", i), "driving-licence-renewal", nil), "imt")
 	}
-	waitFor(t, "the working dispatcher to deliver every work item", func() error {
+	workertest.WaitFor(t, "the working dispatcher to deliver every work item", func() error {
 		if got, held := len(working.Calls()), len(blocked.Calls()); got != n || held != 0 {
 			return fmt.Errorf("the working dispatcher delivered %d, the failed one holds %d", got, held)
 		}
@@ -339,7 +342,7 @@ func TestDispatcher_ReportsDispatchedWhileASlowAgencyIsStillAnswering(t *testing
 		return workers.Receipt{Status: events.StatusAccepted}, nil
 	}}
 	js := startDispatcher(t, map[string]workers.Adapter{"tax": adapter}, 10*time.Second)
-	req := request("req-slow", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
+	req := eventstest.Request("req-slow", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
 	queueWorkItem(t, js, events.WorkSubject("tax"), req, "tax")
 
 	dispatched, _ := eventWith(t, js, events.EventID("req-slow", "tax", events.StatusDispatched))

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,11 +14,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // pipeline runs every role but intake against a fresh JetStream and schema,
@@ -33,21 +33,21 @@ type pipeline struct {
 func startPipeline(t *testing.T, adapter workers.Adapter, topology natsbus.Topology) *pipeline {
 	t.Helper()
 	p := startPipelineWithout(t, adapter, topology)
-	router, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: catalog(t), DeadLetters: p.store, Logger: quiet})
+	router, err := workers.NewRouter(workers.RouterConfig{JetStream: p.js, Catalog: eventstest.Catalog(t), DeadLetters: p.store, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "Router", router.Run)
+	workertest.Run(t, "Router", router.Run)
 	return p
 }
 
 // startPipelineWithout runs every role but intake and the router.
 func startPipelineWithout(t *testing.T, adapter workers.Adapter, topology natsbus.Topology) *pipeline {
 	t.Helper()
-	cat := catalog(t)
+	cat := eventstest.Catalog(t)
 	p := &pipeline{js: natstest.JetStream(t), store: pgtest.Store(t)}
 	topology.Agencies = cat.AgencyCodes()
-	if err := natsbus.Provision(testContext(t), p.js, topology); err != nil {
+	if err := natsbus.Provision(t.Context(), p.js, topology); err != nil {
 		t.Fatal(err)
 	}
 	adapters := make(map[string]workers.Adapter)
@@ -68,16 +68,16 @@ func startPipelineWithout(t *testing.T, adapter workers.Adapter, topology natsbu
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "Dispatcher", dispatcher.Run)
-	runRole(t, "Projector", projector.Run)
-	runRole(t, "Undelivered", undelivered.Run)
+	workertest.Run(t, "Dispatcher", dispatcher.Run)
+	workertest.Run(t, "Projector", projector.Run)
+	workertest.Run(t, "Undelivered", undelivered.Run)
 	return p
 }
 
 // accept binds a key to req as intake does, and returns req's desk.
 func (p *pipeline) accept(t *testing.T, req *events.Request, publish bool) events.Desk {
 	t.Helper()
-	ctx := testContext(t)
+	ctx := t.Context()
 	desk, _, err := p.store.CreateDesk(ctx, "lisboa", "Desk "+req.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func (p *pipeline) accept(t *testing.T, req *events.Request, publish bool) event
 func (p *pipeline) waitForStatus(t *testing.T, desk events.Desk, id string, want events.Status) *events.RequestView {
 	t.Helper()
 	var v *events.RequestView
-	waitFor(t, fmt.Sprintf("request %s to be %s", id, want), func() error {
+	workertest.WaitFor(t, fmt.Sprintf("request %s to be %s", id, want), func() error {
 		var err error
 		v, err = p.store.RequestForDesk(context.Background(), desk.ID, id)
 		if err != nil {
@@ -126,21 +126,21 @@ func TestUndelivered_DeadLettersAWorkItemWhoseDeliveriesRunOut(t *testing.T) {
 		return workers.Receipt{}, errors.New("connection refused")
 	}}
 	p := startPipeline(t, unreachable, natsbus.Topology{MaxDeliveries: 2})
-	req := request("req-undelivered", "birth-certificate", map[string]any{"format": "paper"})
+	req := eventstest.Request("req-undelivered", "birth-certificate", map[string]any{"format": "paper"})
 	desk := p.accept(t, req, true)
 
 	v := p.waitForStatus(t, desk, req.ID, events.StatusFailed)
 	if v.WorkItems[0].Status != events.StatusFailed {
 		t.Errorf("work item %+v, want failed", v.WorkItems[0])
 	}
-	dead, err := p.store.ListDeadLetters(testContext(t), "civil-registry", false, 0)
+	dead, err := p.store.ListDeadLetters(t.Context(), "civil-registry", false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(dead) != 1 || dead[0].Reason != events.ReasonMaxDeliveries || dead[0].WorkItemID != req.ID+".civil-registry" || dead[0].Attempts != 2 {
 		t.Fatalf("dead letters %+v, want one max_deliveries dead letter of the work item after 2 attempts", dead)
 	}
-	waitFor(t, "the work item to leave the work queue", func() error {
+	workertest.WaitFor(t, "the work item to leave the work queue", func() error {
 		if n := natstest.StreamMessages(t, p.js, events.WorkStream); n != 0 {
 			return fmt.Errorf("%d messages in the work stream", n)
 		}
@@ -161,11 +161,11 @@ func TestReplay_DeliversAFailedWorkItemAgainInANewRound(t *testing.T) {
 		return workers.Receipt{Status: events.StatusCompleted, Note: "done"}, nil
 	}}
 	p := startPipeline(t, agency, natsbus.Topology{})
-	req := request("req-replay", "driving-licence-renewal", map[string]any{"licence_number": "L-1", "categories": []string{"B"}})
+	req := eventstest.Request("req-replay", "driving-licence-renewal", map[string]any{"licence_number": "L-1", "categories": []string{"B"}})
 	desk := p.accept(t, req, true)
 	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
 
-	ctx := testContext(t)
+	ctx := t.Context()
 	dead, err := p.store.ListDeadLetters(ctx, "imt", true, 0)
 	if err != nil || len(dead) != 1 || dead[0].Reason != events.ReasonPermanent {
 		t.Fatalf("dead letters %+v (err %v), want the refused work item", dead, err)
@@ -214,14 +214,14 @@ func TestReconciler_RedrivesARequestLostAfterItWasAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Accepted, but the message never made it to disk: nothing is published.
-	lost := changeOfAddress("req-lost")
+	lost := eventstest.ChangeOfAddress("req-lost")
 	desk := p.accept(t, lost, false)
 	// A request that is merely on its way is left alone.
-	ctx := testContext(t)
+	ctx := t.Context()
 	if n, err := reconciler.Reconcile(ctx); err != nil || n != 0 {
 		t.Fatalf("fresh request: re-drove %d (err %v), want 0", n, err)
 	}
-	waitFor(t, "the lost request to be re-driven", func() error {
+	workertest.WaitFor(t, "the lost request to be re-driven", func() error {
 		n, err := reconciler.Reconcile(ctx)
 		if err != nil || n != 1 {
 			return fmt.Errorf("re-drove %d (err %v)", n, err)
@@ -237,68 +237,7 @@ func TestReconciler_RedrivesARequestLostAfterItWasAccepted(t *testing.T) {
 	}
 }
 
-func TestOps_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
-	t.Parallel()
-	var calls atomic.Int32
-	agency := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
-		if calls.Add(1) == 1 {
-			return workers.Receipt{}, events.Permanent(errors.New("refused"))
-		}
-		return workers.Receipt{Status: events.StatusCompleted}, nil
-	}}
-	p := startPipeline(t, agency, natsbus.Topology{})
-	req := request("req-ops", "criminal-record-certificate", map[string]any{"purpose": "employment"})
-	desk := p.accept(t, req, true)
-	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
-
-	ops, err := workers.NewOps(workers.OpsConfig{Store: p.store, Replayer: workers.NewReplayer(p.store, p.js), Token: "op-secret", Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(ops)
-	t.Cleanup(srv.Close)
-	call := func(method, path, token string) (int, map[string]json.RawMessage) {
-		r, _ := http.NewRequest(method, srv.URL+path, nil)
-		r.Header.Set("Authorization", "Bearer "+token)
-		r.Header.Set("X-Operator", "rui")
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]json.RawMessage
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
-	}
-	if code, _ := call("GET", "/v1/ops/dead-letters", "desk-token"); code != http.StatusUnauthorized {
-		t.Errorf("without the operator token: %d, want 401", code)
-	}
-	code, body := call("GET", "/v1/ops/dead-letters?agency=justice", "op-secret")
-	var list []events.DeadLetter
-	if err := json.Unmarshal(body["dead_letters"], &list); code != http.StatusOK || err != nil || len(list) != 1 {
-		t.Fatalf("list: %d %s", code, body["dead_letters"])
-	}
-	if strings.Contains(string(body["dead_letters"]), lost().Citizen.NationalID) {
-		t.Error("the list shows the citizen's national ID")
-	}
-	if code, _ := call("GET", fmt.Sprintf("/v1/ops/dead-letters/%d", list[0].ID), "op-secret"); code != http.StatusOK {
-		t.Errorf("show: %d", code)
-	}
-	if code, _ := call("GET", "/v1/ops/dead-letters/999999", "op-secret"); code != http.StatusNotFound {
-		t.Errorf("show unknown: %d, want 404", code)
-	}
-	if code, _ := call("POST", "/v1/ops/dead-letters/replay?agency=justice", "op-secret"); code != http.StatusAccepted {
-		t.Errorf("replay all: %d, want 202", code)
-	}
-	p.waitForStatus(t, desk, req.ID, events.StatusCompleted)
-	var actor string
-	if err := p.store.Pool().QueryRow(testContext(t), `SELECT actor FROM audit_log`).Scan(&actor); err != nil || actor != "operator:rui" {
-		t.Errorf("audit actor %q (err %v), want operator:rui", actor, err)
-	}
-}
-
-// lost returns a request like the tests', for its citizen.
-func lost() *events.Request { return changeOfAddress("x") }
+func lost() *events.Request { return eventstest.ChangeOfAddress("x") }
 
 func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	t.Parallel()
@@ -308,7 +247,7 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	p := startPipelineWithout(t, agency, natsbus.Topology{})
 	// A router whose catalogue lacks birth certificates dead-letters the
 	// request; an operator replays it once a router knows the service.
-	full := catalog(t)
+	full := eventstest.Catalog(t)
 	raw, err := json.Marshal(struct {
 		Version  string           `json:"version"`
 		Agencies []events.Agency  `json:"agencies"`
@@ -329,7 +268,7 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	oldDone := make(chan error, 1)
 	go func() { oldDone <- oldRouter.Run(ctx) }()
 
-	req := request("req-unrouted", "birth-certificate", map[string]any{"format": "online"})
+	req := eventstest.Request("req-unrouted", "birth-certificate", map[string]any{"format": "online"})
 	desk := p.accept(t, req, true)
 	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
 	stopOld()
@@ -340,13 +279,13 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "Router", router.Run)
+	workertest.Run(t, "Router", router.Run)
 
-	dead, err := p.store.ListDeadLetters(testContext(t), "", true, 0)
+	dead, err := p.store.ListDeadLetters(t.Context(), "", true, 0)
 	if err != nil || len(dead) != 1 || dead[0].RequestID != req.ID || !strings.Contains(dead[0].LastError, "unknown service") {
 		t.Fatalf("dead letters %+v (err %v), want the unroutable request", dead, err)
 	}
-	if err := workers.NewReplayer(p.store, p.js).Replay(testContext(t), dead[0].ID, "operator:ines"); err != nil {
+	if err := workers.NewReplayer(p.store, p.js).Replay(t.Context(), dead[0].ID, "operator:ines"); err != nil {
 		t.Fatal(err)
 	}
 	v := p.waitForStatus(t, desk, req.ID, events.StatusCompleted)
@@ -368,17 +307,17 @@ func TestReconciler_AnUnreadableKeptRequestDoesNotHoldBackTheOthers(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testContext(t)
-	garbled := changeOfAddress("req-garbled")
+	ctx := t.Context()
+	garbled := eventstest.ChangeOfAddress("req-garbled")
 	p.accept(t, garbled, false)
 	// As if sealed under another citizen key.
 	if _, err := p.store.Pool().Exec(ctx, `UPDATE intake_keys SET sealed_request = decode(repeat('ab', 64), 'hex') WHERE request_id = $1`, garbled.ID); err != nil {
 		t.Fatal(err)
 	}
-	lost := changeOfAddress("req-lost-too")
+	lost := eventstest.ChangeOfAddress("req-lost-too")
 	desk := p.accept(t, lost, false)
 
-	waitFor(t, "the readable request to be re-driven", func() error {
+	workertest.WaitFor(t, "the readable request to be re-driven", func() error {
 		n, err := reconciler.Reconcile(ctx)
 		if err != nil || n != 1 {
 			return fmt.Errorf("re-drove %d (err %v)", n, err)

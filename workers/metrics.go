@@ -3,7 +3,6 @@ package workers
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,26 +103,10 @@ func (m *Metrics) wasDispatched(agency string) {
 	}
 }
 
-// refusalRecorder notes the error code of a refused submission; writeError
-// tells it.
-type refusalRecorder struct {
-	http.ResponseWriter
-	m *Metrics
-}
-
-func (r *refusalRecorder) refused(code string) { r.m.intakeRefused.WithLabelValues(code).Inc() }
-
-// Unwrap lets http.ResponseController reach the connection.
-func (r *refusalRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// countRefusals wraps the submission handler so that every refusal counts
-// by its error code.
-func (m *Metrics) countRefusals(h http.HandlerFunc) http.HandlerFunc {
-	if m == nil {
-		return h
-	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		h(&refusalRecorder{ResponseWriter: w, m: m}, r)
+// Refused counts a submission refused with the error code of its answer.
+func (m *Metrics) Refused(code string) {
+	if m != nil {
+		m.intakeRefused.WithLabelValues(code).Inc()
 	}
 }
 

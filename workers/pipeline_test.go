@@ -2,25 +2,27 @@ package workers_test
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/intaketest"
 	"github.com/spotflow/spotflow/workers/simagency"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 func TestPipeline_CarriesRequestsFromTheDeskToTheirOutcome(t *testing.T) {
 	t.Parallel()
-	cat := catalog(t)
-	api := startIntake(t, 0, nil)
+	cat := eventstest.Catalog(t)
+	desk := intaketest.Start(t, nil)
 	// The intake's JetStream has no agency consumers yet; every role
 	// provisions at start, so do it again with the agencies.
-	js := api.js
-	if err := natsbus.Provision(testContext(t), js, natsbus.Topology{Agencies: cat.AgencyCodes()}); err != nil {
+	js := desk.JS
+	if err := natsbus.Provision(t.Context(), js, natsbus.Topology{Agencies: cat.AgencyCodes()}); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 
@@ -28,7 +30,7 @@ func TestPipeline_CarriesRequestsFromTheDeskToTheirOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new router: %v", err)
 	}
-	runRole(t, "Router", router.Run)
+	workertest.Run(t, "Router", router.Run)
 	profiles, err := simagency.ParseProfiles("*:latency=1ms;tax:reject=1")
 	if err != nil {
 		t.Fatalf("parse profiles: %v", err)
@@ -43,32 +45,39 @@ func TestPipeline_CarriesRequestsFromTheDeskToTheirOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new dispatcher: %v", err)
 	}
-	runRole(t, "Dispatcher", dispatcher.Run)
-	projector, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: api.store, Logger: quiet})
+	workertest.Run(t, "Dispatcher", dispatcher.Run)
+	projector, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: desk.Store, Logger: quiet})
 	if err != nil {
 		t.Fatalf("new projector: %v", err)
 	}
-	runRole(t, "Projector", projector.Run)
+	workertest.Run(t, "Projector", projector.Run)
 
-	birth := mustAccept(t, api.submit(t, "birth-1", `{"service_code": "birth-certificate",
-		"citizen": {"national_id": "12345678", "name": "Maria Silva"}, "attributes": {"format": "online"}}`))
-	move := mustAccept(t, api.submit(t, "move-1", changeOfAddressBody))
+	submit := func(key string, req *events.Request) string {
+		t.Helper()
+		id, _, err := desk.Intake.Accept(t.Context(), desk.Desk, key, &events.Submission{
+			ServiceCode: req.ServiceCode, Citizen: &req.Citizen, Attributes: req.Attributes, Mediator: req.Mediator,
+		})
+		if err != nil {
+			t.Fatalf("accept %s: %v", key, err)
+		}
+		return id
+	}
+	birth := submit("birth-1", eventstest.Request("", "birth-certificate", map[string]any{"format": "online"}))
+	move := submit("move-1", eventstest.ChangeOfAddress(""))
 
 	read := func(id string, want events.Status) *events.RequestView {
-		var v events.RequestView
-		waitFor(t, fmt.Sprintf("request %s to be %s", id, want), func() error {
-			r := api.do(t, call{method: "GET", path: "/v1/requests/" + id, token: api.token})
-			if r.status != http.StatusOK {
-				return fmt.Errorf("GET answered %d %s", r.status, r.body)
+		var v *events.RequestView
+		workertest.WaitFor(t, fmt.Sprintf("request %s to be %s", id, want), func() error {
+			var err error
+			if v, err = desk.Store.RequestForDesk(t.Context(), desk.Desk.ID, id); err != nil {
+				return err
 			}
-			v = events.RequestView{}
-			r.decode(t, &v)
 			if v.Status != want || !slices.ContainsFunc(v.Timeline, func(e events.TimelineEntry) bool { return e.Agency == "" && e.Status == want }) {
-				return fmt.Errorf("request is %s with timeline %v", v.Status, timelineOf(&v))
+				return fmt.Errorf("request is %s with timeline %v", v.Status, timelineOf(v))
 			}
 			return nil
 		})
-		return &v
+		return v
 	}
 
 	v := read(birth, events.StatusCompleted)
@@ -88,7 +97,7 @@ func TestPipeline_CarriesRequestsFromTheDeskToTheirOutcome(t *testing.T) {
 			t.Errorf("tax's work item is %s, want rejected", w.Status)
 		}
 	}
-	waitFor(t, "every agency to apply its work item", func() error {
+	workertest.WaitFor(t, "every agency to apply its work item", func() error {
 		for _, code := range []string{"civil-registry", "tax", "social-security", "sns"} {
 			want := 1
 			if code == "civil-registry" {

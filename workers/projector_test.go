@@ -13,10 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // startProjector runs a projector from a fresh JetStream into a fresh
@@ -47,7 +49,7 @@ func startProjector(t *testing.T, unknownRequestFor time.Duration) (jetstream.Je
 	if err != nil {
 		t.Fatalf("new projector: %v", err)
 	}
-	runRole(t, "Projector", p.Run)
+	workertest.Run(t, "Projector", p.Run)
 	return js, store, terminated
 }
 
@@ -83,8 +85,8 @@ func publishEvent(t *testing.T, js jetstream.JetStream, ev events.StatusEvent, m
 func view(t *testing.T, store *postgres.Store, requestID, what string, ok func(v *events.RequestView) error) *events.RequestView {
 	t.Helper()
 	var got *events.RequestView
-	waitFor(t, what, func() error {
-		v, err := store.RequestForDesk(testContext(t), "desk-1", requestID)
+	workertest.WaitFor(t, what, func() error {
+		v, err := store.RequestForDesk(t.Context(), "desk-1", requestID)
 		if err != nil {
 			return err
 		}
@@ -126,7 +128,7 @@ func timelineOf(v *events.RequestView) []string {
 func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 	t.Parallel()
 	js, store, _ := startProjector(t, 0)
-	req := changeOfAddress("req-1")
+	req := eventstest.ChangeOfAddress("req-1")
 	req.VisitID = "visit-1"
 	tl := &timeline{req: req}
 	publishRequest(t, js, req)
@@ -175,7 +177,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
 	t.Parallel()
 	js, store, _ := startProjector(t, 0)
-	req := request("req-2", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
+	req := eventstest.Request("req-2", "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
 	tl := &timeline{req: req}
 	evs := []events.StatusEvent{
 		tl.event("", events.StatusRouted, "", "tax"),
@@ -193,12 +195,12 @@ func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
 	if n := natstest.StreamMessages(t, js, events.EventsStream); n != 8 {
 		t.Fatalf("the events stream holds %d messages, want 8", n)
 	}
-	waitFor(t, "the projector to settle all eight", func() error {
+	workertest.WaitFor(t, "the projector to settle all eight", func() error {
 		if err := drained(t, js, events.EventsStream, events.ProjectorConsumer)(); err != nil {
 			return err
 		}
-		cons, _ := js.Consumer(testContext(t), events.EventsStream, events.ProjectorConsumer)
-		if info, err := cons.Info(testContext(t)); err != nil || info.AckFloor.Stream != 8 {
+		cons, _ := js.Consumer(t.Context(), events.EventsStream, events.ProjectorConsumer)
+		if info, err := cons.Info(t.Context()); err != nil || info.AckFloor.Stream != 8 {
 			return fmt.Errorf("acked up to %d (%v)", info.AckFloor.Stream, err)
 		}
 		return nil
@@ -209,11 +211,11 @@ func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
 	if got := timelineOf(v); !slices.Equal(got, want) {
 		t.Errorf("timeline = %v, want each event once: %v", got, want)
 	}
-	if _, err := store.FoldRollups(testContext(t)); err != nil {
+	if _, err := store.FoldRollups(t.Context()); err != nil {
 		t.Fatalf("fold roll-ups: %v", err)
 	}
 	var counted int64
-	if err := store.Pool().QueryRow(testContext(t), `SELECT sum(events) FROM throughput_minute`).Scan(&counted); err != nil {
+	if err := store.Pool().QueryRow(t.Context(), `SELECT sum(events) FROM throughput_minute`).Scan(&counted); err != nil {
 		t.Fatalf("read throughput: %v", err)
 	}
 	if counted != int64(len(want)) {
@@ -224,7 +226,7 @@ func TestProjector_AppliesTheSameEventOnce(t *testing.T) {
 func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 	t.Parallel()
 	js, store, _ := startProjector(t, 0)
-	req := changeOfAddress("req-4")
+	req := eventstest.ChangeOfAddress("req-4")
 	tl := &timeline{req: req}
 	publishRequest(t, js, req)
 	routed := tl.event("", events.StatusRouted, "", "tax", "sns")
@@ -250,11 +252,11 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 	if d := v.Timeline[2]; !d.At.Equal(taxDispatchedAt) {
 		t.Errorf("tax's dispatched event = %+v, want it at %v", d, taxDispatchedAt)
 	}
-	if _, err := store.FoldRollups(testContext(t)); err != nil {
+	if _, err := store.FoldRollups(t.Context()); err != nil {
 		t.Fatalf("fold roll-ups: %v", err)
 	}
 	var dispatched int
-	err := store.Pool().QueryRow(testContext(t), `
+	err := store.Pool().QueryRow(t.Context(), `
 		SELECT sum(submitted) FROM dashboard_counts WHERE grain = 'minute' AND scope = '' AND dim = 'agency'`).Scan(&dispatched)
 	if err != nil {
 		t.Fatalf("read dashboard counts: %v", err)
@@ -267,7 +269,7 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 func TestProjector_RefusesAStatusPublishedForSomeoneElse(t *testing.T) {
 	t.Parallel()
 	js, store, terminated := startProjector(t, 0)
-	req := changeOfAddress("req-3")
+	req := eventstest.ChangeOfAddress("req-3")
 	tl := &timeline{req: req}
 	publishRequest(t, js, req)
 	routed := tl.event("", events.StatusRouted, "", "tax", "sns")
@@ -287,7 +289,7 @@ func TestProjector_RefusesAStatusPublishedForSomeoneElse(t *testing.T) {
 		!strings.Contains(reasons[1], `req-3.tax.completed: published by "sns" on behalf of "tax"`) {
 		t.Errorf("termination reasons = %q, want both forgeries named", reasons)
 	}
-	waitFor(t, "the projector to settle every event", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+	workertest.WaitFor(t, "the projector to settle every event", drained(t, js, events.EventsStream, events.ProjectorConsumer))
 	v := view(t, store, "req-3", "sns's acceptance", func(v *events.RequestView) error {
 		if len(v.WorkItems) != 2 || v.WorkItems[0].Status != events.StatusAccepted {
 			return fmt.Errorf("work items %+v", v.WorkItems)
@@ -305,7 +307,7 @@ func TestProjector_RefusesAStatusPublishedForSomeoneElse(t *testing.T) {
 func TestProjector_TerminatesMalformedMessagesWithoutBlockingOthers(t *testing.T) {
 	t.Parallel()
 	js, store, terminated := startProjector(t, 0)
-	ctx := testContext(t)
+	ctx := t.Context()
 	raw := []struct{ subject, data string }{
 		{events.StatusSubject("tax"), `{not json`},
 		{events.StatusSubject("tax"), `{"schema":"spotflow.status.v9","id":"x","request_id":"req-4","status":"completed","at":"2026-01-01T00:00:00Z"}`},
@@ -316,7 +318,7 @@ func TestProjector_TerminatesMalformedMessagesWithoutBlockingOthers(t *testing.T
 			t.Fatalf("publish: %v", err)
 		}
 	}
-	req := request("req-4", "birth-certificate", map[string]any{"format": "paper"})
+	req := eventstest.Request("req-4", "birth-certificate", map[string]any{"format": "paper"})
 	publishRequest(t, js, req)
 	routed := (&timeline{req: req}).event("", events.StatusRouted, "", "civil-registry")
 	publishEvent(t, js, routed, routed.ID)
@@ -332,23 +334,23 @@ func TestProjector_TerminatesMalformedMessagesWithoutBlockingOthers(t *testing.T
 			t.Errorf("termination reasons = %q, want one with %q", reasons, want)
 		}
 	}
-	waitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+	workertest.WaitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
 }
 
 func TestProjector_RetriesAnEventThatArrivesBeforeItsRequest(t *testing.T) {
 	t.Parallel()
 	js, store, terminated := startProjector(t, time.Second)
-	early := request("req-5", "birth-certificate", map[string]any{"format": "paper"})
+	early := eventstest.Request("req-5", "birth-certificate", map[string]any{"format": "paper"})
 	routed := (&timeline{req: early}).event("", events.StatusRouted, "", "civil-registry")
 	publishEvent(t, js, routed, routed.ID)
-	orphan := (&timeline{req: request("req-never", "birth-certificate", nil)}).event("", events.StatusRouted, "", "civil-registry")
+	orphan := (&timeline{req: eventstest.Request("req-never", "birth-certificate", nil)}).event("", events.StatusRouted, "", "civil-registry")
 	publishEvent(t, js, orphan, orphan.ID)
-	waitFor(t, "both events to be tried once", func() error {
-		cons, err := js.Consumer(testContext(t), events.EventsStream, events.ProjectorConsumer)
+	workertest.WaitFor(t, "both events to be tried once", func() error {
+		cons, err := js.Consumer(t.Context(), events.EventsStream, events.ProjectorConsumer)
 		if err != nil {
 			return err
 		}
-		info, err := cons.Info(testContext(t))
+		info, err := cons.Info(t.Context())
 		if err != nil {
 			return err
 		}
@@ -367,7 +369,7 @@ func TestProjector_RetriesAnEventThatArrivesBeforeItsRequest(t *testing.T) {
 	if !strings.Contains(reason, "req-never") || !strings.Contains(reason, events.ErrUnknownRequest.Error()) {
 		t.Errorf("termination reason = %q, want the orphan's unknown request", reason)
 	}
-	waitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+	workertest.WaitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
 }
 
 // receive waits up to 20s for a value from ch.
@@ -387,8 +389,8 @@ func TestProjector_WaitsForTheRequestOfAnAcceptedEventHoweverLate(t *testing.T) 
 	// Events naming a request nobody accepted are given up on after 200ms;
 	// this one's request was accepted by intake, so it is waited for.
 	js, store, terminated := startProjector(t, 200*time.Millisecond)
-	ctx := testContext(t)
-	late := request("req-late", "birth-certificate", map[string]any{"format": "paper"})
+	ctx := t.Context()
+	late := eventstest.Request("req-late", "birth-certificate", map[string]any{"format": "paper"})
 	desk, _, err := store.CreateDesk(ctx, "lisboa", "Desk")
 	if err != nil {
 		t.Fatal(err)

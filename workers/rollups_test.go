@@ -6,19 +6,21 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 func TestFolder_BringsTheDashboardUpToDateWithTheProjection(t *testing.T) {
 	t.Parallel()
 	store := pgtest.Store(t)
-	ctx := testContext(t)
+	ctx := t.Context()
 	f, err := workers.NewFolder(workers.FolderConfig{Store: store, Every: 20 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRole(t, "Folder", f.Run)
+	workertest.Run(t, "Folder", f.Run)
 
 	submitted := func() (int, error) {
 		var n int
@@ -31,14 +33,14 @@ func TestFolder_BringsTheDashboardUpToDateWithTheProjection(t *testing.T) {
 		// Projected while the folder runs: the roll-ups catch up within a
 		// few ticks, each request counted once.
 		for i := range 3 {
-			req := request(fmt.Sprintf("req-%d-%d", round, i), "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
+			req := eventstest.Request(fmt.Sprintf("req-%d-%d", round, i), "tax-id-certificate", map[string]any{"tax_number": "123456789", "year": 2025})
 			for _, err := range store.Project(ctx, []events.Change{{Request: req}}) {
 				if err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		waitFor(t, "the dashboard to count every submission", func() error {
+		workertest.WaitFor(t, "the dashboard to count every submission", func() error {
 			n, err := submitted()
 			if err == nil && n != 3*round {
 				err = fmt.Errorf("the dashboard counts %d submissions, want %d", n, 3*round)

@@ -13,20 +13,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // startRouter provisions a JetStream and runs a router over it.
 func startRouter(t *testing.T) (jetstream.JetStream, *events.Catalog) {
 	t.Helper()
-	cat := catalog(t)
+	cat := eventstest.Catalog(t)
 	js := natstest.JetStream(t, cat.AgencyCodes()...)
 	router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: cat, Logger: quiet})
 	if err != nil {
 		t.Fatalf("new router: %v", err)
 	}
-	runRole(t, "Router", router.Run)
+	workertest.Run(t, "Router", router.Run)
 	return js, cat
 }
 
@@ -34,14 +36,14 @@ func startRouter(t *testing.T) (jetstream.JetStream, *events.Catalog) {
 // them by agency.
 func workItems(t *testing.T, js jetstream.JetStream, want int) map[string]events.WorkItem {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d work items", want), func() error {
+	workertest.WaitFor(t, fmt.Sprintf("%d work items", want), func() error {
 		if n := natstest.StreamMessages(t, js, events.WorkStream); n != uint64(want) {
 			return fmt.Errorf("the work stream holds %d", n)
 		}
 		return nil
 	})
 	items := make(map[string]events.WorkItem)
-	for _, m := range streamMessages(t, js, events.WorkStream) {
+	for _, m := range natstest.Messages(t, js, events.WorkStream) {
 		var item events.WorkItem
 		if err := json.Unmarshal(m.Data, &item); err != nil {
 			t.Fatalf("decode work item on %s: %v", m.Subject, err)
@@ -57,7 +59,7 @@ func workItems(t *testing.T, js jetstream.JetStream, want int) map[string]events
 func TestRouter_FansOutChangeOfAddress(t *testing.T) {
 	t.Parallel()
 	js, cat := startRouter(t)
-	req := changeOfAddress("req-1")
+	req := eventstest.ChangeOfAddress("req-1")
 	req.VisitID = "visit-9"
 	publishRequest(t, js, req)
 
@@ -101,13 +103,13 @@ func TestRouter_FansOutChangeOfAddress(t *testing.T) {
 	if !slices.Equal(routed.Agencies, svc.Agencies) {
 		t.Errorf("routed to %v, want %v", routed.Agencies, svc.Agencies)
 	}
-	waitFor(t, "the router to ack the request", drained(t, js, events.EventsStream, events.RouterConsumer))
+	workertest.WaitFor(t, "the router to ack the request", drained(t, js, events.EventsStream, events.RouterConsumer))
 }
 
 func TestRouter_DeadLettersAnUnknownServiceAsAFailedRequest(t *testing.T) {
 	t.Parallel()
 	js, _ := startRouter(t)
-	publishRequest(t, js, request("req-2", "moon-landing-permit", nil))
+	publishRequest(t, js, eventstest.Request("req-2", "moon-landing-permit", nil))
 
 	failed, subject := eventWith(t, js, events.EventID("req-2", "", events.StatusFailed))
 	if subject != events.StatusSubject(events.SourceRouter) {
@@ -119,7 +121,7 @@ func TestRouter_DeadLettersAnUnknownServiceAsAFailedRequest(t *testing.T) {
 	if !strings.Contains(failed.Note, `unknown service "moon-landing-permit"`) {
 		t.Errorf("note = %q, want the reason", failed.Note)
 	}
-	waitFor(t, "the router to settle the request", drained(t, js, events.EventsStream, events.RouterConsumer))
+	workertest.WaitFor(t, "the router to settle the request", drained(t, js, events.EventsStream, events.RouterConsumer))
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("an unroutable request queued %d work items", n)
 	}
@@ -134,13 +136,13 @@ func TestRouter_DropsAMessageThatIsNotARequest(t *testing.T) {
 	t.Parallel()
 	js, _ := startRouter(t)
 	publish(t, js, events.RequestSubject("lisboa", "desk-1"), "junk", map[string]string{"schema": "spotflow.request.v0"})
-	publishRequest(t, js, request("req-3", "birth-certificate", map[string]any{"format": "online"}))
+	publishRequest(t, js, eventstest.Request("req-3", "birth-certificate", map[string]any{"format": "online"}))
 
 	items := workItems(t, js, 1)
 	if items["civil-registry"].ID != "req-3.civil-registry" {
 		t.Errorf("work items %+v, want req-3's for civil-registry", items)
 	}
-	waitFor(t, "the router to settle both messages", drained(t, js, events.EventsStream, events.RouterConsumer))
+	workertest.WaitFor(t, "the router to settle both messages", drained(t, js, events.EventsStream, events.RouterConsumer))
 	for _, ev := range statusEvents(t, js) {
 		if ev.Status == events.StatusFailed {
 			t.Errorf("a message that is not a request produced a status event: %+v", ev)
@@ -151,17 +153,17 @@ func TestRouter_DropsAMessageThatIsNotARequest(t *testing.T) {
 func TestRouter_RoutesTheSameRequestOnce(t *testing.T) {
 	t.Parallel()
 	js, cat := startRouter(t)
-	req := changeOfAddress("req-4")
+	req := eventstest.ChangeOfAddress("req-4")
 	// The same request arrives twice past JetStream's deduplication (say,
 	// republished after the window), and is routed again by hand.
 	publishRequest(t, js, req)
 	publish(t, js, events.RequestSubject(req.Municipality, req.DeskID), req.ID+"-again", req)
-	waitFor(t, "the router to settle both copies", func() error {
+	workertest.WaitFor(t, "the router to settle both copies", func() error {
 		if err := drained(t, js, events.EventsStream, events.RouterConsumer)(); err != nil {
 			return err
 		}
-		cons, _ := js.Consumer(testContext(t), events.EventsStream, events.RouterConsumer)
-		if info, err := cons.Info(testContext(t)); err != nil || info.AckFloor.Consumer < 2 {
+		cons, _ := js.Consumer(t.Context(), events.EventsStream, events.RouterConsumer)
+		if info, err := cons.Info(t.Context()); err != nil || info.AckFloor.Consumer < 2 {
 			return fmt.Errorf("router acked fewer than two requests: %v", err)
 		}
 		return nil
@@ -186,25 +188,25 @@ func TestRouter_RoutesTheSameRequestOnce(t *testing.T) {
 
 func TestRouter_RoutesABatchAroundARequestItCannotRoute(t *testing.T) {
 	t.Parallel()
-	cat := catalog(t)
+	cat := eventstest.Catalog(t)
 	js := natstest.JetStream(t, cat.AgencyCodes()...)
 	// Everything waits in the stream before the router starts, so it is
 	// taken in one batch.
 	const n = 40
 	for i := range n {
-		publishRequest(t, js, changeOfAddress(fmt.Sprintf("req-%d", i)))
+		publishRequest(t, js, eventstest.ChangeOfAddress(fmt.Sprintf("req-%d", i)))
 		if i == n/2 {
-			publishRequest(t, js, request("req-bad", "moon-landing-permit", nil))
+			publishRequest(t, js, eventstest.Request("req-bad", "moon-landing-permit", nil))
 		}
 	}
 	router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: cat, Logger: quiet})
 	if err != nil {
 		t.Fatalf("new router: %v", err)
 	}
-	runRole(t, "Router", router.Run)
+	workertest.Run(t, "Router", router.Run)
 
 	svc, _ := cat.Service("change-of-address")
-	waitFor(t, "every work item", func() error {
+	workertest.WaitFor(t, "every work item", func() error {
 		if got, want := natstest.StreamMessages(t, js, events.WorkStream), uint64(n*len(svc.Agencies)); got != want {
 			return fmt.Errorf("the work stream holds %d, want %d", got, want)
 		}
@@ -218,5 +220,5 @@ func TestRouter_RoutesABatchAroundARequestItCannotRoute(t *testing.T) {
 	if failed, _ := eventWith(t, js, events.EventID("req-bad", "", events.StatusFailed)); failed.Status != events.StatusFailed {
 		t.Errorf("the unroutable request's event = %+v, want it failed", failed)
 	}
-	waitFor(t, "the router to settle every request", drained(t, js, events.EventsStream, events.RouterConsumer))
+	workertest.WaitFor(t, "the router to settle every request", drained(t, js, events.EventsStream, events.RouterConsumer))
 }

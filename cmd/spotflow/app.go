@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +13,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,7 +32,11 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/dashboard"
+	"github.com/spotflow/spotflow/workers/deskapi"
 	"github.com/spotflow/spotflow/workers/httpadapter"
+	"github.com/spotflow/spotflow/workers/open311"
+	"github.com/spotflow/spotflow/workers/opsapi"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
 	"github.com/spotflow/spotflow/workers/simagency"
@@ -63,20 +70,20 @@ type Main struct {
 	// Logger; default JSON on stderr at Config.LogLevel.
 	Logger *slog.Logger
 
-	ready    chan struct{}
-	httpAddr string
-	natsURL  string
-	agencies map[string]*simagency.Agency
-	js       jetstream.JetStream
-	pool     *pgxpool.Pool
-	registry *prometheus.Registry
+	readyOnce sync.Once
+	ready     chan struct{}
+	httpAddr  string
+	natsURL   string
+	agencies  map[string]*simagency.Agency
+	js        jetstream.JetStream
+	pool      *pgxpool.Pool
+	registry  *prometheus.Registry
 }
 
 // Ready is closed once every role is running and HTTPAddr is known.
+// Run and its caller may both ask first.
 func (m *Main) Ready() <-chan struct{} {
-	if m.ready == nil {
-		m.ready = make(chan struct{})
-	}
+	m.readyOnce.Do(func() { m.ready = make(chan struct{}) })
 	return m.ready
 }
 
@@ -102,14 +109,8 @@ func (m *Main) JetStream() jetstream.JetStream { return m.js }
 func (m *Main) Run(ctx context.Context) (err error) {
 	m.Ready()
 	cfg := &m.Config
-	log := m.Logger
-	if log == nil {
-		log = cfg.logger(os.Stderr)
-	}
-	stdout := m.Stdout
-	if stdout == nil {
-		stdout = io.Discard
-	}
+	log := cmp.Or(m.Logger, cfg.logger(os.Stderr))
+	stdout := cmp.Or[io.Writer](m.Stdout, io.Discard)
 
 	catalogs, err := workers.NewCatalogFile(workers.CatalogFileConfig{Path: cfg.CatalogFile, Logger: log.With("component", "catalogue")})
 	if err != nil {
@@ -118,84 +119,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// The agencies' queues and adapters are those of the catalogue at start.
 	catalog := catalogs.Current()
 
-	// Postgres: the configured server, or the local cluster.
-	dbURL := cfg.DatabaseURL
-	if dbURL == "" {
-		cluster, err := localpg.Open(ctx, localpg.Config{DataDir: cfg.DataDir, Logger: log})
-		if err != nil {
-			return fmt.Errorf("start local postgres: %w", err)
-		}
-		if cluster.Started() {
-			defer func() {
-				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-				defer cancel()
-				if err := cluster.Stop(stopCtx); err != nil {
-					log.Error("stop local postgres", "err", err)
-				}
-			}()
-		}
-		dbURL = cluster.URL()
+	dbURL, stopPostgres, err := m.startPostgres(ctx, log)
+	if err != nil {
+		return err
 	}
-	m.pool, err = postgres.Connect(ctx, dbURL)
+	defer stopPostgres()
+	store, err := m.openStore(ctx, dbURL, catalog)
 	if err != nil {
 		return err
 	}
 	defer m.pool.Close()
-	if _, err := postgres.Migrate(ctx, m.pool); err != nil {
-		return err
-	}
-	key, err := cfg.citizenKey()
+	nc, closeNATS, err := m.connectNATS(ctx, catalog, log)
 	if err != nil {
 		return err
 	}
-	store := postgres.NewStore(m.pool, key, postgres.ServiceLevels(serviceLevels(catalog)))
-
-	// NATS: the configured server, or an embedded one.
-	m.natsURL = cfg.NATSURL
-	if m.natsURL == "" && m.Embed {
-		ns, err := m.embedNATS(log)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
-		m.natsURL = ns.ClientURL()
-	}
-	m.natsURL = cmpOr(m.natsURL, nats.DefaultURL)
-	nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+fmt.Sprint(m.Roles), log)
+	defer closeNATS()
+	metrics, err := m.newMetrics(log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Flush the last acknowledgements before the connection goes.
-		_ = nc.FlushTimeout(5 * time.Second)
-		nc.Close()
-	}()
-	m.js = js
-	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = natsbus.Provision(provisionCtx, js, natsbus.Topology{
-		Agencies: catalog.AgencyCodes(), Replicas: cfg.Replicas, AckWait: cfg.AckWait, MaxDeliveries: cfg.MaxDeliveries,
-	})
-	cancel()
-	if err != nil {
-		return err
-	}
-
-	// Metrics: one registry per process, served at /metrics.
-	m.registry = prometheus.NewRegistry()
-	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := workers.NewMetrics(m.registry)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	m.registry.MustRegister(workers.NewQueueCollector(func(ctx context.Context) ([]natsbus.ConsumerState, error) {
-		return natsbus.ConsumerStates(ctx, js)
-	}, log))
-	deadLetters := metrics.DeadLetters(store)
 
 	g, gctx := errgroup.WithContext(ctx)
+	p := &process{
+		Main: m, ctx: gctx, g: g, log: log, catalogs: catalogs, catalog: catalog,
+		store: store, pub: natsbus.NewPublisher(m.js), metrics: metrics,
+		deadLetters: metrics.DeadLetters(store), mux: m.baseMux(nc, log),
+	}
 	g.Go(func() error { return catalogs.Run(gctx) })
 	// Registered before anything else can start: from here on a SIGHUP
 	// reloads the catalogue and no longer ends the process.
@@ -203,7 +152,316 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	signal.Notify(hangup, syscall.SIGHUP)
 	defer signal.Stop(hangup)
 	g.Go(func() error { return reloadOnHangup(gctx, hangup, catalogs) })
-	var onShutdown []func()
+	for _, role := range m.Roles {
+		start, ok := roles[role]
+		if !ok {
+			return fmt.Errorf("unknown role %q", role)
+		}
+		if err := start(p); err != nil {
+			return err
+		}
+	}
+	if err := p.serveHTTP(); err != nil {
+		return err
+	}
+	if m.DemoDesk {
+		path, err := demoDesk(ctx, store, cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  demo desk token in %s\n", path)
+	}
+	m.announce(stdout, log, dbURL)
+	close(m.ready)
+	return g.Wait()
+}
+
+// roles are what each role of a process starts: its workers, and the HTTP
+// surfaces it serves.
+var roles = map[string]func(*process) error{
+	roleIntake:     (*process).startIntake,
+	roleRouter:     (*process).startRouter,
+	roleDispatcher: (*process).startDispatcher,
+	roleProjector:  (*process).startProjector,
+}
+
+// process is what the roles of one process share: the infrastructure Run
+// opened, the group their workers run in, and the HTTP routes they add to.
+type process struct {
+	*Main
+	ctx         context.Context
+	g           *errgroup.Group
+	log         *slog.Logger
+	catalogs    *workers.CatalogFile
+	catalog     *events.Catalog // the catalogue at start
+	store       *postgres.Store
+	pub         *natsbus.Publisher // one for every role: what they publish at once shares batches
+	metrics     *workers.Metrics
+	deadLetters workers.DeadLetters
+	mux         *http.ServeMux
+	onShutdown  []func()
+}
+
+// run starts w in the process's group.
+func (p *process) run(w interface{ Run(context.Context) error }) {
+	p.g.Go(func() error { return w.Run(p.ctx) })
+}
+
+// startIntake serves the desk API, Open311, the dashboard and, when an
+// operator token is set, the operator API.
+func (p *process) startIntake() error {
+	log := p.log.With("role", roleIntake)
+	intake, err := workers.NewIntake(workers.IntakeConfig{
+		Store: p.store, Publisher: p.pub, Catalog: p.catalogs, Metrics: p.metrics, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	desks, err := deskapi.New(deskapi.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Refused: p.metrics.Refused, Logger: log})
+	if err != nil {
+		return err
+	}
+	p.mux.Handle("/v1/", desks)
+	geo, err := open311.New(open311.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Logger: log})
+	if err != nil {
+		return err
+	}
+	p.mux.Handle("/open311/", geo)
+	board, err := dashboard.New(dashboard.Config{
+		Store: p.store, Catalog: p.catalog, Logger: p.log.With("role", "dashboard"),
+		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) { return natsbus.Backlog(ctx, p.js) },
+	})
+	if err != nil {
+		return err
+	}
+	p.onShutdown = append(p.onShutdown, board.Close)
+	p.mux.Handle("/dashboard", board)
+	p.mux.Handle("/dashboard/", board)
+	if p.Config.OperatorToken == "" {
+		return nil
+	}
+	ops, err := opsapi.New(opsapi.Config{
+		Store: p.store, Replayer: workers.NewReplayer(p.store, p.js), Token: p.Config.OperatorToken, Logger: p.log.With("role", "ops"),
+	})
+	if err != nil {
+		return err
+	}
+	p.mux.Handle("/v1/ops/", ops)
+	return nil
+}
+
+// startRouter runs the router and the reconciler, which re-drives accepted
+// requests that stalled.
+func (p *process) startRouter() error {
+	router, err := workers.NewRouter(workers.RouterConfig{
+		JetStream: p.js, Catalog: p.catalogs, DeadLetters: p.deadLetters, Publisher: p.pub, Metrics: p.metrics, Logger: p.log,
+	})
+	if err != nil {
+		return err
+	}
+	reconciler, err := workers.NewReconciler(workers.ReconcilerConfig{
+		JetStream: p.js, Store: p.store, After: p.Config.ReconcileAfter, Every: p.Config.ReconcileEvery, Logger: p.log.With("role", "reconciler"),
+	})
+	if err != nil {
+		return err
+	}
+	p.run(router)
+	p.run(reconciler)
+	return nil
+}
+
+// startDispatcher runs the dispatcher, with an adapter per agency of the
+// catalogue, and Undelivered, which dead-letters work items whose
+// deliveries ran out.
+func (p *process) startDispatcher() error {
+	adapters, err := p.adapters(p.catalog)
+	if err != nil {
+		return err
+	}
+	for agency, a := range adapters {
+		adapters[agency] = p.metrics.Adapter(agency, a)
+	}
+	dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
+		JetStream: p.js, Adapters: adapters, DeadLetters: p.deadLetters, Metrics: p.metrics,
+		KeepAlive: p.Config.AckWait / 3, Publisher: p.pub, Logger: p.log,
+	})
+	if err != nil {
+		return err
+	}
+	undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: p.js, Store: p.deadLetters, Logger: p.log})
+	if err != nil {
+		return err
+	}
+	p.run(dispatcher)
+	p.run(undelivered)
+	return nil
+}
+
+// startProjector runs the projector, the pruner of old roll-ups and the
+// folder of the dashboard's roll-ups.
+func (p *process) startProjector() error {
+	projector, err := workers.NewProjector(workers.ProjectorConfig{
+		JetStream: p.js, Store: p.store, DeadLetters: p.deadLetters, Metrics: p.metrics, Logger: p.log,
+	})
+	if err != nil {
+		return err
+	}
+	pruner, err := workers.NewPruner(workers.PrunerConfig{Store: p.store, Logger: p.log.With("role", "pruner")})
+	if err != nil {
+		return err
+	}
+	folder, err := workers.NewFolder(workers.FolderConfig{Store: p.store, Logger: p.log.With("role", "folder")})
+	if err != nil {
+		return err
+	}
+	p.run(projector)
+	p.run(pruner)
+	p.run(folder)
+	return nil
+}
+
+// serveHTTP serves the process's routes on Config.HTTPAddr, if set, until
+// the process stops.
+func (p *process) serveHTTP() error {
+	if p.Config.Pprof {
+		p.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		p.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		p.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		p.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if p.Config.HTTPAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http: %w", err)
+	}
+	p.httpAddr = ln.Addr().String()
+	srv := &http.Server{Handler: p.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	for _, f := range p.onShutdown {
+		srv.RegisterOnShutdown(f)
+	}
+	p.g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	p.g.Go(func() error {
+		<-p.ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	return nil
+}
+
+// startPostgres returns the database to use: the configured server, or the
+// local cluster, started if need be. stop stops what it started.
+func (m *Main) startPostgres(ctx context.Context, log *slog.Logger) (url string, stop func(), err error) {
+	if m.Config.DatabaseURL != "" {
+		return m.Config.DatabaseURL, func() {}, nil
+	}
+	cluster, err := localpg.Open(ctx, localpg.Config{DataDir: m.Config.DataDir, Logger: log})
+	if err != nil {
+		return "", nil, fmt.Errorf("start local postgres: %w", err)
+	}
+	stop = func() {}
+	if cluster.Started() {
+		stop = func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := cluster.Stop(stopCtx); err != nil {
+				log.Error("stop local postgres", "err", err)
+			}
+		}
+	}
+	return cluster.URL(), stop, nil
+}
+
+// openStore connects to Postgres, migrates it, and returns the store; the
+// caller closes its pool, m.pool.
+func (m *Main) openStore(ctx context.Context, dbURL string, catalog *events.Catalog) (*postgres.Store, error) {
+	pool, err := postgres.Connect(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	key, err := m.Config.citizenKey()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	m.pool = pool
+	return postgres.NewStore(pool, key, postgres.ServiceLevels(serviceLevels(catalog))), nil
+}
+
+// connectNATS connects to the configured NATS server, or starts an embedded
+// one, and provisions the streams and consumers of catalog's agencies.
+// closeNATS flushes, disconnects, and stops what it started.
+func (m *Main) connectNATS(ctx context.Context, catalog *events.Catalog, log *slog.Logger) (nc *nats.Conn, closeNATS func(), err error) {
+	var stops []func()
+	closeNATS = func() {
+		for _, stop := range slices.Backward(stops) {
+			stop()
+		}
+	}
+	m.natsURL = m.Config.NATSURL
+	if m.natsURL == "" && m.Embed {
+		ns, err := m.embedNATS(log)
+		if err != nil {
+			return nil, nil, err
+		}
+		stops = append(stops, func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		})
+		m.natsURL = ns.ClientURL()
+	}
+	m.natsURL = cmp.Or(m.natsURL, nats.DefaultURL)
+	nc, m.js, err = natsbus.Connect(m.natsURL, "spotflow "+fmt.Sprint(m.Roles), log)
+	if err != nil {
+		closeNATS()
+		return nil, nil, err
+	}
+	stops = append(stops, func() {
+		// Flush the last acknowledgements before the connection goes.
+		_ = nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+	})
+	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err = natsbus.Provision(provisionCtx, m.js, natsbus.Topology{
+		Agencies: catalog.AgencyCodes(), Replicas: m.Config.Replicas, AckWait: m.Config.AckWait, MaxDeliveries: m.Config.MaxDeliveries,
+	})
+	if err != nil {
+		closeNATS()
+		return nil, nil, err
+	}
+	return nc, closeNATS, nil
+}
+
+// newMetrics makes the process's Prometheus registry, served at /metrics:
+// Go's and the process's collectors, the pipeline's metrics, and the
+// consumers' state read from JetStream at each scrape.
+func (m *Main) newMetrics(log *slog.Logger) (*workers.Metrics, error) {
+	m.registry = prometheus.NewRegistry()
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := workers.NewMetrics(m.registry)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	m.registry.MustRegister(workers.NewQueueCollector(func(ctx context.Context) ([]natsbus.ConsumerState, error) {
+		return natsbus.ConsumerStates(ctx, m.js)
+	}, log))
+	return metrics, nil
+}
+
+// baseMux serves what every process serves: /metrics, /healthz and /readyz.
+func (m *Main) baseMux(nc *nats.Conn, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -219,129 +477,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			fmt.Fprintln(w, "ready")
 		}
 	})
-	// One publisher for every role of the process: what they publish at the
-	// same time is stored in the same batches.
-	pub := natsbus.NewPublisher(js)
-	for _, role := range m.Roles {
-		switch role {
-		case roleIntake:
-			intake, err := workers.NewIntake(workers.IntakeConfig{
-				Store: store, Publisher: pub, Catalog: catalogs, Metrics: metrics, Logger: log.With("role", roleIntake),
-			})
-			if err != nil {
-				return err
-			}
-			mux.Handle("/v1/", intake)
-			mux.Handle("/open311/", intake)
-			dashboard, err := workers.NewDashboard(workers.DashboardConfig{
-				Store: store, Catalog: catalog, Logger: log.With("role", "dashboard"),
-				Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) { return natsbus.Backlog(ctx, js) },
-			})
-			if err != nil {
-				return err
-			}
-			onShutdown = append(onShutdown, dashboard.Close)
-			mux.Handle("/dashboard", dashboard)
-			mux.Handle("/dashboard/", dashboard)
-			if cfg.OperatorToken != "" {
-				ops, err := workers.NewOps(workers.OpsConfig{
-					Store: store, Replayer: workers.NewReplayer(store, js), Token: cfg.OperatorToken, Logger: log.With("role", "ops"),
-				})
-				if err != nil {
-					return err
-				}
-				mux.Handle("/v1/ops/", ops)
-			}
-		case roleRouter:
-			router, err := workers.NewRouter(workers.RouterConfig{JetStream: js, Catalog: catalogs, DeadLetters: deadLetters, Publisher: pub, Metrics: metrics, Logger: log})
-			if err != nil {
-				return err
-			}
-			reconciler, err := workers.NewReconciler(workers.ReconcilerConfig{
-				JetStream: js, Store: store, After: cfg.ReconcileAfter, Every: cfg.ReconcileEvery, Logger: log.With("role", "reconciler"),
-			})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return router.Run(gctx) })
-			g.Go(func() error { return reconciler.Run(gctx) })
-		case roleDispatcher:
-			adapters, err := m.adapters(catalog)
-			if err != nil {
-				return err
-			}
-			for agency, a := range adapters {
-				adapters[agency] = metrics.Adapter(agency, a)
-			}
-			d, err := workers.NewDispatcher(workers.DispatcherConfig{
-				JetStream: js, Adapters: adapters, DeadLetters: deadLetters, Metrics: metrics, KeepAlive: cfg.AckWait / 3, Publisher: pub, Logger: log,
-			})
-			if err != nil {
-				return err
-			}
-			undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: js, Store: deadLetters, Logger: log})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return d.Run(gctx) })
-			g.Go(func() error { return undelivered.Run(gctx) })
-		case roleProjector:
-			p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, DeadLetters: deadLetters, Metrics: metrics, Logger: log})
-			if err != nil {
-				return err
-			}
-			pruner, err := workers.NewPruner(workers.PrunerConfig{Store: store, Logger: log.With("role", "pruner")})
-			if err != nil {
-				return err
-			}
-			folder, err := workers.NewFolder(workers.FolderConfig{Store: store, Logger: log.With("role", "folder")})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return p.Run(gctx) })
-			g.Go(func() error { return pruner.Run(gctx) })
-			g.Go(func() error { return folder.Run(gctx) })
-		default:
-			return fmt.Errorf("unknown role %q", role)
-		}
-	}
-	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("listen for http: %w", err)
-		}
-		m.httpAddr = ln.Addr().String()
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		for _, f := range onShutdown {
-			srv.RegisterOnShutdown(f)
-		}
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
-			defer cancel()
-			return srv.Shutdown(shutdownCtx)
-		})
-	}
+	return mux
+}
 
-	if m.DemoDesk {
-		path, err := demoDesk(ctx, store, cfg.DataDir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "  demo desk token in %s\n", path)
-	}
+// announce tells people where the process listens.
+func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
 		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", m.httpAddr)
@@ -349,8 +489,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
 	log.Info("spotflow running", "roles", m.Roles, "http", m.httpAddr, "nats", m.natsURL)
-	close(m.ready)
-	return g.Wait()
 }
 
 // adapters connects the dispatcher to every agency of the catalogue: over
@@ -430,13 +568,6 @@ func serviceLevels(catalog *events.Catalog) map[string]time.Duration {
 		slas[s.Code] = s.SLA()
 	}
 	return slas
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // demoDesk makes sure a demo desk exists and its token is in

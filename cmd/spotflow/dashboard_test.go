@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // pageFigures is what the dashboard shows, read from the page.
@@ -51,9 +53,12 @@ func TestDashboard_FiguresMoveLiveAndAgreeWithPostgresInARealBrowser(t *testing.
 
 	b.navigate(base + "/dashboard?range=1h")
 	var before pageFigures
-	waitFor(t, 30*time.Second, "the dashboard to load and take a live update", func() (bool, string) {
+	workertest.WaitWithin(t, 30*time.Second, "the dashboard to load and take a live update", func() error {
 		err := b.eval(readFigures, &before)
-		return err == nil && before.Updates >= 1, fmt.Sprintf("%+v %v", before, err)
+		if err == nil && before.Updates >= 1 {
+			return nil
+		}
+		return fmt.Errorf("%+v %v", before, err)
 	})
 	if before.Submitted != 0 {
 		t.Errorf("before any load the page shows %d submitted, want 0", before.Submitted)
@@ -74,13 +79,16 @@ func TestDashboard_FiguresMoveLiveAndAgreeWithPostgresInARealBrowser(t *testing.
 	})
 	seen := map[int64]bool{}
 	var last pageFigures
-	waitFor(t, 90*time.Second, "the page to show every request finished", func() (bool, string) {
+	workertest.WaitWithin(t, 90*time.Second, "the page to show every request finished", func() error {
 		if err := b.eval(readFigures, &last); err != nil {
-			return false, err.Error()
+			return err
 		}
 		seen[last.Submitted] = true
 		finished := last.Completed + last.Rejected + last.Failed
-		return last.Submitted == n && finished == n, fmt.Sprintf("%+v", last)
+		if last.Submitted == n && finished == n {
+			return nil
+		}
+		return fmt.Errorf("%+v", last)
 	})
 	wg.Wait()
 	intermediate := 0
@@ -118,10 +126,13 @@ func TestDashboard_FiguresMoveLiveAndAgreeWithPostgresInARealBrowser(t *testing.
 		document.getElementById("filter").requestSubmit(); true`, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the filtered figures", func() (bool, string) {
+	workertest.WaitWithin(t, 20*time.Second, "the filtered figures", func() error {
 		var status string
 		err := b.eval(`document.getElementById("status").textContent`, &status)
-		return err == nil && strings.Contains(status, "braga"), status
+		if err == nil && strings.Contains(status, "braga") {
+			return nil
+		}
+		return errors.New(status)
 	})
 
 	path := filepath.Join(artifactDir(t), "dashboard.png")

@@ -17,6 +17,7 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // startMain runs the all-in-one on ":0" ports, a temporary data directory
@@ -47,24 +48,11 @@ func runMain(t *testing.T, m *Main) {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%v: Run returned %v after cancellation; want nil", m.Roles, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("%v: Run did not return within 30s of cancellation", m.Roles)
-		}
-	})
+	ended := workertest.Run(t, fmt.Sprintf("%v: Run", m.Roles), m.Run)
 	select {
 	case <-m.Ready():
-	case err := <-done:
-		t.Fatalf("%v: Run ended before it was ready: %v", m.Roles, err)
+	case <-ended:
+		t.Fatalf("%v: Run ended before it was ready", m.Roles)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("%v: not ready after 60s", m.Roles)
 	}
@@ -248,13 +236,16 @@ func TestPipeline_CarriesEveryDistinctRequestToOneTerminalState(t *testing.T) {
 	}
 
 	// Every accepted request reaches a terminal status in Postgres.
-	waitFor(t, 90*time.Second, "every request to reach a terminal status", func() (bool, string) {
+	workertest.WaitWithin(t, 90*time.Second, "every request to reach a terminal status", func() error {
 		var terminal, total int
 		err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status IN ('completed','rejected')), count(*) FROM requests`).Scan(&terminal, &total)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
-		return terminal == distinct, fmt.Sprintf("%d of %d terminal, %d projected", terminal, distinct, total)
+		if terminal == distinct {
+			return nil
+		}
+		return fmt.Errorf("%d of %d terminal, %d projected", terminal, distinct, total)
 	})
 
 	var total int
@@ -352,22 +343,6 @@ func checkTimeline(t *testing.T, v *events.RequestView) {
 		if v.Timeline[i].At.Before(v.Timeline[i-1].At) {
 			t.Errorf("%s: timeline out of order at %d", v.ID, i)
 		}
-	}
-}
-
-// waitFor polls cond every 50ms until it holds or the limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s waiting for %s: %s", limit, what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

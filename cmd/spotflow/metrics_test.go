@@ -17,6 +17,7 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // exercise drives m through every stage that has a metric: accepted and
@@ -53,16 +54,19 @@ func exercise(t *testing.T, m *Main, dbURL string, n int) []string {
 		t.Fatal(err)
 	}
 	pool := pgtest.Pool(t, dbURL)
-	waitFor(t, 60*time.Second, "the requests to finish, a dead letter and a redelivery", func() (bool, string) {
+	workertest.WaitWithin(t, 60*time.Second, "the requests to finish, a dead letter and a redelivery", func() error {
 		var done, dead int
 		err := pool.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM requests WHERE status IN ('completed', 'rejected', 'failed')),
 			(SELECT count(*) FROM dead_letters)`).Scan(&done, &dead)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		redelivered := gathered(t, m)["spotflow_redeliveries_total"] != nil
-		return done == n && dead > 0 && redelivered, fmt.Sprintf("%d of %d finished, %d dead letters, redelivered %v", done, n, dead, redelivered)
+		if done == n && dead > 0 && redelivered {
+			return nil
+		}
+		return fmt.Errorf("%d of %d finished, %d dead letters, redelivered %v", done, n, dead, redelivered)
 	})
 	return ids
 }

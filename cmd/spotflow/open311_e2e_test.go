@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/spotflow/spotflow/schemas"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // open311Request is a request as Open311's GET requests shows it in XML.
@@ -150,9 +152,12 @@ func TestOpen311_ARequestSubmittedByFormIsReadBackClosed(t *testing.T) {
 	}
 
 	for _, id := range ids {
-		waitFor(t, 60*time.Second, "request "+id+" to close", func() (bool, string) {
+		workertest.WaitWithin(t, 60*time.Second, "request "+id+" to close", func() error {
 			r := readOpen311(t, base, token, id, "json")
-			return r.Status == "closed", r.Status
+			if r.Status == "closed" {
+				return nil
+			}
+			return errors.New(r.Status)
 		})
 	}
 
@@ -259,8 +264,11 @@ func TestRun_ReloadsTheCatalogueOnSIGHUPAndKeepsTheLastGoodOne(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the broken catalogue to be refused", func() (bool, string) {
-		return strings.Contains(logs.String(), "catalogue refused") && strings.Contains(logs.String(), path), logs.String()
+	workertest.WaitWithin(t, 10*time.Second, "the broken catalogue to be refused", func() error {
+		if strings.Contains(logs.String(), "catalogue refused") && strings.Contains(logs.String(), path) {
+			return nil
+		}
+		return errors.New(logs.String())
 	})
 	if v := changeset(t, base); v != "2026.12.1" {
 		t.Errorf("catalogue version %q after a broken reload, want the last good one", v)
@@ -271,9 +279,12 @@ func TestRun_ReloadsTheCatalogueOnSIGHUPAndKeepsTheLastGoodOne(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the repaired catalogue to be in force", func() (bool, string) {
+	workertest.WaitWithin(t, 10*time.Second, "the repaired catalogue to be in force", func() error {
 		v := changeset(t, base)
-		return v == "2026.12.2", v
+		if v == "2026.12.2" {
+			return nil
+		}
+		return errors.New(v)
 	})
 }
 

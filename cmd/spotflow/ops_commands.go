@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,7 +72,7 @@ func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	srv, err := simagency.NewServer(simagency.ServerConfig{
-		Dir: cmpOr(dir, filepath.Join(cfg.DataDir, "agencies")), Profiles: profiles, Agencies: catalog.AgencyCodes(), Logger: log,
+		Dir: cmp.Or(dir, filepath.Join(cfg.DataDir, "agencies")), Profiles: profiles, Agencies: catalog.AgencyCodes(), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -146,7 +147,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			fmt.Fprintln(tw, "ID\tCREATED\tAGENCY\tWORK ITEM\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR")
 			for _, d := range dead {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, d.CreatedAt.Format(time.RFC3339), d.Agency,
-					cmpOr(d.WorkItemID, cmpOr(d.RequestID, d.Subject)), d.Reason, d.Attempts, d.Replays, truncate(d.LastError, 80))
+					cmp.Or(d.WorkItemID, cmp.Or(d.RequestID, d.Subject)), d.Reason, d.Attempts, d.Replays, truncate(d.LastError, 80))
 			}
 			return tw.Flush()
 		case "show":
@@ -158,7 +159,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			enc.SetIndent("", "  ")
 			return enc.Encode(d)
 		}
-		nc, js, err := natsbus.Connect(cmpOr(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cfg.logger(stderr))
+		nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cfg.logger(stderr))
 		if err != nil {
 			return err
 		}
@@ -176,7 +177,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 		}
 		for _, id := range ids {
-			if err := replayer.Replay(ctx, id, "operator:"+cmpOr(operatorName, "unnamed")); err != nil {
+			if err := replayer.Replay(ctx, id, "operator:"+cmp.Or(operatorName, "unnamed")); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "replayed dead letter %d\n", id)

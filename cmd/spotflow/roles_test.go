@@ -11,6 +11,7 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // TestRoles_RunApartShareTheWork runs intake (with the embedded NATS server)
@@ -53,13 +54,16 @@ func TestRoles_RunApartShareTheWork(t *testing.T) {
 		}
 		ids = append(ids, a.id)
 	}
-	waitFor(t, 60*time.Second, "every request to complete", func() (bool, string) {
+	workertest.WaitWithin(t, 60*time.Second, "every request to complete", func() error {
 		done := 0
 		for _, id := range ids {
 			if v, err := store.RequestForDesk(ctx, desk.ID, id); err == nil && v.Status == events.StatusCompleted {
 				done++
 			}
 		}
-		return done == len(ids), fmt.Sprintf("%d of %d completed", done, len(ids))
+		if done == len(ids) {
+			return nil
+		}
+		return fmt.Errorf("%d of %d completed", done, len(ids))
 	})
 }

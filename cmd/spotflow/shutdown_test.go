@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/spotflow/spotflow/events/natsbus"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spotflow/spotflow/events/natsbus"
+
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // buildBinary builds spotflow once per test into a temporary directory.
@@ -115,14 +117,17 @@ func TestRun_StopsGracefullyOnSIGTERMAndLosesNothing(t *testing.T) {
 	checkNothingPending(t, bin, dataDir)
 
 	startProcess(t, bin, dataDir, dbURL)
-	waitFor(t, 60*time.Second, "every request to complete after the restart", func() (bool, string) {
+	workertest.WaitWithin(t, 60*time.Second, "every request to complete after the restart", func() error {
 		done := 0
 		for _, id := range ids {
 			if v, err := store.RequestForDesk(ctx, desk.ID, id); err == nil && v.Status == events.StatusCompleted {
 				done++
 			}
 		}
-		return done == len(ids), fmt.Sprintf("%d of %d completed", done, len(ids))
+		if done == len(ids) {
+			return nil
+		}
+		return fmt.Errorf("%d of %d completed", done, len(ids))
 	})
 }
 

@@ -10,9 +10,12 @@ import (
 	"time"
 )
 
-// Wait is how long WaitFor waits by default, and how long Run gives a loop
-// to return once its context ends.
-const Wait = 20 * time.Second
+// How long WaitFor waits by default, and how long Run gives a loop to
+// return once its context ends.
+const (
+	Wait       = 20 * time.Second
+	StopWithin = 30 * time.Second
+)
 
 // WaitFor polls cond until it returns nil, for up to Wait, and fails the
 // test otherwise. cond returns an error describing what it sees while the
@@ -40,22 +43,42 @@ func WaitWithin(t testing.TB, limit time.Duration, what string, cond func() erro
 }
 
 // Run runs loop in the background under a context that ends when the test
-// does, then checks that loop returns nil within Wait, as every spotflow
-// Run must on cancellation.
-func Run(t testing.TB, name string, loop func(ctx context.Context) error) {
+// does, then checks that loop returns nil within StopWithin, as every
+// spotflow Run must on cancellation. The returned channel is closed when
+// loop returns, so that a test can tell a loop that ended early; the test
+// then fails with loop's error, if any.
+func Run(t testing.TB, name string, loop func(ctx context.Context) error) (ended <-chan struct{}) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- loop(ctx) }()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = loop(ctx)
+	}()
 	t.Cleanup(func() {
+		early := ctx.Err() == nil && isClosed(done)
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
+		case <-done:
+			switch {
+			case err != nil && early:
+				t.Errorf("%s returned %v before its context ended", name, err)
+			case err != nil:
 				t.Errorf("%s returned %v after its context ended, want nil", name, err)
 			}
-		case <-time.After(Wait):
-			t.Errorf("%s did not return within %s of its context ending", name, Wait)
+		case <-time.After(StopWithin):
+			t.Errorf("%s did not return within %s of its context ending", name, StopWithin)
 		}
 	})
+	return done
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

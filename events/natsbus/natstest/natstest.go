@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func JetStream(t testing.TB, agencies ...string) jetstream.JetStream {
 		t.Fatalf("natstest: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := natsbus.Provision(ctx, js, natsbus.Topology{Agencies: agencies}); err != nil {
 		t.Fatalf("natstest: %v", err)
@@ -50,7 +51,7 @@ func JetStream(t testing.TB, agencies ...string) jetstream.JetStream {
 // StreamMessages returns how many messages a stream holds.
 func StreamMessages(t testing.TB, js jetstream.JetStream, stream string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -61,4 +62,30 @@ func StreamMessages(t testing.TB, js jetstream.JetStream, stream string) uint64 
 		t.Fatalf("natstest: %v", err)
 	}
 	return info.State.Msgs
+}
+
+// Messages reads every message a stream holds, in order.
+func Messages(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := t.Context()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("natstest: open stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("natstest: stream info %s: %v", stream, err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("natstest: read %s message %d: %v", stream, seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }

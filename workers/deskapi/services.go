@@ -1,9 +1,11 @@
-package workers
+package deskapi
 
 import (
+	"cmp"
 	"net/http"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/jsonapi"
 )
 
 // serviceView is a catalogue entry in one language, as the desk API shows it.
@@ -67,31 +69,28 @@ func nonNil(s []string) []string {
 // languageOf picks the catalogue language a request asks for: ?lang=xx, else
 // its Accept-Language header; English when the catalogue lacks it.
 func languageOf(r *http.Request, c *events.Catalog) string {
-	if l := r.URL.Query().Get("lang"); l != "" {
-		return c.Language(l)
-	}
-	return c.Language(r.Header.Get("Accept-Language"))
+	return c.Language(cmp.Or(r.URL.Query().Get("lang"), r.Header.Get("Accept-Language")))
 }
 
-func (in *Intake) listServices(w http.ResponseWriter, r *http.Request) {
-	catalog := in.cfg.Catalog.Current()
+func (a *API) listServices(w http.ResponseWriter, r *http.Request) {
+	catalog := a.cfg.Catalog.Current()
 	lang := languageOf(r, catalog)
 	out := make([]serviceView, len(catalog.Services))
 	for i := range catalog.Services {
 		out[i] = viewService(&catalog.Services[i], lang)
 	}
 	w.Header().Set("Content-Language", lang)
-	writeJSON(w, http.StatusOK, map[string]any{"services": out})
+	jsonapi.Write(w, http.StatusOK, map[string]any{"services": out})
 }
 
-func (in *Intake) getService(w http.ResponseWriter, r *http.Request) {
-	catalog := in.cfg.Catalog.Current()
+func (a *API) getService(w http.ResponseWriter, r *http.Request) {
+	catalog := a.cfg.Catalog.Current()
 	s, ok := catalog.Service(r.PathValue("code"))
 	if !ok {
-		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no service has that code", Field: "code"})
+		jsonapi.WriteError(w, http.StatusNotFound, jsonapi.Error{Code: "not_found", Message: "no service has that code", Field: "code"})
 		return
 	}
 	lang := languageOf(r, catalog)
 	w.Header().Set("Content-Language", lang)
-	writeJSON(w, http.StatusOK, viewService(s, lang))
+	jsonapi.Write(w, http.StatusOK, viewService(s, lang))
 }

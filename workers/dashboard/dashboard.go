@@ -1,4 +1,10 @@
-package workers
+// Package dashboard serves the operators' live dashboard under /dashboard:
+// throughput, backlog, latency and service levels per desk, municipality,
+// agency and service, drawn on the server as SVG, and updated by
+// server-sent events. It reads aggregates only (never personal data)
+// through the small Store interface declared here; its page, stylesheet and
+// script are embedded from web/.
+package dashboard
 
 import (
 	"bytes"
@@ -18,16 +24,16 @@ import (
 	"github.com/spotflow/spotflow/events"
 )
 
-// DashboardStore reads the aggregates the dashboard shows. Implementations
+// Store reads the aggregates the dashboard shows. Implementations
 // read roll-ups only and never return personal data.
-type DashboardStore interface {
+type Store interface {
 	Dashboard(ctx context.Context, f events.DashboardFilter, now time.Time) (*events.DashboardData, error)
 }
 
-// DashboardConfig configures a Dashboard.
-type DashboardConfig struct {
+// Config configures a Dashboard.
+type Config struct {
 	// Store reads the roll-ups. Required.
-	Store DashboardStore
+	Store Store
 	// Catalog names services and agencies and gives services' expected
 	// completion times. Required.
 	Catalog *events.Catalog
@@ -48,7 +54,7 @@ type DashboardConfig struct {
 // viewers of the same filter share one reading of the store per Every. It
 // is safe for concurrent use.
 type Dashboard struct {
-	cfg    DashboardConfig
+	cfg    Config
 	mux    *http.ServeMux
 	page   *template.Template
 	mu     sync.Mutex
@@ -70,8 +76,8 @@ type cachedView struct {
 //go:embed web
 var webFiles embed.FS
 
-// NewDashboard validates cfg and returns the dashboard.
-func NewDashboard(cfg DashboardConfig) (*Dashboard, error) {
+// New validates cfg and returns the dashboard.
+func New(cfg Config) (*Dashboard, error) {
 	if cfg.Store == nil || cfg.Catalog == nil {
 		return nil, errors.New("new dashboard: Store and Catalog are required")
 	}

@@ -1,4 +1,4 @@
-package workers_test
+package dashboard_test
 
 import (
 	"bufio"
@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/events"
-	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/events/eventstest"
+	"github.com/spotflow/spotflow/workers/dashboard"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 )
 
@@ -21,11 +22,11 @@ import (
 func dashboardServer(t *testing.T) (*httptest.Server, *events.Request) {
 	t.Helper()
 	store := pgtest.Store(t)
-	ctx := testContext(t)
+	ctx := t.Context()
 	if _, _, err := store.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras"); err != nil {
 		t.Fatal(err)
 	}
-	req := changeOfAddress(events.NewID(time.Now()))
+	req := eventstest.ChangeOfAddress(events.NewID(time.Now()))
 	changes := []events.Change{{Request: req}, {Event: &events.StatusEvent{Schema: events.SchemaStatus,
 		ID: events.EventID(req.ID, "", events.StatusRouted), RequestID: req.ID, Status: events.StatusRouted,
 		At: req.SubmittedAt, Actor: events.SourceRouter, Agencies: []string{"tax"}}},
@@ -40,8 +41,8 @@ func dashboardServer(t *testing.T) (*httptest.Server, *events.Request) {
 	if _, err := store.FoldRollups(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d, err := workers.NewDashboard(workers.DashboardConfig{
-		Store: store, Catalog: catalog(t), Every: 100 * time.Millisecond,
+	d, err := dashboard.New(dashboard.Config{
+		Store: store, Catalog: eventstest.Catalog(t), Every: 100 * time.Millisecond,
 		Backlog: func(context.Context) ([]events.QueueBacklog, error) {
 			return []events.QueueBacklog{{Agency: "tax", Pending: 7, AckPending: 2}}, nil
 		},

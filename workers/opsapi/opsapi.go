@@ -1,4 +1,7 @@
-package workers
+// Package opsapi serves the operator API under /v1/ops/: list, inspect and
+// replay dead letters. It calls the pipeline through the small interfaces
+// declared here (Store, Replayer), so it imports events and jsonapi only.
+package opsapi
 
 import (
 	"cmp"
@@ -11,20 +14,27 @@ import (
 	"strings"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/jsonapi"
 )
 
-// OpsStore is what the operator API needs of the database.
-type OpsStore interface {
-	ReplayStore
+// Store reads dead letters.
+type Store interface {
+	DeadLetter(ctx context.Context, id int64) (events.DeadLetter, error)
 	ListDeadLetters(ctx context.Context, agency string, pending bool, limit int) ([]events.DeadLetter, error)
 }
 
-// OpsConfig configures the operator API.
-type OpsConfig struct {
+// Replayer puts a dead letter back in its queue on behalf of an operator
+// (workers.Replayer).
+type Replayer interface {
+	Replay(ctx context.Context, id int64, actor string) error
+}
+
+// Config configures the operator API.
+type Config struct {
 	// Store of dead letters. Required.
-	Store OpsStore
+	Store Store
 	// Replayer puts dead letters back. Required.
-	Replayer *Replayer
+	Replayer Replayer
 	// Token is the operators' bearer token. Required: without one the
 	// operator API is not served.
 	Token string
@@ -32,22 +42,22 @@ type OpsConfig struct {
 	Logger *slog.Logger
 }
 
-// Ops is the operator API under /v1/ops/: list, inspect and replay dead
+// API is the operator API under /v1/ops/: list, inspect and replay dead
 // letters. Operators name themselves in the X-Operator header; every replay
 // is in the audit log under that name. Dead letters are shown without their
 // payloads, which hold personal data.
-type Ops struct {
-	cfg OpsConfig
+type API struct {
+	cfg Config
 	mux *http.ServeMux
 }
 
-// NewOps validates cfg.
-func NewOps(cfg OpsConfig) (*Ops, error) {
+// New validates cfg and returns the operator API.
+func New(cfg Config) (*API, error) {
 	if cfg.Store == nil || cfg.Replayer == nil || cfg.Token == "" {
-		return nil, errors.New("new ops: Store, Replayer and Token are required")
+		return nil, errors.New("new operator API: Store, Replayer and Token are required")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	o := &Ops{cfg: cfg, mux: http.NewServeMux()}
+	o := &API{cfg: cfg, mux: http.NewServeMux()}
 	o.mux.HandleFunc("GET /v1/ops/dead-letters", o.list)
 	o.mux.HandleFunc("GET /v1/ops/dead-letters/{id}", o.show)
 	o.mux.HandleFunc("POST /v1/ops/dead-letters/{id}/replay", o.replayOne)
@@ -56,10 +66,10 @@ func NewOps(cfg OpsConfig) (*Ops, error) {
 }
 
 // ServeHTTP serves /v1/ops/ to operators holding the token.
-func (o *Ops) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (o *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if subtle.ConstantTimeCompare([]byte(token), []byte(o.cfg.Token)) != 1 {
-		writeError(w, http.StatusUnauthorized, &apiError{Code: "unauthenticated", Message: "an operator token is required", Field: "Authorization"})
+		jsonapi.WriteError(w, http.StatusUnauthorized, jsonapi.Error{Code: "unauthenticated", Message: "an operator token is required", Field: "Authorization"})
 		return
 	}
 	o.mux.ServeHTTP(w, r)
@@ -69,7 +79,7 @@ func operator(r *http.Request) string {
 	return "operator:" + cmp.Or(strings.TrimSpace(r.Header.Get("X-Operator")), "unnamed")
 }
 
-func (o *Ops) list(w http.ResponseWriter, r *http.Request) {
+func (o *API) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	dead, err := o.cfg.Store.ListDeadLetters(r.Context(), q.Get("agency"), q.Get("pending") == "true", limit)
@@ -77,10 +87,10 @@ func (o *Ops) list(w http.ResponseWriter, r *http.Request) {
 		o.unavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": nonNilDead(dead)})
+	jsonapi.Write(w, http.StatusOK, map[string]any{"dead_letters": nonNilDead(dead)})
 }
 
-func (o *Ops) show(w http.ResponseWriter, r *http.Request) {
+func (o *API) show(w http.ResponseWriter, r *http.Request) {
 	id, ok := deadLetterID(w, r)
 	if !ok {
 		return
@@ -88,15 +98,15 @@ func (o *Ops) show(w http.ResponseWriter, r *http.Request) {
 	d, err := o.cfg.Store.DeadLetter(r.Context(), id)
 	switch {
 	case errors.Is(err, events.ErrNotFound):
-		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
+		jsonapi.WriteError(w, http.StatusNotFound, jsonapi.Error{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
 	case err != nil:
 		o.unavailable(w, err)
 	default:
-		writeJSON(w, http.StatusOK, d)
+		jsonapi.Write(w, http.StatusOK, d)
 	}
 }
 
-func (o *Ops) replayOne(w http.ResponseWriter, r *http.Request) {
+func (o *API) replayOne(w http.ResponseWriter, r *http.Request) {
 	id, ok := deadLetterID(w, r)
 	if !ok {
 		return
@@ -104,17 +114,17 @@ func (o *Ops) replayOne(w http.ResponseWriter, r *http.Request) {
 	err := o.cfg.Replayer.Replay(r.Context(), id, operator(r))
 	switch {
 	case errors.Is(err, events.ErrNotFound):
-		writeError(w, http.StatusNotFound, &apiError{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
+		jsonapi.WriteError(w, http.StatusNotFound, jsonapi.Error{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
 	case err != nil:
 		o.unavailable(w, err)
 	default:
-		writeJSON(w, http.StatusAccepted, map[string]any{"replayed": []int64{id}})
+		jsonapi.Write(w, http.StatusAccepted, map[string]any{"replayed": []int64{id}})
 	}
 }
 
 // replayAll replays every dead letter not replayed yet, of one agency when
 // ?agency= is given.
-func (o *Ops) replayAll(w http.ResponseWriter, r *http.Request) {
+func (o *API) replayAll(w http.ResponseWriter, r *http.Request) {
 	dead, err := o.cfg.Store.ListDeadLetters(r.Context(), r.URL.Query().Get("agency"), true, 10000)
 	if err != nil {
 		o.unavailable(w, err)
@@ -124,29 +134,29 @@ func (o *Ops) replayAll(w http.ResponseWriter, r *http.Request) {
 	for _, d := range dead {
 		if err := o.cfg.Replayer.Replay(r.Context(), d.ID, operator(r)); err != nil {
 			o.cfg.Logger.Error("ops: replay", "dead_letter", d.ID, "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			jsonapi.Write(w, http.StatusServiceUnavailable, map[string]any{
 				"replayed": replayed,
-				"error":    &apiError{Code: "unavailable", Message: "replay stopped at dead letter " + strconv.FormatInt(d.ID, 10) + "; run it again"},
+				"error":    jsonapi.Error{Code: "unavailable", Message: "replay stopped at dead letter " + strconv.FormatInt(d.ID, 10) + "; run it again"},
 			})
 			return
 		}
 		replayed = append(replayed, d.ID)
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"replayed": replayed})
+	jsonapi.Write(w, http.StatusAccepted, map[string]any{"replayed": replayed})
 }
 
 func deadLetterID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, &apiError{Code: events.CodeInvalidValue, Message: "a dead letter id is a number", Field: "id"})
+		jsonapi.WriteError(w, http.StatusBadRequest, jsonapi.Error{Code: events.CodeInvalidValue, Message: "a dead letter id is a number", Field: "id"})
 		return 0, false
 	}
 	return id, true
 }
 
-func (o *Ops) unavailable(w http.ResponseWriter, err error) {
+func (o *API) unavailable(w http.ResponseWriter, err error) {
 	o.cfg.Logger.Error("ops", "err", err)
-	writeError(w, http.StatusServiceUnavailable, &apiError{Code: "unavailable", Message: "cannot reach the database or NATS right now; retry later"})
+	jsonapi.WriteError(w, http.StatusServiceUnavailable, jsonapi.Error{Code: "unavailable", Message: "cannot reach the database or NATS right now; retry later"})
 }
 
 func nonNilDead(d []events.DeadLetter) []events.DeadLetter {

@@ -1,61 +1,43 @@
-package workers_test
+package deskapi_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/spotflow/spotflow/events"
-	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
-	"github.com/spotflow/spotflow/workers/postgres"
-	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/deskapi"
+	"github.com/spotflow/spotflow/workers/intaketest"
 )
 
-// deskAPI is an intake served over HTTP with a real store and JetStream, and
-// a desk registered with it.
+// deskAPI is the desk API served over HTTP, with a real intake, store and
+// JetStream, and a desk registered with it.
 type deskAPI struct {
-	srv   *httptest.Server
-	store *postgres.Store
-	js    jetstream.JetStream
-	desk  events.Desk
-	token string
+	*intaketest.Desk
+	srv *httptest.Server
 }
 
-// startIntake serves intake over a fresh schema and JetStream. wrap, when
-// set, wraps the real publisher.
+// startIntake serves the desk API over a fresh intake. wrap, when set, wraps
+// the real publisher.
 func startIntake(t *testing.T, maxBody int64, wrap func(workers.Publisher) workers.Publisher) *deskAPI {
 	t.Helper()
-	store := pgtest.Store(t)
-	js := natstest.JetStream(t)
-	var pub workers.Publisher = natsbus.NewPublisher(js)
-	if wrap != nil {
-		pub = wrap(pub)
-	}
-	in, err := workers.NewIntake(workers.IntakeConfig{Store: store, Publisher: pub, Catalog: catalog(t), MaxBody: maxBody, Logger: quiet})
+	d := intaketest.Start(t, wrap)
+	api, err := deskapi.New(deskapi.Config{Intake: d.Intake, Store: d.Store, Catalog: d.Catalog, MaxBody: maxBody, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		t.Fatalf("new intake: %v", err)
+		t.Fatalf("new desk API: %v", err)
 	}
-	srv := httptest.NewServer(in)
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	desk, token, err := store.CreateDesk(testContext(t), "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatalf("create desk: %v", err)
-	}
-	return &deskAPI{srv: srv, store: store, js: js, desk: desk, token: token}
+	return &deskAPI{Desk: d, srv: srv}
 }
 
 // call is one HTTP request to the desk API; zero fields are left out.
@@ -101,7 +83,7 @@ func (api *deskAPI) do(t *testing.T, c call) reply {
 	if c.body != "" {
 		body = strings.NewReader(c.body)
 	}
-	req, err := http.NewRequestWithContext(testContext(t), c.method, api.srv.URL+c.path, body)
+	req, err := http.NewRequestWithContext(t.Context(), c.method, api.srv.URL+c.path, body)
 	if err != nil {
 		t.Fatalf("new request: %v", err)
 	}
@@ -132,7 +114,7 @@ func (api *deskAPI) do(t *testing.T, c call) reply {
 // submit posts a submission as the API's desk.
 func (api *deskAPI) submit(t *testing.T, key, body string) reply {
 	t.Helper()
-	return api.do(t, call{method: "POST", path: "/v1/requests", token: api.token, contentType: "application/json", key: key, body: body})
+	return api.do(t, call{method: "POST", path: "/v1/requests", token: api.Token, contentType: "application/json", key: key, body: body})
 }
 
 type accepted struct {
@@ -165,25 +147,25 @@ const changeOfAddressBody = `{
 	"mediator": "m-17"
 }`
 
-func TestIntake_AcceptsASubmissionOnce(t *testing.T) {
+func TestDeskAPI_AcceptsASubmissionOnce(t *testing.T) {
 	t.Parallel()
 	api := startIntake(t, 0, nil)
 
 	id := mustAccept(t, api.submit(t, "key-1", changeOfAddressBody))
-	msgs := streamMessages(t, api.js, events.EventsStream)
+	msgs := natstest.Messages(t, api.JS, events.EventsStream)
 	if len(msgs) != 1 {
 		t.Fatalf("the events stream holds %d messages, want 1", len(msgs))
 	}
-	if want := events.RequestSubject("lisboa", api.desk.ID); msgs[0].Subject != want {
+	if want := events.RequestSubject("lisboa", api.Desk.Desk.ID); msgs[0].Subject != want {
 		t.Errorf("published on %s, want %s", msgs[0].Subject, want)
 	}
 	var req events.Request
 	if err := json.Unmarshal(msgs[0].Data, &req); err != nil {
 		t.Fatalf("decode published request: %v", err)
 	}
-	if req.Schema != events.SchemaRequest || req.ID != id || req.DeskID != api.desk.ID || req.Municipality != "lisboa" ||
+	if req.Schema != events.SchemaRequest || req.ID != id || req.DeskID != api.Desk.Desk.ID || req.Municipality != "lisboa" ||
 		req.ServiceCode != "change-of-address" || req.Mediator != "m-17" || req.SubmittedAt.IsZero() {
-		t.Errorf("published request = %+v, want the submission as %s of %s", req, id, api.desk.ID)
+		t.Errorf("published request = %+v, want the submission as %s of %s", req, id, api.Desk.Desk.ID)
 	}
 	if req.Citizen.NationalID != "12345678" || req.Citizen.Name != "Maria Silva" || string(req.Attributes["street"]) != `"Rua Augusta 1"` {
 		t.Errorf("published request lost the citizen or attributes: %s", msgs[0].Data)
@@ -196,7 +178,7 @@ func TestIntake_AcceptsASubmissionOnce(t *testing.T) {
 		if again := mustAccept(t, api.submit(t, "key-1", same)); again != id {
 			t.Errorf("id %s, want %s", again, id)
 		}
-		if n := natstest.StreamMessages(t, api.js, events.EventsStream); n != 1 {
+		if n := natstest.StreamMessages(t, api.JS, events.EventsStream); n != 1 {
 			t.Errorf("the events stream holds %d messages, want 1", n)
 		}
 	})
@@ -207,13 +189,13 @@ func TestIntake_AcceptsASubmissionOnce(t *testing.T) {
 		if e := r.err(t); r.status != http.StatusConflict || e.Code != "idempotency_conflict" || e.Field != "Idempotency-Key" {
 			t.Errorf("status %d %+v, want 409 idempotency_conflict on Idempotency-Key", r.status, e)
 		}
-		if n := natstest.StreamMessages(t, api.js, events.EventsStream); n != 1 {
+		if n := natstest.StreamMessages(t, api.JS, events.EventsStream); n != 1 {
 			t.Errorf("the events stream holds %d messages, want 1", n)
 		}
 	})
 
 	t.Run("the desk reads its request back as submitted", func(t *testing.T) {
-		r := api.do(t, call{method: "GET", path: "/v1/requests/" + id, token: api.token})
+		r := api.do(t, call{method: "GET", path: "/v1/requests/" + id, token: api.Token})
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d %s, want 200", r.status, r.body)
 		}
@@ -225,7 +207,7 @@ func TestIntake_AcceptsASubmissionOnce(t *testing.T) {
 	})
 
 	t.Run("another desk cannot tell the request exists", func(t *testing.T) {
-		_, other, err := api.store.CreateDesk(testContext(t), "porto", "Loja do Cidadão Porto")
+		_, other, err := api.Store.CreateDesk(t.Context(), "porto", "Loja do Cidadão Porto")
 		if err != nil {
 			t.Fatalf("create desk: %v", err)
 		}
@@ -250,13 +232,13 @@ func TestIntake_AcceptsASubmissionOnce(t *testing.T) {
 		if next := mustAccept(t, api.submit(t, "key-2", changeOfAddressBody)); next == id {
 			t.Errorf("a new key answered the first request %s", id)
 		}
-		if n := natstest.StreamMessages(t, api.js, events.EventsStream); n != 3 {
+		if n := natstest.StreamMessages(t, api.JS, events.EventsStream); n != 3 {
 			t.Errorf("the events stream holds %d messages, want 3 (two of this desk's, one of the other's)", n)
 		}
 	})
 }
 
-func TestIntake_RefusesInvalidSubmissions(t *testing.T) {
+func TestDeskAPI_RefusesInvalidSubmissions(t *testing.T) {
 	t.Parallel()
 	api := startIntake(t, 2048, nil)
 	const citizen = `"citizen": {"national_id": "12345678", "name": "Maria Silva"}`
@@ -290,7 +272,7 @@ func TestIntake_RefusesInvalidSubmissions(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name+" is refused and nothing is published", func(t *testing.T) {
-			c := call{method: "POST", path: "/v1/requests", token: api.token, contentType: "application/json", key: fmt.Sprintf("key-%d", i), body: tt.body}
+			c := call{method: "POST", path: "/v1/requests", token: api.Token, contentType: "application/json", key: fmt.Sprintf("key-%d", i), body: tt.body}
 			// Each case overrides a header; "-" leaves the header out.
 			for _, f := range []struct {
 				set *string
@@ -312,7 +294,7 @@ func TestIntake_RefusesInvalidSubmissions(t *testing.T) {
 			if e.Message == "" {
 				t.Errorf("the error has no message for people")
 			}
-			if n := natstest.StreamMessages(t, api.js, events.EventsStream); n != 0 {
+			if n := natstest.StreamMessages(t, api.JS, events.EventsStream); n != 0 {
 				t.Fatalf("the events stream holds %d messages after a refusal, want 0", n)
 			}
 		})
@@ -323,7 +305,7 @@ func TestIntake_RefusesInvalidSubmissions(t *testing.T) {
 	})
 }
 
-func TestIntake_ServesTheCatalogue(t *testing.T) {
+func TestDeskAPI_ServesTheCatalogue(t *testing.T) {
 	t.Parallel()
 	api := startIntake(t, 0, nil)
 
@@ -376,7 +358,7 @@ func TestIntake_ServesTheCatalogue(t *testing.T) {
 	}
 }
 
-func TestIntake_ListsServicesInTheDesksLanguageFallingBackToEnglish(t *testing.T) {
+func TestDeskAPI_ListsServicesInTheDesksLanguageFallingBackToEnglish(t *testing.T) {
 	t.Parallel()
 	api := startIntake(t, 0, nil)
 	type service struct {
@@ -445,38 +427,12 @@ func TestIntake_ListsServicesInTheDesksLanguageFallingBackToEnglish(t *testing.T
 	}
 }
 
-// flakyPublisher fails while down, and notes the ID of every message it is
-// asked to publish.
-type flakyPublisher struct {
-	next workers.Publisher
-	down atomic.Bool
-
-	mu    sync.Mutex
-	asked []string
-}
-
-func (f *flakyPublisher) Publish(ctx context.Context, out natsbus.Outgoing) error {
-	f.mu.Lock()
-	f.asked = append(f.asked, out.ID)
-	f.mu.Unlock()
-	if f.down.Load() {
-		return errors.New("nats: no responders available for request")
-	}
-	return f.next.Publish(ctx, out)
-}
-
-func (f *flakyPublisher) Asked() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.asked)
-}
-
-func TestIntake_Answers503UntilJetStreamStoresTheRequest(t *testing.T) {
+func TestDeskAPI_Answers503UntilJetStreamStoresTheRequest(t *testing.T) {
 	t.Parallel()
-	flaky := &flakyPublisher{}
-	flaky.down.Store(true)
+	flaky := &intaketest.FlakyPublisher{}
+	flaky.Down.Store(true)
 	api := startIntake(t, 0, func(p workers.Publisher) workers.Publisher {
-		flaky.next = p
+		flaky.Next = p
 		return flaky
 	})
 
@@ -491,22 +447,22 @@ func TestIntake_Answers503UntilJetStreamStoresTheRequest(t *testing.T) {
 	if len(asked) != 1 {
 		t.Fatalf("publisher asked %d times, want 1", len(asked))
 	}
-	if n := natstest.StreamMessages(t, api.js, events.EventsStream); n != 0 {
+	if n := natstest.StreamMessages(t, api.JS, events.EventsStream); n != 0 {
 		t.Fatalf("the events stream holds %d messages, want 0", n)
 	}
 	// Not stored, so not there for the desk.
-	if r := api.do(t, call{method: "GET", path: "/v1/requests/" + asked[0], token: api.token}); r.status != http.StatusNotFound {
+	if r := api.do(t, call{method: "GET", path: "/v1/requests/" + asked[0], token: api.Token}); r.status != http.StatusNotFound {
 		t.Errorf("GET the unstored request: %d, want 404", r.status)
 	}
 
-	flaky.down.Store(false)
+	flaky.Down.Store(false)
 	if id := mustAccept(t, api.submit(t, "key-1", changeOfAddressBody)); id != asked[0] {
 		t.Errorf("the retry answered %s, want the id first claimed, %s", id, asked[0])
 	}
-	if n := natstest.StreamMessages(t, api.js, events.EventsStream); n != 1 {
+	if n := natstest.StreamMessages(t, api.JS, events.EventsStream); n != 1 {
 		t.Errorf("the events stream holds %d messages, want 1", n)
 	}
-	if r := api.do(t, call{method: "GET", path: "/v1/requests/" + asked[0], token: api.token}); r.status != http.StatusOK {
+	if r := api.do(t, call{method: "GET", path: "/v1/requests/" + asked[0], token: api.Token}); r.status != http.StatusOK {
 		t.Errorf("GET the stored request: %d %s, want 200", r.status, r.body)
 	}
 

@@ -1,25 +1,7 @@
-package workers
-
-import (
-	"encoding/json"
-	"encoding/xml"
-	"errors"
-	"fmt"
-	"mime"
-	"net/http"
-	"net/url"
-	"regexp"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
-
-	"github.com/spotflow/spotflow/events"
-)
-
-// Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2), served by
-// intake under /open311/v2/ so that municipal software that speaks it submits
-// to and reads from spotflow unchanged. Every endpoint answers in XML or JSON
+// Package open311 serves Open311 GeoReport v2
+// (http://wiki.open311.org/GeoReport_v2) under /open311/v2/, so that
+// municipal software that speaks it submits to and reads from spotflow
+// unchanged. Every endpoint answers in XML or JSON
 // by the extension of its last path segment. Submissions take the same path
 // as the desk API's: validation against the catalogue, the desk's
 // idempotency key, JetStream before any answer.
@@ -46,6 +28,30 @@ import (
 //   - When a request cannot be stored now the answer is 503 with
 //     Retry-After, not the specification's 400, so clients know that sending
 //     it again is safe.
+//
+// It calls the pipeline through small interfaces declared here (Intake,
+// Store, Catalogs), so it imports events only, never NATS or Postgres.
+package open311
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+)
 
 // Open311's paths, limits and the attributes that stand for the citizen.
 const (
@@ -59,18 +65,73 @@ const (
 	citizenNameAttribute       = events.ReservedAttributePrefix + "name"
 )
 
-// open311Routes registers the Open311 endpoints on in's mux.
-func (in *Intake) open311Routes() {
-	in.mux.HandleFunc("GET /open311/{file}", in.open311Discovery)
-	in.mux.HandleFunc("GET "+open311Prefix+"{resource}", in.open311Collection)
-	in.mux.HandleFunc("POST "+open311Prefix+"{resource}", in.open311Submit)
-	in.mux.HandleFunc("GET "+open311Prefix+"services/{code}", in.open311Service)
-	in.mux.HandleFunc("GET "+open311Prefix+"requests/{id}", in.open311Request)
-	in.mux.HandleFunc("GET "+open311Prefix+"tokens/{token}", in.open311Token)
-	in.mux.HandleFunc("/open311/", func(w http.ResponseWriter, r *http.Request) {
+// Intake authenticates desks and accepts their submissions
+// (workers.Intake).
+type Intake interface {
+	Authenticate(ctx context.Context, token string) (events.Desk, error)
+	Accept(ctx context.Context, desk events.Desk, key string, sub *events.Submission) (id string, svc *events.Service, err error)
+}
+
+// Store finds requests and jurisdictions.
+type Store interface {
+	SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error)
+	HasMunicipality(ctx context.Context, municipality string) (bool, error)
+}
+
+// Catalogs gives the service catalogue in force.
+type Catalogs interface {
+	Current() *events.Catalog
+}
+
+// Config configures the Open311 API.
+type Config struct {
+	// Intake authenticates desks and accepts submissions. Required.
+	Intake Intake
+	// Store finds requests. Required.
+	Store Store
+	// Catalog is the service catalogue, as it stands at each request.
+	// Required.
+	Catalog Catalogs
+	// MaxBody is the largest request body accepted. Default 64 KiB.
+	MaxBody int64
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// API serves Open311 GeoReport v2. It is safe for concurrent use.
+type API struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New validates cfg and returns the Open311 API.
+func New(cfg Config) (*API, error) {
+	if cfg.Intake == nil || cfg.Store == nil || cfg.Catalog == nil {
+		return nil, errors.New("new open311: Intake, Store and Catalog are required")
+	}
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, 64<<10)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	a := &API{cfg: cfg, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /open311/{file}", a.open311Discovery)
+	a.mux.HandleFunc("GET "+open311Prefix+"{resource}", a.open311Collection)
+	a.mux.HandleFunc("POST "+open311Prefix+"{resource}", a.open311Submit)
+	a.mux.HandleFunc("GET "+open311Prefix+"services/{code}", a.open311Service)
+	a.mux.HandleFunc("GET "+open311Prefix+"requests/{id}", a.open311Request)
+	a.mux.HandleFunc("GET "+open311Prefix+"tokens/{token}", a.open311Token)
+	a.mux.HandleFunc("/open311/", func(w http.ResponseWriter, r *http.Request) {
 		_, format := splitFormat(r.URL.Path)
 		writeOpen311Error(w, format, http.StatusNotFound, http.StatusNotFound, "no such Open311 resource: "+r.Method+" "+r.URL.Path)
 	})
+	return a, nil
+}
+
+// ServeHTTP serves Open311 under /open311/.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// languageOf picks the catalogue language a request asks for: ?lang=xx, else
+// its Accept-Language header; English when the catalogue lacks it.
+func languageOf(r *http.Request, c *events.Catalog) string {
+	return c.Language(cmp.Or(r.URL.Query().Get("lang"), r.Header.Get("Accept-Language")))
 }
 
 // splitFormat splits "requests.json" into "requests" and "json"; the format
@@ -154,7 +215,7 @@ func writeOpen311Error(w http.ResponseWriter, format string, status, code int, d
 // must be sent), and checks jurisdiction_id against it. It returns ok false
 // once it has answered with an error.
 // Without an api_key, a jurisdiction_id must be the municipality of some desk.
-func (in *Intake) open311Desk(w http.ResponseWriter, r *http.Request, format string, required bool) (desk events.Desk, ok bool) {
+func (a *API) open311Desk(w http.ResponseWriter, r *http.Request, format string, required bool) (desk events.Desk, ok bool) {
 	key := r.Form.Get("api_key")
 	jurisdiction := r.Form.Get("jurisdiction_id")
 	if key == "" {
@@ -163,9 +224,9 @@ func (in *Intake) open311Desk(w http.ResponseWriter, r *http.Request, format str
 			return desk, false
 		}
 		if jurisdiction != "" {
-			found, err := in.cfg.Store.HasMunicipality(r.Context(), jurisdiction)
+			found, err := a.cfg.Store.HasMunicipality(r.Context(), jurisdiction)
 			if err != nil {
-				in.cfg.Logger.Error("open311: find jurisdiction", "err", err)
+				a.cfg.Logger.Error("open311: find jurisdiction", "err", err)
 				writeOpen311Unavailable(w, format, "cannot check the jurisdiction_id right now; retry later")
 				return desk, false
 			}
@@ -176,13 +237,13 @@ func (in *Intake) open311Desk(w http.ResponseWriter, r *http.Request, format str
 		}
 		return desk, true
 	}
-	desk, err := in.desk(r.Context(), key)
+	desk, err := a.cfg.Intake.Authenticate(r.Context(), key)
 	switch {
 	case errors.Is(err, events.ErrUnauthenticated):
 		writeOpen311Error(w, format, http.StatusForbidden, http.StatusForbidden, "invalid api_key: it is not the token of any desk")
 		return desk, false
 	case err != nil:
-		in.cfg.Logger.Error("open311: authenticate desk", "err", err)
+		a.cfg.Logger.Error("open311: authenticate desk", "err", err)
 		writeOpen311Unavailable(w, format, "cannot check the api_key right now; retry later")
 		return desk, false
 	case jurisdiction != "" && jurisdiction != desk.Municipality:
@@ -198,16 +259,16 @@ func writeOpen311Unavailable(w http.ResponseWriter, format, description string) 
 }
 
 // open311Collection serves GET services.{format} and GET requests.{format}.
-func (in *Intake) open311Collection(w http.ResponseWriter, r *http.Request) {
+func (a *API) open311Collection(w http.ResponseWriter, r *http.Request) {
 	resource, format, ok := open311Format(w, r, "resource")
 	if !ok {
 		return
 	}
 	switch resource {
 	case "services":
-		in.open311Services(w, r, format)
+		a.open311Services(w, r, format)
 	case "requests":
-		in.open311Requests(w, r, format)
+		a.open311Requests(w, r, format)
 	default:
 		writeOpen311Error(w, format, http.StatusNotFound, http.StatusNotFound, "no such Open311 resource: "+r.URL.Path)
 	}
@@ -228,12 +289,12 @@ type open311ServiceList struct {
 	Services []open311ServiceView `xml:"service"`
 }
 
-func (in *Intake) open311Services(w http.ResponseWriter, r *http.Request, format string) {
+func (a *API) open311Services(w http.ResponseWriter, r *http.Request, format string) {
 	_ = r.ParseForm()
-	if _, ok := in.open311Desk(w, r, format, false); !ok {
+	if _, ok := a.open311Desk(w, r, format, false); !ok {
 		return
 	}
-	catalog := in.cfg.Catalog.Current()
+	catalog := a.cfg.Catalog.Current()
 	lang := languageOf(r, catalog)
 	list := make([]open311ServiceView, len(catalog.Services))
 	for i, s := range catalog.Services {
@@ -285,16 +346,16 @@ type open311Value struct {
 	Name string `xml:"name" json:"name"`
 }
 
-func (in *Intake) open311Service(w http.ResponseWriter, r *http.Request) {
+func (a *API) open311Service(w http.ResponseWriter, r *http.Request) {
 	code, format, ok := open311Format(w, r, "code")
 	if !ok {
 		return
 	}
 	_ = r.ParseForm()
-	if _, ok := in.open311Desk(w, r, format, false); !ok {
+	if _, ok := a.open311Desk(w, r, format, false); !ok {
 		return
 	}
-	catalog := in.cfg.Catalog.Current()
+	catalog := a.cfg.Catalog.Current()
 	s, found := catalog.Service(code)
 	if !found {
 		writeOpen311Error(w, format, http.StatusNotFound, http.StatusNotFound, fmt.Sprintf("service_code %q was not found", code))
@@ -338,7 +399,7 @@ type open311CreatedList struct {
 // attributeParam matches attribute[code] and attribute[code][].
 var attributeParam = regexp.MustCompile(`^attribute\[([^\[\]]*)\](\[\])?$`)
 
-func (in *Intake) open311Submit(w http.ResponseWriter, r *http.Request) {
+func (a *API) open311Submit(w http.ResponseWriter, r *http.Request) {
 	resource, format, ok := open311Format(w, r, "resource")
 	if !ok {
 		return
@@ -351,34 +412,34 @@ func (in *Intake) open311Submit(w http.ResponseWriter, r *http.Request) {
 		writeOpen311Error(w, format, http.StatusBadRequest, http.StatusBadRequest, "the body must be application/x-www-form-urlencoded")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, in.cfg.MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeOpen311Error(w, format, http.StatusBadRequest, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", in.cfg.MaxBody))
+			writeOpen311Error(w, format, http.StatusBadRequest, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", a.cfg.MaxBody))
 			return
 		}
 		writeOpen311Error(w, format, http.StatusBadRequest, http.StatusBadRequest, "the body is not a valid form: "+err.Error())
 		return
 	}
-	desk, ok := in.open311Desk(w, r, format, true)
+	desk, ok := a.open311Desk(w, r, format, true)
 	if !ok {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if key != "" {
-		if code, msg := checkIdempotencyKey(key); code != "" {
-			writeOpen311Error(w, format, http.StatusBadRequest, http.StatusBadRequest, msg)
+		if fe := events.CheckIdempotencyKey(key); fe != nil {
+			writeOpen311Error(w, format, http.StatusBadRequest, http.StatusBadRequest, fe.Message)
 			return
 		}
 	}
-	catalog := in.cfg.Catalog.Current()
+	catalog := a.cfg.Catalog.Current()
 	sub, status, desc := open311Submission(r.Form, catalog)
 	if desc != "" {
 		writeOpen311Error(w, format, status, status, desc)
 		return
 	}
-	id, svc, err := in.accept(r.Context(), desk, key, sub)
+	id, svc, err := a.cfg.Intake.Accept(r.Context(), desk, key, sub)
 	var fe *events.FieldError
 	switch {
 	case errors.As(err, &fe) && fe.Code == events.CodeUnknownService:
@@ -394,7 +455,7 @@ func (in *Intake) open311Submit(w http.ResponseWriter, r *http.Request) {
 		writeOpen311Unavailable(w, format, "the request could not be stored; send it again")
 		return
 	case err != nil:
-		in.cfg.Logger.Error("open311: accept request", "err", err)
+		a.cfg.Logger.Error("open311: accept request", "err", err)
 		writeOpen311Error(w, format, http.StatusInternalServerError, http.StatusInternalServerError, "cannot take the request")
 		return
 	}
@@ -535,7 +596,7 @@ type open311RequestList struct {
 // w3 is the specification's date-time format: ISO 8601 with a time zone.
 func w3(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func (in *Intake) viewOpen311(catalog *events.Catalog, lang string, s events.RequestSummary) open311RequestView {
+func (a *API) viewOpen311(catalog *events.Catalog, lang string, s events.RequestSummary) open311RequestView {
 	v := open311RequestView{
 		ServiceRequestID:  s.ID,
 		Status:            s.Status.Open311(),
@@ -561,12 +622,12 @@ func (in *Intake) viewOpen311(catalog *events.Catalog, lang string, s events.Req
 	return v
 }
 
-func (in *Intake) writeOpen311Requests(w http.ResponseWriter, r *http.Request, format string, found []events.RequestSummary) {
-	catalog := in.cfg.Catalog.Current()
+func (a *API) writeOpen311Requests(w http.ResponseWriter, r *http.Request, format string, found []events.RequestSummary) {
+	catalog := a.cfg.Catalog.Current()
 	lang := languageOf(r, catalog)
 	list := make([]open311RequestView, len(found))
 	for i, s := range found {
-		list[i] = in.viewOpen311(catalog, lang, s)
+		list[i] = a.viewOpen311(catalog, lang, s)
 	}
 	w.Header().Set("Content-Language", lang)
 	if format == "json" {
@@ -599,9 +660,9 @@ func parseW3(s string) (time.Time, error) {
 	return time.Parse(time.DateOnly, s)
 }
 
-func (in *Intake) open311Requests(w http.ResponseWriter, r *http.Request, format string) {
+func (a *API) open311Requests(w http.ResponseWriter, r *http.Request, format string) {
 	_ = r.ParseForm()
-	desk, ok := in.open311Desk(w, r, format, true)
+	desk, ok := a.open311Desk(w, r, format, true)
 	if !ok {
 		return
 	}
@@ -609,7 +670,7 @@ func (in *Intake) open311Requests(w http.ResponseWriter, r *http.Request, format
 	if ids := commaList(r.Form, "service_request_id"); len(ids) > 0 {
 		// The specification: this overrides all other arguments.
 		q.IDs = ids
-		in.searchOpen311(w, r, format, q)
+		a.searchOpen311(w, r, format, q)
 		return
 	}
 	q.ServiceCodes = commaList(r.Form, "service_code")
@@ -651,34 +712,34 @@ func (in *Intake) open311Requests(w http.ResponseWriter, r *http.Request, format
 		writeOpen311Error(w, format, http.StatusBadRequest, http.StatusBadRequest, "start_date and end_date may not span more than 90 days")
 		return
 	}
-	in.searchOpen311(w, r, format, q)
+	a.searchOpen311(w, r, format, q)
 }
 
-func (in *Intake) searchOpen311(w http.ResponseWriter, r *http.Request, format string, q events.RequestQuery) {
-	found, err := in.cfg.Store.SearchRequests(r.Context(), q)
+func (a *API) searchOpen311(w http.ResponseWriter, r *http.Request, format string, q events.RequestQuery) {
+	found, err := a.cfg.Store.SearchRequests(r.Context(), q)
 	if err != nil {
-		in.cfg.Logger.Error("open311: search requests", "desk", q.DeskID, "err", err)
+		a.cfg.Logger.Error("open311: search requests", "desk", q.DeskID, "err", err)
 		writeOpen311Unavailable(w, format, "cannot read requests right now; retry later")
 		return
 	}
-	in.writeOpen311Requests(w, r, format, found)
+	a.writeOpen311Requests(w, r, format, found)
 }
 
 // open311One reads one request of the desk by id, answering 404 when the
 // desk has none with that id. ok is false once it has answered.
-func (in *Intake) open311One(w http.ResponseWriter, r *http.Request, name, what string) (found events.RequestSummary, format string, ok bool) {
+func (a *API) open311One(w http.ResponseWriter, r *http.Request, name, what string) (found events.RequestSummary, format string, ok bool) {
 	id, format, ok := open311Format(w, r, name)
 	if !ok {
 		return found, format, false
 	}
 	_ = r.ParseForm()
-	desk, ok := in.open311Desk(w, r, format, true)
+	desk, ok := a.open311Desk(w, r, format, true)
 	if !ok {
 		return found, format, false
 	}
-	list, err := in.cfg.Store.SearchRequests(r.Context(), events.RequestQuery{DeskID: desk.ID, IDs: []string{id}, Limit: 1})
+	list, err := a.cfg.Store.SearchRequests(r.Context(), events.RequestQuery{DeskID: desk.ID, IDs: []string{id}, Limit: 1})
 	if err != nil {
-		in.cfg.Logger.Error("open311: read request", "desk", desk.ID, "err", err)
+		a.cfg.Logger.Error("open311: read request", "desk", desk.ID, "err", err)
 		writeOpen311Unavailable(w, format, "cannot read requests right now; retry later")
 		return found, format, false
 	}
@@ -689,12 +750,12 @@ func (in *Intake) open311One(w http.ResponseWriter, r *http.Request, name, what 
 	return list[0], format, true
 }
 
-func (in *Intake) open311Request(w http.ResponseWriter, r *http.Request) {
-	found, format, ok := in.open311One(w, r, "id", "service_request_id")
+func (a *API) open311Request(w http.ResponseWriter, r *http.Request) {
+	found, format, ok := a.open311One(w, r, "id", "service_request_id")
 	if !ok {
 		return
 	}
-	in.writeOpen311Requests(w, r, format, []events.RequestSummary{found})
+	a.writeOpen311Requests(w, r, format, []events.RequestSummary{found})
 }
 
 // open311TokenView is the answer to GET tokens/{token}.
@@ -707,8 +768,8 @@ type open311TokenList struct {
 	Requests []open311TokenView `xml:"request"`
 }
 
-func (in *Intake) open311Token(w http.ResponseWriter, r *http.Request) {
-	found, format, ok := in.open311One(w, r, "token", "token")
+func (a *API) open311Token(w http.ResponseWriter, r *http.Request) {
+	found, format, ok := a.open311One(w, r, "token", "token")
 	if !ok {
 		return
 	}
@@ -737,7 +798,7 @@ type open311DiscoveryEndpoint struct {
 	Formats       []string `xml:"formats>format" json:"formats"`
 }
 
-func (in *Intake) open311Discovery(w http.ResponseWriter, r *http.Request) {
+func (a *API) open311Discovery(w http.ResponseWriter, r *http.Request) {
 	name, format := splitFormat(r.PathValue("file"))
 	if name != "discovery" || name == r.PathValue("file") {
 		writeOpen311Error(w, format, http.StatusNotFound, http.StatusNotFound, "no such Open311 resource: "+r.URL.Path+"; discovery is served as discovery.xml and discovery.json")
@@ -748,7 +809,7 @@ func (in *Intake) open311Discovery(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	// The changeset follows the catalogue: service definitions change with it.
-	changeset := in.cfg.Catalog.Current().Version
+	changeset := a.cfg.Catalog.Current().Version
 	writeOpen311(w, format, http.StatusOK, "discovery", open311Discovery{
 		Changeset:  changeset,
 		Contact:    "The operator of this spotflow installation.",

@@ -1,11 +1,13 @@
-package workers_test
+package open311_test
 
 import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -14,7 +16,11 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
+	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/intaketest"
+	"github.com/spotflow/spotflow/workers/open311"
 )
 
 // The fields of each Open311 answer, in the order of the specification's
@@ -162,6 +168,41 @@ func sameFields(t *testing.T, what string, got, want []string) {
 	}
 }
 
+// deskAPI is Open311 served over HTTP, with a real intake, store and
+// JetStream, and a desk registered with it.
+type deskAPI struct {
+	*intaketest.Desk
+	srv *httptest.Server
+}
+
+// startIntake serves Open311 over a fresh intake. wrap, when set, wraps the
+// real publisher.
+func startIntake(t *testing.T, wrap func(workers.Publisher) workers.Publisher) *deskAPI {
+	t.Helper()
+	d := intaketest.Start(t, wrap)
+	api, err := open311.New(open311.Config{Intake: d.Intake, Store: d.Store, Catalog: d.Catalog, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("new open311: %v", err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return &deskAPI{Desk: d, srv: srv}
+}
+
+// reply is an HTTP answer, read whole.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %d reply %s: %v", r.status, r.body, err)
+	}
+}
+
 // open311 sends one Open311 request: form goes in the query string of a
 // GET and as the form-encoded body of a POST.
 func (api *deskAPI) open311(t *testing.T, method, path string, form url.Values, header ...string) reply {
@@ -173,7 +214,7 @@ func (api *deskAPI) open311(t *testing.T, method, path string, form url.Values, 
 	} else if method == http.MethodPost {
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequestWithContext(testContext(t), method, target, body)
+	req, err := http.NewRequestWithContext(t.Context(), method, target, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +289,7 @@ var formats = []string{"xml", "json"}
 
 func TestOpen311_ListsServicesAsTheSpecificationShowsThem(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	for _, format := range formats {
 		t.Run(format, func(t *testing.T) {
 			r := api.open311(t, "GET", "/open311/v2/services."+format, nil)
@@ -309,7 +350,7 @@ func TestOpen311_ListsServicesAsTheSpecificationShowsThem(t *testing.T) {
 
 func TestOpen311_SpeaksTheLanguageAskedFor(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	tests := []struct {
 		name     string
 		query    url.Values
@@ -358,7 +399,7 @@ func TestOpen311_SpeaksTheLanguageAskedFor(t *testing.T) {
 
 func TestOpen311_DefinesAServiceWithTheCitizenFirst(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	type value struct{ Key, Name string }
 	type attribute struct {
 		Variable, Code, Datatype, Required, DatatypeDescription, Order, Description string
@@ -469,7 +510,7 @@ func TestOpen311_DefinesAServiceWithTheCitizenFirst(t *testing.T) {
 // of two categories, its citizen named in Greek.
 func licenceForm(api *deskAPI) url.Values {
 	return url.Values{
-		"api_key":                             {api.token},
+		"api_key":                             {api.Token},
 		"jurisdiction_id":                     {"lisboa"},
 		"service_code":                        {"driving-licence-renewal"},
 		"attribute[citizen_national_id]":      {"87654321"},
@@ -524,7 +565,7 @@ func createdID(t *testing.T, r reply, format string) (id, notice, account string
 // published returns the request published on the events stream with id.
 func published(t *testing.T, api *deskAPI, id string) events.Request {
 	t.Helper()
-	for _, m := range streamMessages(t, api.js, events.EventsStream) {
+	for _, m := range natstest.Messages(t, api.JS, events.EventsStream) {
 		var req events.Request
 		if json.Unmarshal(m.Data, &req) == nil && req.ID == id {
 			return req
@@ -536,7 +577,7 @@ func published(t *testing.T, api *deskAPI, id string) events.Request {
 
 func TestOpen311_SubmitsAFormEncodedRequestThroughTheDeskPipeline(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	for _, format := range formats {
 		t.Run(format, func(t *testing.T) {
 			form := licenceForm(api)
@@ -552,7 +593,7 @@ func TestOpen311_SubmitsAFormEncodedRequestThroughTheDeskPipeline(t *testing.T) 
 			if req.Citizen.NationalID != "87654321" || req.Citizen.Name != "Μαρία Παπαδοπούλου" {
 				t.Errorf("published citizen does not match the form (UTF-8 lost?)")
 			}
-			if req.ServiceCode != "driving-licence-renewal" || req.Mediator != "mediador-7" || req.DeskID != api.desk.ID || req.Municipality != "lisboa" {
+			if req.ServiceCode != "driving-licence-renewal" || req.Mediator != "mediador-7" || req.DeskID != api.Desk.Desk.ID || req.Municipality != "lisboa" {
 				t.Errorf("published %s by %s of %s/%s, want the form's service, mediator and desk", req.ServiceCode, req.Mediator, req.DeskID, req.Municipality)
 			}
 			wantAttrs := map[string]string{
@@ -571,20 +612,20 @@ func TestOpen311_SubmitsAFormEncodedRequestThroughTheDeskPipeline(t *testing.T) 
 			if again != id {
 				t.Errorf("the same form again made request %s, want %s", again, id)
 			}
-			// The desk API reads it back.
-			if r := api.do(t, call{method: "GET", path: "/v1/requests/" + id, token: api.token}); r.status != http.StatusOK {
-				t.Errorf("GET /v1/requests/%s: %d", id, r.status)
+			// The desk reads it back.
+			if _, err := api.Store.RequestForDesk(t.Context(), api.Desk.Desk.ID, id); err != nil {
+				t.Errorf("read request %s back: %v", id, err)
 			}
 		})
 	}
-	if n := len(streamMessages(t, api.js, events.EventsStream)); n != 2 {
+	if n := len(natstest.Messages(t, api.JS, events.EventsStream)); n != 2 {
 		t.Errorf("%d requests published, want 2: one per distinct form", n)
 	}
 }
 
 func TestOpen311_ReadsFormEncodingAsClientsWriteIt(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	tests := []struct {
 		name   string
 		body   string // form-encoded by hand; API_KEY is replaced by the desk's token
@@ -624,8 +665,8 @@ func TestOpen311_ReadsFormEncodingAsClientsWriteIt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			body := strings.ReplaceAll(tt.body, "API_KEY", url.QueryEscape(api.token))
-			req, err := http.NewRequestWithContext(testContext(t), "POST", api.srv.URL+"/open311/v2/requests.json", strings.NewReader(body))
+			body := strings.ReplaceAll(tt.body, "API_KEY", url.QueryEscape(api.Token))
+			req, err := http.NewRequestWithContext(t.Context(), "POST", api.srv.URL+"/open311/v2/requests.json", strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -655,8 +696,8 @@ func TestOpen311_ReadsFormEncodingAsClientsWriteIt(t *testing.T) {
 
 func TestOpen311_RefusesWhatTheSpecificationRefuses(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
-	other, otherToken, err := api.store.CreateDesk(testContext(t), "porto", "Loja do Cidadão Porto")
+	api := startIntake(t, nil)
+	other, otherToken, err := api.Store.CreateDesk(t.Context(), "porto", "Loja do Cidadão Porto")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,17 +765,17 @@ func TestOpen311_RefusesWhatTheSpecificationRefuses(t *testing.T) {
 	wantOpen311Error(t, r, "json", 400, 409, "Idempotency-Key was used for a different request")
 
 	for _, path := range []string{"/open311/v2/requests", "/open311/v2/requests.csv", "/open311/v2/nothing.xml", "/open311/v3/services.xml"} {
-		r := api.open311(t, "GET", path, url.Values{"api_key": {api.token}})
+		r := api.open311(t, "GET", path, url.Values{"api_key": {api.Token}})
 		wantOpen311Error(t, r, "xml", 404, 404, "")
 	}
 }
 
 func TestOpen311_Answers503WhenTheRequestCannotBeStored(t *testing.T) {
 	t.Parallel()
-	flaky := &flakyPublisher{}
-	flaky.down.Store(true)
-	api := startIntake(t, 0, func(p workers.Publisher) workers.Publisher {
-		flaky.next = p
+	flaky := &intaketest.FlakyPublisher{}
+	flaky.Down.Store(true)
+	api := startIntake(t, func(p workers.Publisher) workers.Publisher {
+		flaky.Next = p
 		return flaky
 	})
 	for _, format := range formats {
@@ -744,7 +785,7 @@ func TestOpen311_Answers503WhenTheRequestCannotBeStored(t *testing.T) {
 			t.Errorf("%s: a 503 without Retry-After", format)
 		}
 	}
-	flaky.down.Store(false)
+	flaky.Down.Store(false)
 	id, _, _ := createdID(t, api.open311(t, "POST", "/open311/v2/requests.xml", licenceForm(api)), "xml")
 	if asked := flaky.Asked(); asked[0] != id {
 		t.Errorf("the retry made request %s, want the one first claimed, %s", id, asked[0])
@@ -755,7 +796,7 @@ func TestOpen311_Answers503WhenTheRequestCannotBeStored(t *testing.T) {
 // projector would once the agencies have answered.
 func project(t *testing.T, api *deskAPI, req events.Request, final events.Status, at time.Time) {
 	t.Helper()
-	svc, _ := catalog(t).Service(req.ServiceCode)
+	svc, _ := eventstest.Catalog(t).Service(req.ServiceCode)
 	changes := []events.Change{{Request: &req}, {Event: &events.StatusEvent{
 		Schema: events.SchemaStatus, ID: events.EventID(req.ID, "", events.StatusRouted), RequestID: req.ID,
 		Status: events.StatusRouted, At: at, Actor: events.SourceRouter, Agencies: svc.Agencies,
@@ -766,7 +807,7 @@ func project(t *testing.T, api *deskAPI, req events.Request, final events.Status
 			Status: final, At: at.Add(time.Second), Actor: "agency:" + a, Note: "Certificado emitido",
 		}})
 	}
-	for i, err := range api.store.Project(testContext(t), changes) {
+	for i, err := range api.Store.Project(t.Context(), changes) {
 		if err != nil {
 			t.Fatalf("project change %d: %v", i, err)
 		}
@@ -830,7 +871,7 @@ func ids(views []requestView) []string {
 
 func TestOpen311_ReadsRequestsBackWithoutPersonalData(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	submit := func(edit func(f url.Values)) string {
 		f := licenceForm(api)
 		edit(f)
@@ -859,7 +900,7 @@ func TestOpen311_ReadsRequestsBackWithoutPersonalData(t *testing.T) {
 	project(t, api, published(t, api, record), events.StatusCompleted, now)
 	project(t, api, published(t, api, address), events.StatusRejected, now)
 	// Another desk's request is never shown.
-	other, otherToken, err := api.store.CreateDesk(testContext(t), "lisboa", "Junta de Freguesia de Arroios")
+	other, otherToken, err := api.Store.CreateDesk(t.Context(), "lisboa", "Junta de Freguesia de Arroios")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -868,9 +909,9 @@ func TestOpen311_ReadsRequestsBackWithoutPersonalData(t *testing.T) {
 	theirs.Set("api_key", otherToken)
 	theirID, _, _ := createdID(t, api.open311(t, "POST", "/open311/v2/requests.json", theirs), "json")
 
-	key := url.Values{"api_key": {api.token}}
+	key := url.Values{"api_key": {api.Token}}
 	with := func(kv ...string) url.Values {
-		q := url.Values{"api_key": {api.token}}
+		q := url.Values{"api_key": {api.Token}}
 		for i := 0; i+1 < len(kv); i += 2 {
 			q.Add(kv[i], kv[i+1])
 		}
@@ -1008,7 +1049,7 @@ func TestOpen311_ReadsRequestsBackWithoutPersonalData(t *testing.T) {
 
 func TestOpen311_DiscoveryNamesTheEndpoint(t *testing.T) {
 	t.Parallel()
-	api := startIntake(t, 0, nil)
+	api := startIntake(t, nil)
 	r := api.open311(t, "GET", "/open311/discovery.xml", nil)
 	wantContentType(t, r, "xml")
 	root := parseXML(t, r.body)
@@ -1028,7 +1069,7 @@ func TestOpen311_DiscoveryNamesTheEndpoint(t *testing.T) {
 	r = api.open311(t, "GET", "/open311/discovery.json", nil)
 	wantContentType(t, r, "json")
 	r.decode(t, &d)
-	if d.Changeset != catalog(t).Version || len(d.Endpoints) != 1 || !slices.Equal(d.Endpoints[0].Formats, []string{"text/xml", "application/json"}) {
+	if d.Changeset != eventstest.Catalog(t).Version || len(d.Endpoints) != 1 || !slices.Equal(d.Endpoints[0].Formats, []string{"text/xml", "application/json"}) {
 		t.Errorf("discovery.json = %+v", d)
 	}
 }
