@@ -96,7 +96,7 @@ func workItem(id string) events.WorkItem {
 
 func TestAgency_RejectsByWorkItemIDDeterministically(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	// Two agencies with the same profile stand for a first delivery and a
 	// redelivery after a restart that lost the agency's memory.
 	a := simagency.New("tax", simagency.Profile{RejectRate: 0.3})
@@ -151,7 +151,7 @@ func TestAgency_RejectsByWorkItemIDDeterministically(t *testing.T) {
 
 func TestAgency_AppliesARedeliveredWorkItemOnce(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, rate := range []float64{0, 1} {
 		a := simagency.New("tax", simagency.Profile{RejectRate: rate})
 		item := workItem("req-1")
@@ -179,7 +179,7 @@ func TestAgency_FailsTransientlyAtRateOne(t *testing.T) {
 	t.Parallel()
 	a := simagency.New("tax", simagency.Profile{TransientRate: 1})
 	for i := range 20 {
-		_, err := a.Deliver(context.Background(), workItem(fmt.Sprintf("req-%d", i)))
+		_, err := a.Deliver(t.Context(), workItem(fmt.Sprintf("req-%d", i)))
 		if !errors.Is(err, simagency.ErrUnavailable) {
 			t.Fatalf("delivery %d: err = %v, want ErrUnavailable", i, err)
 		}
@@ -195,7 +195,7 @@ func TestAgency_FailsTransientlyAtRateOne(t *testing.T) {
 func TestAgency_StopsWaitingWhenTheContextEnds(t *testing.T) {
 	t.Parallel()
 	a := simagency.New("tax", simagency.Profile{Latency: time.Hour})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := a.Deliver(ctx, workItem("req-1"))
