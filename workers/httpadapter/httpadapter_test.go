@@ -2,7 +2,6 @@ package httpadapter_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -223,46 +222,6 @@ func TestClient_QuotesOnlyABoundedSnippetOfARefusal(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), nationalID) {
 		t.Errorf("error %q carries the citizen's national ID", err)
-	}
-}
-
-func TestClient_CancellationEndsASlowCall(t *testing.T) {
-	t.Parallel()
-
-	release := make(chan struct{})
-	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
-		// The server notices a client going away only once the body is read.
-		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before the server's Close
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := c.Deliver(ctx, workItem("tax"))
-	if !errors.Is(err, context.DeadlineExceeded) || events.IsPermanent(err) {
-		t.Fatalf("err = %v, want a transient error wrapping context.DeadlineExceeded", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("Deliver took %v after its context ended", took)
-	}
-}
-
-func TestClient_UnreachableAgencyIsTransient(t *testing.T) {
-	t.Parallel()
-
-	srv := httptest.NewServer(http.NotFoundHandler())
-	endpoint := srv.URL + "/agencies/{agency}/work-items"
-	srv.Close()
-	c, err := httpadapter.New(httpadapter.Config{Endpoint: endpoint})
-	if err != nil {
-		t.Fatalf("new client: %v", err)
-	}
-	if _, err := c.Deliver(t.Context(), workItem("tax")); err == nil || events.IsPermanent(err) {
-		t.Fatalf("err = %v, want a transient error", err)
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package simagency is a simulated agency back office: an adapter whose
 // latency, rejection rate and transient-failure rate are set per agency. It
 // serves `spotflow run`, demonstrations and tests. Like a real back office it
-// applies each work item once however often it is delivered, and it keeps a
-// log of what it applied so tests can count duplicates.
+// applies each work item once however often it is delivered, refuses what is
+// not a work item for it, and keeps a log of what it applied so tests can
+// count duplicates.
 package simagency
 
 import (
@@ -52,8 +53,16 @@ func New(code string, p Profile) *Agency {
 	return &Agency{code: code, profile: p, applied: make(map[string]events.Status)}
 }
 
-// Deliver simulates the agency receiving item.
+// Deliver simulates the agency receiving item. Like the agency server, it
+// refuses at once, with an error marked events.Permanent, a work item for
+// another agency or one without its schema, id, request ID or agency.
 func (a *Agency) Deliver(ctx context.Context, item events.WorkItem) (workers.Receipt, error) {
+	switch {
+	case item.Schema != events.SchemaWorkItem || item.ID == "" || item.RequestID == "" || item.Agency == "":
+		return workers.Receipt{}, events.Permanent(fmt.Errorf("simulated %s: not a %s with id, request_id and agency", a.code, events.SchemaWorkItem))
+	case item.Agency != a.code:
+		return workers.Receipt{}, events.Permanent(fmt.Errorf("simulated %s: work item %s is for %s", a.code, item.ID, item.Agency))
+	}
 	if a.profile.Latency > 0 {
 		t := time.NewTimer(a.profile.Latency)
 		select {

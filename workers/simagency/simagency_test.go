@@ -96,7 +96,7 @@ func workItem(id string) events.WorkItem {
 
 func TestAgency_RejectsByWorkItemIDDeterministically(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	// Two agencies with the same profile stand for a first delivery and a
 	// redelivery after a restart that lost the agency's memory.
 	a := simagency.New("tax", simagency.Profile{RejectRate: 0.3})
@@ -151,7 +151,7 @@ func TestAgency_RejectsByWorkItemIDDeterministically(t *testing.T) {
 
 func TestAgency_AppliesARedeliveredWorkItemOnce(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, rate := range []float64{0, 1} {
 		a := simagency.New("tax", simagency.Profile{RejectRate: rate})
 		item := workItem("req-1")
@@ -179,7 +179,7 @@ func TestAgency_FailsTransientlyAtRateOne(t *testing.T) {
 	t.Parallel()
 	a := simagency.New("tax", simagency.Profile{TransientRate: 1})
 	for i := range 20 {
-		_, err := a.Deliver(context.Background(), workItem(fmt.Sprintf("req-%d", i)))
+		_, err := a.Deliver(t.Context(), workItem(fmt.Sprintf("req-%d", i)))
 		if !errors.Is(err, simagency.ErrUnavailable) {
 			t.Fatalf("delivery %d: err = %v, want ErrUnavailable", i, err)
 		}
@@ -195,7 +195,7 @@ func TestAgency_FailsTransientlyAtRateOne(t *testing.T) {
 func TestAgency_StopsWaitingWhenTheContextEnds(t *testing.T) {
 	t.Parallel()
 	a := simagency.New("tax", simagency.Profile{Latency: time.Hour})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := a.Deliver(ctx, workItem("req-1"))
@@ -208,4 +208,47 @@ func TestAgency_StopsWaitingWhenTheContextEnds(t *testing.T) {
 	if a.Applied() != 0 {
 		t.Errorf("an abandoned call applied %d work items", a.Applied())
 	}
+}
+
+func TestAgency_RefusesWhatIsNotOneOfItsWorkItems(t *testing.T) {
+	t.Parallel()
+	a := simagency.New("tax", simagency.Profile{})
+	t.Cleanup(func() { // after the parallel subtests
+		if a.Applied() != 0 {
+			t.Errorf("applied %d refused work items", a.Applied())
+		}
+	})
+	tests := []struct {
+		name   string
+		change func(*events.WorkItem)
+	}{
+		{"a work item for another agency is refused", func(w *events.WorkItem) { w.ID, w.Agency = "req-1.sns", "sns" }},
+		{"a work item without an id is refused", func(w *events.WorkItem) { w.ID = "" }},
+		{"a work item without a request ID is refused", func(w *events.WorkItem) { w.RequestID = "" }},
+		{"a work item without an agency is refused", func(w *events.WorkItem) { w.Agency = "" }},
+		{"a message of another schema is refused", func(w *events.WorkItem) { w.Schema = "spotflow.work_item.v0" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			item := workItem("req-1")
+			tt.change(&item)
+			r, err := a.Deliver(t.Context(), item)
+			if !events.IsPermanent(err) {
+				t.Fatalf("Deliver = %+v, %v; want a permanent error", r, err)
+			}
+		})
+	}
+	t.Run("a refusal does not wait for the agency's latency", func(t *testing.T) {
+		t.Parallel()
+		slow := simagency.New("tax", simagency.Profile{Latency: time.Hour})
+		item := workItem("req-1")
+		item.Agency = "sns"
+		// Waiting would end in the context's deadline instead.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := slow.Deliver(ctx, item); !events.IsPermanent(err) {
+			t.Fatalf("err = %v, want a permanent error", err)
+		}
+	})
 }
