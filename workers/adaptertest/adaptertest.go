@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -49,7 +50,9 @@ const (
 	// temporarily unavailable (an HTTP 503, a simulated outage).
 	Unavailable
 	// Unreachable: nothing answers where the agency should be (connection
-	// refused). An adapter that cannot be out of reach skips the case.
+	// refused). An adapter that cannot be out of reach, such as one in the
+	// same process as its agency, names it among the behaviours it cannot
+	// show, and the suite leaves that case out.
 	Unreachable
 	// Hangs: the agency takes far longer to answer than the suite waits: at
 	// least a minute; an hour is usual.
@@ -89,8 +92,8 @@ type Agency struct {
 // NewAgency makes a fresh agency that behaves as b, and an adapter
 // connected to it, for one case of the suite. It is called once per case,
 // from the case's goroutine, with the case's t: it registers with
-// t.Cleanup whatever it starts, and calls t.Skip for a behaviour its
-// adapter cannot show.
+// t.Cleanup whatever it starts. It is never asked for a behaviour that the
+// adapter's Run named as one it cannot show.
 type NewAgency func(t *testing.T, b Behaviour) Agency
 
 // within is how long the suite waits for a call whose context has ended
@@ -98,13 +101,18 @@ type NewAgency func(t *testing.T, b Behaviour) Agency
 // and far shorter than a hanging agency takes.
 const within = 10 * time.Second
 
+// suiteCase is one case of the suite.
+type suiteCase struct {
+	name string
+	test func(t *testing.T, newAgency NewAgency)
+}
+
 // Run runs the conformance suite against the adapters newAgency makes,
-// one subtest per case, the cases in parallel.
-func Run(t *testing.T, newAgency NewAgency) {
-	cases := []struct {
-		name string
-		test func(t *testing.T, newAgency NewAgency)
-	}{
+// one subtest per case, the cases in parallel. cannot names the behaviours
+// the adapter cannot be made to show by its nature (Unreachable, for an
+// agency in the same process); the cases that need them are left out.
+func Run(t *testing.T, newAgency NewAgency, cannot ...Behaviour) {
+	cases := []suiteCase{
 		{"every answer is a status an agency may report", answersAreAgencyStatuses},
 		{"a work item delivered twice is applied once and answered the same", redeliveryIsAppliedOnce},
 		{"a work item delivered by several callers at once is applied once", concurrentRedeliveryIsAppliedOnce},
@@ -114,7 +122,9 @@ func Run(t *testing.T, newAgency NewAgency) {
 		{"a deadline that passes while the agency is slow ends the call promptly with a transient error", deadlineDuringTheCall},
 		{"a refusal is a permanent error and applies nothing", refusalIsPermanent},
 		{"an agency that is unavailable fails transiently", unavailableIsTransient},
-		{"an agency that cannot be reached fails transiently", unreachableIsTransient},
+	}
+	if !slices.Contains(cannot, Unreachable) {
+		cases = append(cases, suiteCase{"an agency that cannot be reached fails transiently", unreachableIsTransient})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
