@@ -16,12 +16,12 @@ const (
 
 	// RequestSubjects matches every submitted request:
 	// spotflow.requests.<municipality>.<desk>.
-	RequestSubjects = "spotflow.requests.>"
+	RequestSubjects = requestPrefix + ">"
 	// StatusSubjects matches every status event: spotflow.status.<source>,
 	// where source is an agency code or a pipeline role.
-	StatusSubjects = "spotflow.status.>"
+	StatusSubjects = statusPrefix + ">"
 	// WorkSubjects matches every work item: spotflow.work.<agency>.
-	WorkSubjects = "spotflow.work.*"
+	WorkSubjects = workPrefix + "*"
 
 	// RouterConsumer is the durable consumer the router shares across its
 	// processes.
@@ -43,24 +43,40 @@ const (
 	UndeliveredConsumer = "undelivered"
 )
 
+// The subjects' prefixes, spelled here only.
+const (
+	requestPrefix = "spotflow.requests."
+	statusPrefix  = "spotflow.status."
+	workPrefix    = "spotflow.work."
+)
+
 // RequestSubject is where the given desk's requests are published.
 func RequestSubject(municipality, desk string) string {
-	return "spotflow.requests." + municipality + "." + desk
+	return requestPrefix + municipality + "." + desk
 }
 
 // WorkSubject is the subject of an agency's work queue.
-func WorkSubject(agency string) string { return "spotflow.work." + agency }
+func WorkSubject(agency string) string { return workPrefix + agency }
 
 // StatusSubject is where a source (an agency or a pipeline role) publishes
 // status events.
-func StatusSubject(source string) string { return "spotflow.status." + source }
+func StatusSubject(source string) string { return statusPrefix + source }
+
+// IsWorkSubject reports whether subject is an agency's work queue.
+func IsWorkSubject(subject string) bool { return strings.HasPrefix(subject, workPrefix) }
+
+// StatusSource is the source that published on a status subject, and
+// whether subject is one.
+func StatusSource(subject string) (source string, ok bool) {
+	return strings.CutPrefix(subject, statusPrefix)
+}
 
 // AgencyConsumer names the durable consumer of an agency's work queue.
 func AgencyConsumer(agency string) string { return "agency-" + agency }
 
 // IsRequestSubject reports whether subject carries a submitted request.
 func IsRequestSubject(subject string) bool {
-	return strings.HasPrefix(subject, "spotflow.requests.")
+	return strings.HasPrefix(subject, requestPrefix)
 }
 
 // ValidToken reports whether s can stand as one token of a subject and as a

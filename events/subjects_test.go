@@ -134,3 +134,19 @@ func TestSubjects_AgencyConsumerNamesAreDistinctPerAgency(t *testing.T) {
 		t.Error("the events and work streams share a name")
 	}
 }
+
+func TestSubjects_TellWhatASubjectCarries(t *testing.T) {
+	t.Parallel()
+	if !events.IsWorkSubject(events.WorkSubject("tax")) || events.IsWorkSubject(events.StatusSubject("tax")) {
+		t.Error("IsWorkSubject does not tell a work queue from a status subject")
+	}
+	if !events.IsRequestSubject(events.RequestSubject("lisboa", "d1")) || events.IsRequestSubject(events.WorkSubject("tax")) {
+		t.Error("IsRequestSubject does not tell a request subject from a work queue")
+	}
+	if source, ok := events.StatusSource(events.StatusSubject("social-security")); !ok || source != "social-security" {
+		t.Errorf("StatusSource of an agency's status subject = %q, %v; want social-security, true", source, ok)
+	}
+	if _, ok := events.StatusSource(events.WorkSubject("tax")); ok {
+		t.Error("StatusSource took a work subject for a status subject")
+	}
+}

@@ -253,3 +253,22 @@ func decodeWorkItem(data []byte) (*events.WorkItem, error) {
 	}
 	return &item, nil
 }
+
+// statusEvent is the event that moves item to status in its round.
+func statusEvent(item *events.WorkItem, status events.Status, note string) events.StatusEvent {
+	ev := events.StatusEvent{
+		Schema:    events.SchemaStatus,
+		ID:        events.RoundEventID(item.RequestID, item.Agency, status, item.Round),
+		RequestID: item.RequestID,
+		Agency:    item.Agency,
+		Status:    status,
+		At:        time.Now().UTC(),
+		Actor:     "agency:" + item.Agency,
+		Note:      note,
+		Round:     item.Round,
+	}
+	if status == events.StatusDispatched || status == events.StatusFailed {
+		ev.Actor = events.ActorDispatcher
+	}
+	return ev
+}

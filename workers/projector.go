@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -183,7 +182,7 @@ func decodeChange(msg jetstream.Msg) (events.Change, error) {
 	}
 	// A source speaks only for itself: an agency reports on its own work
 	// items, and only the router on requests as a whole.
-	source := strings.TrimPrefix(msg.Subject(), "spotflow.status.")
+	source, _ := events.StatusSource(msg.Subject())
 	if want := cmp.Or(ev.Agency, events.SourceRouter); source != want {
 		return events.Change{}, events.Permanent(fmt.Errorf("decode status event %s: published by %q on behalf of %q", ev.ID, source, want))
 	}

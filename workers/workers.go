@@ -1,9 +1,19 @@
-// Package workers holds spotflow's roles: intake (the desk API), the router,
-// the dispatcher that hands work items to agencies through adapters, and the
-// projector that records every status change in Postgres. Each role is one
-// type with a Config, a New function that validates it, and a blocking Run
-// (or, for intake, an http.Handler); any number of processes may run each
-// role side by side, sharing the durable consumers.
+// Package workers holds spotflow's pipeline roles, one type a file: Intake,
+// the path every submission takes whatever API brings it; the Router, which
+// fans a request out to its agencies' work queues; the Dispatcher, which
+// hands work items to agencies through an Adapter; the Projector, which
+// records every status change in Postgres; and the workers that keep them
+// honest (Reconciler, Undelivered, Replayer, Pruner, Folder), with the
+// catalogue file they share and their Metrics. Each role is one type with a
+// Config, a New function that validates it, and a blocking Run that returns
+// nil on cancellation; any number of processes may run each role side by
+// side, sharing the durable consumers.
+//
+// It imports the domain (events), its JetStream glue (events/natsbus) and
+// Prometheus; it reaches Postgres and agencies only through the small
+// interfaces it declares, which workers/postgres and the adapter packages
+// implement. The HTTP surfaces are packages of their own (deskapi, open311,
+// dashboard, opsapi) that call the roles through interfaces of theirs.
 package workers
 
 import (

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spotflow/spotflow/events"
 )
 
 // streamSeq names one stored message.
@@ -47,16 +48,16 @@ func poisonMessages(n int, run string, agencies []string, desks []desk) []poison
 		switch i % 3 {
 		case 0:
 			d := desks[i%len(desks)]
-			subject, kind = fmt.Sprintf("spotflow.requests.%s.%s", d.Municipality, d.ID), "request"
+			subject, kind = events.RequestSubject(d.Municipality, d.ID), "request"
 		case 1:
-			subject, kind = "spotflow.work."+agency, "work_item"
+			subject, kind = events.WorkSubject(agency), "work_item"
 		default:
 			// Status events come from the agencies and from the router.
 			source := agency
 			if i%5 == 2 {
 				source = "router"
 			}
-			subject, kind = "spotflow.status."+source, "status"
+			subject, kind = events.StatusSubject(source), "status"
 		}
 		out[i] = poisonMessage{
 			Subject: subject,

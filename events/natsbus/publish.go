@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -111,7 +110,7 @@ func (p *Publisher) PublishAll(ctx context.Context, outs []Outgoing) error {
 
 // streamOf names the stream a subject is stored in.
 func streamOf(subject string) string {
-	if strings.HasPrefix(subject, "spotflow.work.") {
+	if events.IsWorkSubject(subject) {
 		return events.WorkStream
 	}
 	return events.EventsStream

@@ -49,7 +49,7 @@ func (r *Replayer) Replay(ctx context.Context, id int64, actor string) error {
 	note := fmt.Sprintf("replayed by %s (dead letter %d)", actor, id)
 	var outs []natsbus.Outgoing
 	switch {
-	case strings.HasPrefix(dl.Subject, "spotflow.work."):
+	case events.IsWorkSubject(dl.Subject):
 		item, err := decodeWorkItem(dl.Payload)
 		if err != nil {
 			outs = append(outs, raw(dl, n))
