@@ -57,7 +57,7 @@ browser-deps: ## fetch axe-core for the browser test (npm ci, pinned by package-
 	fi
 	@npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error
 
-bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; appends to BENCHMARKS.md
+bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; full report in .data/bench/reports, one line in BENCHMARKS.md
 	$(GO) run ./cmd/bench --spotflow $(BIN)
 
 bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost, group commit) and acknowledging

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,118 @@ func TestReport_JudgesTheTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReport_SummaryLineHasTheHeadlineFigures(t *testing.T) {
+	t.Parallel()
+	st := func(rate string, completed, p99 float64) stage {
+		return stage{Rate: rate, Completed: 1000, CompletedPS: completed,
+			Accept: map[string]float64{"p99": 10}, Complete: map[string]float64{"p50": 5, "p95": 8, "p99": p99, "max": p99}}
+	}
+	durable := &setting{Name: "durable", Raw: 13887, PeakMB: 424.4, Stages: []stage{
+		st("max", 1479, 784.7), st("500", 494, 404.4), st("2000", 1536, 2212.6), st("5000", 1452, 2651.1)}}
+	noSync := &setting{Name: "no-sync", NoSync: true, Raw: 11600, PeakMB: 425, Stages: []stage{st("max", 1616, 559.3)}}
+	r := report{When: time.Date(2026, 11, 23, 21, 56, 4, 0, time.UTC), Host: "vm", CPUs: 2, CPU: "AMD EPYC"}
+	tests := []struct {
+		name     string
+		settings []*setting
+		path     string
+		want     string
+	}{
+		{"both settings", []*setting{durable, noSync}, ".data/bench/reports/2026-11-23T215604Z.md",
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 1,479 | 1,536 | 2,213 ms | 424 MiB | 13,887 (0.107) | 1,616 | `.data/bench/reports/2026-11-23T215604Z.md` |"},
+		{"durable only, no report file", []*setting{durable}, "",
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 1,479 | 1,536 | 2,213 ms | 424 MiB | 13,887 (0.107) | – | – |"},
+		{"no stage at 2,000 req/s", []*setting{{Name: "durable", Raw: 9000, PeakMB: 300, Stages: []stage{st("max", 900, 700)}}}, "r.md",
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 900 | – | – | 300 MiB | 9,000 (0.100) | – | `r.md` |"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := r
+			r.Settings = tt.settings
+			got := r.summary(tt.path)
+			if got != tt.want {
+				t.Errorf("summary:\n got %s\nwant %s", got, tt.want)
+			}
+			if cells, columns := strings.Count(got, "|")-1, len(runsColumns); cells != columns {
+				t.Errorf("summary has %d cells, the table %d columns", cells, columns)
+			}
+		})
+	}
+}
+
+func TestWithRun_AddsTheLineAtTheEndOfTheRunsTable(t *testing.T) {
+	t.Parallel()
+	header := tableRow(runsColumns...) + "\n" + tableRule(len(runsColumns)) + "\n"
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"a file without the section gets it at its end",
+			"# Benchmarks\n\nText.\n\n",
+			"# Benchmarks\n\nText.\n\n" + runsHeading + "\n\n" + runsIntro + "\n\n" + header + "| new |\n"},
+		{"an empty file gets the section alone",
+			"",
+			runsHeading + "\n\n" + runsIntro + "\n\n" + header + "| new |\n"},
+		{"the line goes under the last row",
+			"# B\n\n" + runsHeading + "\n\nIntro.\n\n" + header + "| one |\n| two |\n",
+			"# B\n\n" + runsHeading + "\n\nIntro.\n\n" + header + "| one |\n| two |\n| new |\n"},
+		{"a file that does not end in a newline",
+			runsHeading + "\n\n" + header + "| one |",
+			runsHeading + "\n\n" + header + "| one |\n| new |\n"},
+		{"a section followed by another keeps its table",
+			runsHeading + "\n\n" + header + "| one |\n\nAfter the table.\n\n## Later\n\n| other table |\n",
+			runsHeading + "\n\n" + header + "| one |\n| new |\n\nAfter the table.\n\n## Later\n\n| other table |\n"},
+		{"a section without a table gets one",
+			runsHeading + "\n\nIntro.\n\n## Later\n",
+			runsHeading + "\n\n" + header + "| new |\n\nIntro.\n\n## Later\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := withRun(tt.doc, "| new |"); got != tt.want {
+				t.Errorf("withRun:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAddRunTo_WritesTheReportAndOneLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := report{When: time.Date(2026, 11, 24, 9, 5, 0, 0, time.UTC), Host: "h", CPUs: 2, CPU: "c", Command: "make bench",
+		Settings: []*setting{{Name: "durable", Raw: 10000, PeakMB: 400, Stages: []stage{{Rate: "max", Completed: 10, CompletedPS: 1000,
+			Complete: map[string]float64{}, Accept: map[string]float64{}}}}}}
+	path, err := writeReport(filepath.Join(dir, "reports"), r)
+	if err != nil {
+		t.Fatalf("writeReport: %v", err)
+	}
+	if want := filepath.Join(dir, "reports", "2026-11-24T090500Z.md"); path != want {
+		t.Errorf("report path = %s, want %s", path, want)
+	}
+	full, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(full), "| durable | max | 0 | 1000 |") {
+		t.Errorf("full report (%v):\n%s", err, full)
+	}
+	benchmarks := filepath.Join(dir, "BENCHMARKS.md")
+	if err := os.WriteFile(benchmarks, []byte("# Benchmarks\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := addRunTo(benchmarks, r.summary(path)); err != nil {
+			t.Fatalf("addRunTo: %v", err)
+		}
+	}
+	doc, err := os.ReadFile(benchmarks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(doc), runsHeading); n != 1 {
+		t.Errorf("%d runs sections, want 1:\n%s", n, doc)
+	}
+	if n := strings.Count(string(doc), "| 2026-11-24 09:05 UTC | h, 2 × c | 1,000 |"); n != 2 {
+		t.Errorf("%d summary lines, want 2:\n%s", n, doc)
+	}
+	if strings.Contains(string(doc), "| durable | max |") {
+		t.Errorf("BENCHMARKS.md got the full report:\n%s", doc)
 	}
 }

@@ -5,7 +5,9 @@
 // of messages of the same size, nothing else, same durability), and does it
 // all again with the durable setting off. It prints a table, the ratio of
 // spotflow's completed requests per second to the raw limit, the all-in-one's
-// peak RSS and CPU per request, and appends a dated section to BENCHMARKS.md.
+// peak RSS and CPU per request. It writes that full report to a file of its
+// own under .data/bench/reports and adds one line with the headline figures
+// to the list of runs at the end of BENCHMARKS.md.
 //
 //	go run ./cmd/bench --spotflow bin/spotflow
 package main
@@ -33,6 +35,7 @@ type config struct {
 	Rates      string
 	Desks      int
 	Out        string
+	Reports    string
 	SkipNoSync bool
 }
 
@@ -44,7 +47,8 @@ func main() {
 	flag.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long a stage waits for its requests to finish")
 	flag.StringVar(&cfg.Rates, "rates", "500,2000,5000", "fixed rates to measure, requests per second")
 	flag.IntVar(&cfg.Desks, "desks", 50, "desks the load generator submits from")
-	flag.StringVar(&cfg.Out, "out", "BENCHMARKS.md", "file to append the results to; empty for none")
+	flag.StringVar(&cfg.Out, "out", "BENCHMARKS.md", "file whose list of runs gets the run's summary line; empty for none")
+	flag.StringVar(&cfg.Reports, "reports", filepath.Join(".data", "bench", "reports"), "directory for the run's full report, one file per run; empty for none")
 	flag.BoolVar(&cfg.SkipNoSync, "skip-nosync", false, "measure only the durable setting")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -127,15 +131,18 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		Command: "make bench (go run ./cmd/bench " + strings.Join(os.Args[1:], " ") + ")", Settings: settings}
 	fmt.Fprintln(out)
 	r.write(out)
+	path, err := writeReport(cfg.Reports, r)
+	if err != nil {
+		return err
+	}
+	if path != "" {
+		fmt.Fprintf(out, "\nfull report in %s\n", path)
+	}
 	if cfg.Out != "" {
-		f, err := os.OpenFile(cfg.Out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
+		if err := addRunTo(cfg.Out, r.summary(path)); err != nil {
 			return err
 		}
-		defer f.Close()
-		fmt.Fprintln(f)
-		r.write(f)
-		fmt.Fprintf(out, "\nappended to %s\n", cfg.Out)
+		fmt.Fprintf(out, "summary line added to %s\n", cfg.Out)
 	}
 	return nil
 }
