@@ -3,7 +3,7 @@ package events
 import "strings"
 
 // Streams and subjects. Every message spotflow publishes travels on one of
-// these; the agency queue contract (README, "Agencies") is written in terms of
+// these; the agency queue contract (docs/agencies.md) is written in terms of
 // them.
 const (
 	// EventsStream holds what happened: submitted requests and every status
