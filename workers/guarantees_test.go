@@ -237,8 +237,6 @@ func TestReconciler_RedrivesARequestLostAfterItWasAccepted(t *testing.T) {
 	}
 }
 
-func lost() *events.Request { return eventstest.ChangeOfAddress("x") }
-
 func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	t.Parallel()
 	agency := &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
