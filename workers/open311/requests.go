@@ -1,0 +1,219 @@
+package open311
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+)
+
+// requestView is a request as GET requests shows it.
+type requestView struct {
+	ServiceRequestID  string   `xml:"service_request_id" json:"service_request_id"`
+	Status            string   `xml:"status" json:"status"`
+	StatusNotes       nullable `xml:"status_notes" json:"status_notes"`
+	ServiceName       string   `xml:"service_name" json:"service_name"`
+	ServiceCode       string   `xml:"service_code" json:"service_code"`
+	Description       nullable `xml:"description" json:"description"`
+	AgencyResponsible nullable `xml:"agency_responsible" json:"agency_responsible"`
+	ServiceNotice     nullable `xml:"service_notice" json:"service_notice"`
+	RequestedDatetime string   `xml:"requested_datetime" json:"requested_datetime"`
+	UpdatedDatetime   string   `xml:"updated_datetime" json:"updated_datetime"`
+	ExpectedDatetime  nullable `xml:"expected_datetime" json:"expected_datetime"`
+}
+
+type requestList struct {
+	Requests []requestView `xml:"request"`
+}
+
+// w3 is the specification's date-time format: ISO 8601 with a time zone.
+func w3(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func (a *API) view(catalog *events.Catalog, lang string, s events.RequestSummary) requestView {
+	v := requestView{
+		ServiceRequestID:  s.ID,
+		Status:            s.Status.Open311(),
+		StatusNotes:       nullable(s.Note),
+		ServiceName:       s.ServiceCode,
+		ServiceCode:       s.ServiceCode,
+		RequestedDatetime: w3(s.SubmittedAt),
+		UpdatedDatetime:   w3(s.UpdatedAt),
+	}
+	if svc, ok := catalog.Service(s.ServiceCode); ok {
+		expected := s.SubmittedAt.Add(svc.SLA())
+		names := make([]string, 0, len(svc.Agencies))
+		for _, code := range svc.Agencies {
+			if a, ok := catalog.Agency(code); ok {
+				names = append(names, a.Name.In(lang))
+			}
+		}
+		v.ServiceName = svc.Name.In(lang)
+		v.AgencyResponsible = nullable(strings.Join(names, ", "))
+		v.ServiceNotice = nullable(catalog.Notice(svc, lang, expected))
+		v.ExpectedDatetime = nullable(w3(expected))
+	}
+	return v
+}
+
+func (a *API) writeRequests(w http.ResponseWriter, r *http.Request, format string, found []events.RequestSummary) {
+	catalog := a.cfg.Catalog.Current()
+	lang := languageOf(r, catalog)
+	list := make([]requestView, len(found))
+	for i, s := range found {
+		list[i] = a.view(catalog, lang, s)
+	}
+	w.Header().Set("Content-Language", lang)
+	if format == "json" {
+		write(w, format, http.StatusOK, "service_requests", list)
+		return
+	}
+	write(w, format, http.StatusOK, "service_requests", requestList{list})
+}
+
+// commaList gathers a parameter given as a comma-separated list, several
+// times, or both.
+func commaList(form url.Values, name string) []string {
+	var out []string
+	for _, v := range form[name] {
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" && !slices.Contains(out, item) {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// parseW3 reads a date-time in the specification's format, or a date (taken
+// as midnight UTC).
+func parseW3(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.DateOnly, s)
+}
+
+func (a *API) serveRequests(w http.ResponseWriter, r *http.Request, format string) {
+	_ = r.ParseForm()
+	desk, ok := a.authenticate(w, r, format, true)
+	if !ok {
+		return
+	}
+	q := events.RequestQuery{DeskID: desk.ID, Limit: requestsLimit}
+	if ids := commaList(r.Form, "service_request_id"); len(ids) > 0 {
+		// The specification: this overrides all other arguments.
+		q.IDs = ids
+		a.search(w, r, format, q)
+		return
+	}
+	q.ServiceCodes = commaList(r.Form, "service_code")
+	for _, st := range commaList(r.Form, "status") {
+		if st != "open" && st != "closed" {
+			writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, fmt.Sprintf("status %q is neither open nor closed", st))
+			return
+		}
+		for _, s := range events.Statuses {
+			if s.Open311() == st {
+				q.Statuses = append(q.Statuses, s)
+			}
+		}
+	}
+	var err error
+	for _, d := range []struct {
+		param string
+		into  *time.Time
+	}{{"start_date", &q.From}, {"end_date", &q.To}} {
+		if v := r.Form.Get(d.param); v != "" {
+			if *d.into, err = parseW3(v); err != nil {
+				writeError(w, format, http.StatusBadRequest, http.StatusBadRequest,
+					fmt.Sprintf("%s %q is not a w3 date-time such as 2010-01-01T00:00:00Z", d.param, v))
+				return
+			}
+		}
+	}
+	switch now := time.Now(); {
+	case q.From.IsZero() && q.To.IsZero():
+		q.From, q.To = now.Add(-requestsWindow), now
+	case q.To.IsZero():
+		q.To = q.From.Add(requestsWindow)
+	case q.From.IsZero():
+		q.From = q.To.Add(-requestsWindow)
+	case q.To.Before(q.From):
+		writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, "end_date is before start_date")
+		return
+	case q.To.Sub(q.From) > requestsWindow:
+		writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, "start_date and end_date may not span more than 90 days")
+		return
+	}
+	a.search(w, r, format, q)
+}
+
+func (a *API) search(w http.ResponseWriter, r *http.Request, format string, q events.RequestQuery) {
+	found, err := a.cfg.Store.SearchRequests(r.Context(), q)
+	if err != nil {
+		a.cfg.Logger.Error("open311: search requests", "desk", q.DeskID, "err", err)
+		writeUnavailable(w, format, "cannot read requests right now; retry later")
+		return
+	}
+	a.writeRequests(w, r, format, found)
+}
+
+// findOne reads one request of the desk by id, answering 404 when the
+// desk has none with that id. ok is false once it has answered.
+func (a *API) findOne(w http.ResponseWriter, r *http.Request, name, what string) (found events.RequestSummary, format string, ok bool) {
+	id, format, ok := splitPathFormat(w, r, name)
+	if !ok {
+		return found, format, false
+	}
+	_ = r.ParseForm()
+	desk, ok := a.authenticate(w, r, format, true)
+	if !ok {
+		return found, format, false
+	}
+	list, err := a.cfg.Store.SearchRequests(r.Context(), events.RequestQuery{DeskID: desk.ID, IDs: []string{id}, Limit: 1})
+	if err != nil {
+		a.cfg.Logger.Error("open311: read request", "desk", desk.ID, "err", err)
+		writeUnavailable(w, format, "cannot read requests right now; retry later")
+		return found, format, false
+	}
+	if len(list) == 0 {
+		writeError(w, format, http.StatusNotFound, http.StatusNotFound, fmt.Sprintf("%s %q was not found", what, id))
+		return found, format, false
+	}
+	return list[0], format, true
+}
+
+func (a *API) serveRequest(w http.ResponseWriter, r *http.Request) {
+	found, format, ok := a.findOne(w, r, "id", "service_request_id")
+	if !ok {
+		return
+	}
+	a.writeRequests(w, r, format, []events.RequestSummary{found})
+}
+
+// tokenView is the answer to GET tokens/{token}.
+type tokenView struct {
+	ServiceRequestID string `xml:"service_request_id" json:"service_request_id"`
+	Token            string `xml:"token" json:"token"`
+}
+
+type tokenList struct {
+	Requests []tokenView `xml:"request"`
+}
+
+func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
+	found, format, ok := a.findOne(w, r, "token", "token")
+	if !ok {
+		return
+	}
+	view := tokenView{ServiceRequestID: found.ID, Token: found.ID}
+	if format == "json" {
+		write(w, format, http.StatusOK, "service_requests", []tokenView{view})
+		return
+	}
+	write(w, format, http.StatusOK, "service_requests", tokenList{[]tokenView{view}})
+}
