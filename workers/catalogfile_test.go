@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -239,7 +238,7 @@ func TestCatalogFile_RunReloadsTheFileWhenItChanges(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "services.json")
 	writeCatalogue(t, path, version("v1"))
-	var logs syncBuffer
+	var logs workertest.Log
 	f, err := workers.NewCatalogFile(workers.CatalogFileConfig{
 		Path: path, Every: 10 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 	})
@@ -281,24 +280,6 @@ func TestCatalogFile_RunReloadsTheFileWhenItChanges(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// syncBuffer is a log destination that tests read while roles write to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestCatalogFile_WithoutAPathServesTheBuiltInCatalogue(t *testing.T) {

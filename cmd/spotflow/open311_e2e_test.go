@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -251,7 +250,7 @@ func TestRun_ReloadsTheCatalogueOnSIGHUPAndKeepsTheLastGoodOne(t *testing.T) {
 		Roles: allRoles,
 		Embed: true,
 	}
-	var logs syncBuffer
+	var logs workertest.Log
 	m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	runMain(t, m)
 	base := "http://" + m.HTTPAddr()
@@ -286,24 +285,6 @@ func TestRun_ReloadsTheCatalogueOnSIGHUPAndKeepsTheLastGoodOne(t *testing.T) {
 		}
 		return errors.New(v)
 	})
-}
-
-// syncBuffer is a log destination the test reads while the process writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestRun_RefusesABrokenCatalogueNamingFilePathAndReason starts spotflow as
