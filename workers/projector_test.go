@@ -2,10 +2,13 @@ package workers_test
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,6 +369,116 @@ func TestProjector_RetriesAnEventThatArrivesBeforeItsRequest(t *testing.T) {
 	reason := receive(t, terminated, "the orphan event to be given up on")
 	if !strings.Contains(reason, "req-never") || !strings.Contains(reason, events.ErrUnknownRequest.Error()) {
 		t.Errorf("termination reason = %q, want the orphan's unknown request", reason)
+	}
+	waitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+}
+
+// holdingStore projects into a store, but holds the batch that carries one
+// event until released, and notes the events it is given meanwhile.
+type holdingStore struct {
+	*postgres.Store
+	hold             string
+	held, released   chan struct{}
+	heldOnce, unheld sync.Once
+
+	mu        sync.Mutex
+	holding   bool
+	meanwhile []string
+}
+
+func newHoldingStore(store *postgres.Store, hold string) *holdingStore {
+	return &holdingStore{Store: store, hold: hold, held: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (s *holdingStore) Project(ctx context.Context, changes []events.Change) []error {
+	ids := make([]string, len(changes))
+	for i, c := range changes {
+		if c.Event != nil {
+			ids[i] = c.Event.ID
+		} else {
+			ids[i] = c.Request.SubmittedEvent().ID
+		}
+	}
+	if slices.Contains(ids, s.hold) {
+		s.heldOnce.Do(func() {
+			s.setHolding(true)
+			close(s.held)
+			<-s.released
+			s.setHolding(false)
+		})
+	} else {
+		s.mu.Lock()
+		if s.holding {
+			s.meanwhile = append(s.meanwhile, ids...)
+		}
+		s.mu.Unlock()
+	}
+	return s.Store.Project(ctx, changes)
+}
+
+func (s *holdingStore) setHolding(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = on
+}
+
+// release lets the held batch go on.
+func (s *holdingStore) release() { s.unheld.Do(func() { close(s.released) }) }
+
+// projectedMeanwhile is the events the store was given while it held the
+// batch.
+func (s *holdingStore) projectedMeanwhile() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.meanwhile)
+}
+
+func TestProjector_AppliesARequestsEventsInTheOrderTheyArrived(t *testing.T) {
+	t.Parallel()
+	req := request("req-order", "driving-licence-renewal", map[string]any{"licence_number": "L-1", "categories": []string{"B"}})
+	tl := &timeline{req: req}
+	routed := tl.event("", events.StatusRouted, "", "imt")
+	dispatched := tl.event("imt", events.StatusDispatched, "")
+	failed := tl.event("imt", events.StatusFailed, "agency refused")
+	// The batch of the routed event is slow to commit; the agency's events,
+	// which only that batch makes known, arrive in the meantime.
+	store := newHoldingStore(pgtest.Store(t), routed.ID)
+	js := natstest.JetStream(t)
+	p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, Logger: quiet})
+	if err != nil {
+		t.Fatalf("new projector: %v", err)
+	}
+	runRole(t, "Projector", p.Run)
+	t.Cleanup(store.release)
+
+	publishRequest(t, js, req)
+	publishEvent(t, js, routed, routed.ID)
+	receive(t, store.held, "the routed event's batch to be in hand")
+	publishEvent(t, js, dispatched, dispatched.ID)
+	publishEvent(t, js, failed, failed.ID)
+	// Other requests, after them in the stream, some of which the projector
+	// applies alongside the held batch.
+	others := []string{"req-other-1", "req-other-2", "req-other-3", "req-other-4"}
+	for _, id := range others {
+		publishRequest(t, js, changeOfAddress(id))
+	}
+	waitFor(t, "another request to be projected while the batch is held", func() error {
+		for _, id := range others {
+			if _, err := store.RequestForDesk(testContext(t), "desk-1", id); err == nil {
+				return nil
+			}
+		}
+		return errors.New("none projected yet")
+	})
+	if got := store.projectedMeanwhile(); slices.Contains(got, dispatched.ID) || slices.Contains(got, failed.ID) {
+		t.Errorf("while the routed event's batch was in hand, the store was given %v; want none of req-order's later events", got)
+	}
+	store.release()
+
+	v := view(t, store.Store, req.ID, "the request to fail", hasStatus(events.StatusFailed))
+	want := []string{"submitted", "routed", "imt dispatched", "imt failed", "failed"}
+	if got := timelineOf(v); !slices.Equal(got, want) {
+		t.Errorf("timeline = %v once the request reads failed, want %v", got, want)
 	}
 	waitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
 }
