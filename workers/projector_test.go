@@ -106,18 +106,6 @@ func hasStatus(want events.Status) func(v *events.RequestView) error {
 	}
 }
 
-// hasStatusAndTimeline waits for the request's status and for n entries in
-// its timeline: with batches applied side by side, an event retried while
-// its request was still being written may land after later ones.
-func hasStatusAndTimeline(want events.Status, n int) func(v *events.RequestView) error {
-	return func(v *events.RequestView) error {
-		if v.Status != want || len(v.Timeline) != n {
-			return fmt.Errorf("request is %s with timeline %v", v.Status, timelineOf(v))
-		}
-		return nil
-	}
-}
-
 func timelineOf(v *events.RequestView) []string {
 	out := make([]string, len(v.Timeline))
 	for i, e := range v.Timeline {
@@ -143,7 +131,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 		publishEvent(t, js, ev, ev.ID)
 	}
 
-	v := view(t, store, "req-1", "the request to be accepted", hasStatusAndTimeline(events.StatusAccepted, 6))
+	v := view(t, store, "req-1", "the request to be accepted", hasStatus(events.StatusAccepted))
 	if v.ServiceCode != "change-of-address" || v.VisitID != "visit-1" || !v.CreatedAt.Equal(req.SubmittedAt) {
 		t.Errorf("request = %+v, want change-of-address of visit-1 submitted at %v", v, req.SubmittedAt)
 	}
@@ -169,7 +157,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 
 	last := tl.event("sns", events.StatusCompleted, "")
 	publishEvent(t, js, last, last.ID)
-	v = view(t, store, "req-1", "the request to be completed", hasStatusAndTimeline(events.StatusCompleted, 8))
+	v = view(t, store, "req-1", "the request to be completed", hasStatus(events.StatusCompleted))
 	if got := timelineOf(v); len(got) != 8 || got[6] != "sns completed" || got[7] != "completed" {
 		t.Errorf("timeline = %v, want sns's completion and then the request's", got)
 	}
@@ -245,7 +233,7 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 		publishEvent(t, js, ev, ev.ID)
 	}
 
-	v := view(t, store, "req-4", "the request to be completed", hasStatusAndTimeline(events.StatusCompleted, 7))
+	v := view(t, store, "req-4", "the request to be completed", hasStatus(events.StatusCompleted))
 	want := []string{"submitted", "routed", "tax dispatched", "tax completed", "sns dispatched", "sns completed", "completed"}
 	if got := timelineOf(v); !slices.Equal(got, want) {
 		t.Fatalf("timeline = %v, want %v", got, want)
