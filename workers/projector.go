@@ -34,7 +34,9 @@ type ProjectorConfig struct {
 	MaxBatch int
 	// Concurrency is how many batches one process applies at once, each in
 	// its own transaction: one is written while the next is read, so the
-	// database and the process work at the same time. Default 2.
+	// database and the process work at the same time. A request's messages
+	// all go to the same one of them, in the order they arrived, so that no
+	// event is applied before an earlier one of its request. Default 2.
 	Concurrency int
 	// UnknownRequestFor is how long an event may name a request that
 	// neither the projection nor intake knows before it counts as poison.
@@ -78,6 +80,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
 		MaxBatch:    p.cfg.MaxBatch,
 		Concurrency: p.cfg.Concurrency,
+		Key:         requestOf,
 		Logger:      p.cfg.Logger.With("role", "projector"),
 		DeadLetter:  p.deadLetter,
 		Settled:     p.cfg.Metrics.Settled(events.ProjectorConsumer),
@@ -138,8 +141,8 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 // unknownRequest decides about an event whose request the projection does
 // not know: wait for a request intake accepted, or a young one; give up on
 // an old event that names a request nobody accepted. Most often the request
-// is in a batch being written at the same time, so the first retry comes
-// soon; later ones wait longer, up to a second.
+// is in a batch another projector process is writing at the same time, so
+// the first retry comes soon; later ones wait longer, up to a second.
 func (p *Projector) unknownRequest(ctx context.Context, msg jetstream.Msg, requestID string, err error) error {
 	meta, merr := msg.Metadata()
 	if merr != nil {
@@ -166,6 +169,25 @@ func unknownRequestRetry(delivered uint64) time.Duration {
 		d *= 2
 	}
 	return min(d, time.Second)
+}
+
+// requestOf names the request a message is about: the key by which the
+// projector applies a request's messages in the order they arrived.
+// Applied in a batch written alongside, an event could otherwise come before
+// the one that makes it known (its request, or the routed event that gives
+// it its work item), be retried after the events that followed it, and
+// leave a desk reading the request past an event not yet recorded. A
+// message that does not decode has no request ("").
+func requestOf(msg jetstream.Msg) string {
+	var ids struct {
+		ID        string `json:"id"`
+		RequestID string `json:"request_id"`
+	}
+	_ = json.Unmarshal(msg.Data(), &ids) // handle reports what does not decode
+	if events.IsRequestSubject(msg.Subject()) {
+		return ids.ID
+	}
+	return ids.RequestID
 }
 
 func decodeChange(msg jetstream.Msg) (events.Change, error) {

@@ -2,10 +2,13 @@ package workers_test
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,18 +108,6 @@ func hasStatus(want events.Status) func(v *events.RequestView) error {
 	}
 }
 
-// hasStatusAndTimeline waits for the request's status and for n entries in
-// its timeline: with batches applied side by side, an event retried while
-// its request was still being written may land after later ones.
-func hasStatusAndTimeline(want events.Status, n int) func(v *events.RequestView) error {
-	return func(v *events.RequestView) error {
-		if v.Status != want || len(v.Timeline) != n {
-			return fmt.Errorf("request is %s with timeline %v", v.Status, timelineOf(v))
-		}
-		return nil
-	}
-}
-
 func timelineOf(v *events.RequestView) []string {
 	out := make([]string, len(v.Timeline))
 	for i, e := range v.Timeline {
@@ -142,7 +133,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 		publishEvent(t, js, ev, ev.ID)
 	}
 
-	v := view(t, store, "req-1", "the request to be accepted", hasStatusAndTimeline(events.StatusAccepted, 6))
+	v := view(t, store, "req-1", "the request to be accepted", hasStatus(events.StatusAccepted))
 	if v.ServiceCode != "change-of-address" || v.VisitID != "visit-1" || !v.CreatedAt.Equal(req.SubmittedAt) {
 		t.Errorf("request = %+v, want change-of-address of visit-1 submitted at %v", v, req.SubmittedAt)
 	}
@@ -168,7 +159,7 @@ func TestProjector_RecordsEventsInPostgres(t *testing.T) {
 
 	last := tl.event("sns", events.StatusCompleted, "")
 	publishEvent(t, js, last, last.ID)
-	v = view(t, store, "req-1", "the request to be completed", hasStatusAndTimeline(events.StatusCompleted, 8))
+	v = view(t, store, "req-1", "the request to be completed", hasStatus(events.StatusCompleted))
 	if got := timelineOf(v); len(got) != 8 || got[6] != "sns completed" || got[7] != "completed" {
 		t.Errorf("timeline = %v, want sns's completion and then the request's", got)
 	}
@@ -244,7 +235,7 @@ func TestProjector_RecordsTheDispatchedEventAnAnswerCarries(t *testing.T) {
 		publishEvent(t, js, ev, ev.ID)
 	}
 
-	v := view(t, store, "req-4", "the request to be completed", hasStatusAndTimeline(events.StatusCompleted, 7))
+	v := view(t, store, "req-4", "the request to be completed", hasStatus(events.StatusCompleted))
 	want := []string{"submitted", "routed", "tax dispatched", "tax completed", "sns dispatched", "sns completed", "completed"}
 	if got := timelineOf(v); !slices.Equal(got, want) {
 		t.Fatalf("timeline = %v, want %v", got, want)
@@ -368,6 +359,116 @@ func TestProjector_RetriesAnEventThatArrivesBeforeItsRequest(t *testing.T) {
 	reason := receive(t, terminated, "the orphan event to be given up on")
 	if !strings.Contains(reason, "req-never") || !strings.Contains(reason, events.ErrUnknownRequest.Error()) {
 		t.Errorf("termination reason = %q, want the orphan's unknown request", reason)
+	}
+	workertest.WaitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
+}
+
+// holdingStore projects into a store, but holds the batch that carries one
+// event until released, and notes the events it is given meanwhile.
+type holdingStore struct {
+	*postgres.Store
+	hold             string
+	held, released   chan struct{}
+	heldOnce, unheld sync.Once
+
+	mu        sync.Mutex
+	holding   bool
+	meanwhile []string
+}
+
+func newHoldingStore(store *postgres.Store, hold string) *holdingStore {
+	return &holdingStore{Store: store, hold: hold, held: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (s *holdingStore) Project(ctx context.Context, changes []events.Change) []error {
+	ids := make([]string, len(changes))
+	for i, c := range changes {
+		if c.Event != nil {
+			ids[i] = c.Event.ID
+		} else {
+			ids[i] = c.Request.SubmittedEvent().ID
+		}
+	}
+	if slices.Contains(ids, s.hold) {
+		s.heldOnce.Do(func() {
+			s.setHolding(true)
+			close(s.held)
+			<-s.released
+			s.setHolding(false)
+		})
+	} else {
+		s.mu.Lock()
+		if s.holding {
+			s.meanwhile = append(s.meanwhile, ids...)
+		}
+		s.mu.Unlock()
+	}
+	return s.Store.Project(ctx, changes)
+}
+
+func (s *holdingStore) setHolding(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = on
+}
+
+// release lets the held batch go on.
+func (s *holdingStore) release() { s.unheld.Do(func() { close(s.released) }) }
+
+// projectedMeanwhile is the events the store was given while it held the
+// batch.
+func (s *holdingStore) projectedMeanwhile() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.meanwhile)
+}
+
+func TestProjector_AppliesARequestsEventsInTheOrderTheyArrived(t *testing.T) {
+	t.Parallel()
+	req := eventstest.Request("req-order", "driving-licence-renewal", map[string]any{"licence_number": "L-1", "categories": []string{"B"}})
+	tl := &timeline{req: req}
+	routed := tl.event("", events.StatusRouted, "", "imt")
+	dispatched := tl.event("imt", events.StatusDispatched, "")
+	failed := tl.event("imt", events.StatusFailed, "agency refused")
+	// The batch of the routed event is slow to commit; the agency's events,
+	// which only that batch makes known, arrive in the meantime.
+	store := newHoldingStore(pgtest.Store(t), routed.ID)
+	js := natstest.JetStream(t)
+	p, err := workers.NewProjector(workers.ProjectorConfig{JetStream: js, Store: store, Logger: quiet})
+	if err != nil {
+		t.Fatalf("new projector: %v", err)
+	}
+	workertest.Run(t, "Projector", p.Run)
+	t.Cleanup(store.release)
+
+	publishRequest(t, js, req)
+	publishEvent(t, js, routed, routed.ID)
+	receive(t, store.held, "the routed event's batch to be in hand")
+	publishEvent(t, js, dispatched, dispatched.ID)
+	publishEvent(t, js, failed, failed.ID)
+	// Other requests, after them in the stream, some of which the projector
+	// applies alongside the held batch.
+	others := []string{"req-other-1", "req-other-2", "req-other-3", "req-other-4"}
+	for _, id := range others {
+		publishRequest(t, js, eventstest.ChangeOfAddress(id))
+	}
+	workertest.WaitFor(t, "another request to be projected while the batch is held", func() error {
+		for _, id := range others {
+			if _, err := store.RequestForDesk(t.Context(), "desk-1", id); err == nil {
+				return nil
+			}
+		}
+		return errors.New("none projected yet")
+	})
+	if got := store.projectedMeanwhile(); slices.Contains(got, dispatched.ID) || slices.Contains(got, failed.ID) {
+		t.Errorf("while the routed event's batch was in hand, the store was given %v; want none of req-order's later events", got)
+	}
+	store.release()
+
+	v := view(t, store.Store, req.ID, "the request to fail", hasStatus(events.StatusFailed))
+	want := []string{"submitted", "routed", "imt dispatched", "imt failed", "failed"}
+	if got := timelineOf(v); !slices.Equal(got, want) {
+		t.Errorf("timeline = %v once the request reads failed, want %v", got, want)
 	}
 	workertest.WaitFor(t, "the projector to settle every message", drained(t, js, events.EventsStream, events.ProjectorConsumer))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -55,6 +56,14 @@ type Settings struct {
 	// whatever has arrived, up to this many, never waiting for more.
 	// Default 500.
 	MaxBatch int
+	// Key, when set, names what a message is about (for the projector, its
+	// request), and ConsumeBatches keeps each key's messages in order: it
+	// shares the keys out among its Concurrency handlers, so that one key's
+	// messages are handled one batch after another, in the order they
+	// arrived, while other keys' are handled alongside. A message then never
+	// overtakes an earlier one of its key that is still in hand. Without it,
+	// whichever handler is free takes the next batch. ConsumeBatches only.
+	Key func(msg jetstream.Msg) string
 	// KeepAlive, when set, tells the server every KeepAlive that a message is
 	// still being worked on, so a slow call does not run past the ack wait.
 	KeepAlive time.Duration
@@ -132,16 +141,31 @@ func Consume(ctx context.Context, cons jetstream.Consumer, s Settings, h Handler
 }
 
 // ConsumeBatches runs h on batches of whatever messages have arrived,
-// Concurrency batches at a time, until ctx ends; then it finishes the
-// batches in hand within Grace and returns nil. A batch is gathered when a
-// handler is free to take it, so it holds everything that arrived while the
-// handlers were busy.
+// Concurrency batches at a time (see Settings.Key for the order they keep),
+// until ctx ends; then it finishes the batches in hand within Grace and
+// returns nil. A batch is gathered when a handler is free to take it, so it
+// holds everything that arrived while the handlers were busy.
 func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h BatchHandler) error {
 	s.fill()
 	msgs := pull(ctx, cons, s.MaxBatch, s.MaxBatch, s.Logger)
 	work, cancel := graceful(ctx, s.Grace)
 	defer cancel()
-	free := make(chan struct{}, s.Concurrency)
+	if s.Key == nil {
+		s.batches(ctx, work, msgs, s.Concurrency, h)
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, lane := range s.lanes(msgs) {
+		wg.Go(func() { s.batches(ctx, work, lane, 1, h) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// batches runs h on batches gathered from msgs, concurrency at a time,
+// until msgs is closed and every batch is settled.
+func (s *Settings) batches(ctx, work context.Context, msgs <-chan jetstream.Msg, concurrency int, h BatchHandler) {
+	free := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	for first := range msgs {
 		free <- struct{}{}
@@ -175,7 +199,30 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, s Settings, h 
 		})
 	}
 	wg.Wait()
-	return nil
+}
+
+// lanes shares the messages of msgs out by key among Concurrency channels,
+// each buffering up to MaxBatch (what arrives while its handler is busy
+// makes its next batch), and closes them once msgs is closed. A key always
+// goes to the same channel.
+func (s *Settings) lanes(msgs <-chan jetstream.Msg) []chan jetstream.Msg {
+	lanes := make([]chan jetstream.Msg, s.Concurrency)
+	for i := range lanes {
+		lanes[i] = make(chan jetstream.Msg, s.MaxBatch)
+	}
+	go func() {
+		defer func() {
+			for _, lane := range lanes {
+				close(lane)
+			}
+		}()
+		for msg := range msgs {
+			h := fnv.New64a()
+			_, _ = h.Write([]byte(s.Key(msg))) // a hash.Hash never fails to write
+			lanes[h.Sum64()%uint64(len(lanes))] <- msg
+		}
+	}()
+	return lanes
 }
 
 // pullExpiry bounds each pull request. The server may deliver to an open

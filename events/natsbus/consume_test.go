@@ -381,6 +381,76 @@ func TestConsumeBatches_HoldsConcurrencyBatchesAtOnce(t *testing.T) {
 	}
 }
 
+func TestConsumeBatches_HandlesAKeysMessagesInTheOrderTheyArrived(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	idOf := func(msg jetstream.Msg) string {
+		var body map[string]string
+		_ = json.Unmarshal(msg.Data(), &body)
+		return body["id"]
+	}
+	// A message's key is the first letter of its ID. The batch of a1 is held
+	// until a message of another key has been handled alongside it (b's and
+	// d's share of the keys is not a's), or gives up.
+	var (
+		mu            sync.Mutex
+		handled       []string
+		held          = make(chan struct{})
+		alongside     = make(chan struct{})
+		alongsideOnce sync.Once
+	)
+	workertest.Run(t, "ConsumeBatches", func(ctx context.Context) error {
+		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
+			MaxBatch: 2, Concurrency: 2, Logger: quiet,
+			Key: func(msg jetstream.Msg) string { return idOf(msg)[:1] },
+		}, func(ctx context.Context, msgs []jetstream.Msg) []error {
+			ids := make([]string, len(msgs))
+			for i, msg := range msgs {
+				ids[i] = idOf(msg)
+			}
+			if slices.Contains(ids, "a1") {
+				close(held)
+				select {
+				case <-alongside:
+				case <-time.After(5 * time.Second):
+				}
+			} else if !slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(id, "a") }) {
+				alongsideOnce.Do(func() { close(alongside) })
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			handled = append(handled, ids...)
+			return make([]error, len(msgs))
+		})
+	})
+	publishWork(t, js, "tax", "a1")
+	receive(t, held, "a1's batch to be in hand")
+	for _, id := range []string{"a2", "b1", "a3", "c1", "d1"} {
+		publishWork(t, js, "tax", id)
+	}
+	workertest.WaitFor(t, "every message to be settled", settled(t, js, cons, 0))
+
+	mu.Lock()
+	defer mu.Unlock()
+	other := slices.IndexFunc(handled, func(id string) bool { return !strings.HasPrefix(id, "a") })
+	if other < 0 || other > slices.Index(handled, "a1") {
+		t.Errorf("handled %v; want another key's message handled while a1's batch was held", handled)
+	}
+	var a []string
+	for _, id := range handled {
+		if strings.HasPrefix(id, "a") {
+			a = append(a, id)
+		}
+	}
+	if !slices.Equal(a, []string{"a1", "a2", "a3"}) {
+		t.Errorf("handled a's messages as %v (all: %v), want a1, a2, a3: none before a1's batch was done", a, handled)
+	}
+	if len(handled) != 6 {
+		t.Errorf("handled %v, want six messages", handled)
+	}
+}
+
 func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 	t.Parallel()
 
