@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -552,6 +553,40 @@ func TestProject_ChangeTheDatabaseRefusesFailsAloneInItsBatch(t *testing.T) {
 		if got := requestStatus(t, s, r.ID); got != want {
 			t.Errorf("request %d is %s, want %s", i, got, want)
 		}
+	}
+	assertRollupsMatchTimeline(t, s)
+}
+
+func TestProject_AnEarlierRoundsEventArrivingAfterAReplayIsRecordedInItsPlace(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	r := newRequest("desk-a", "tax-id-certificate", t0)
+	inRound := func(c events.Change, round int) events.Change {
+		c.Event.Round = round
+		c.Event.ID = events.RoundEventID(c.Event.RequestID, c.Event.Agency, c.Event.Status, round)
+		return c
+	}
+	// Round 0 fails; an operator's replay opens round 1, which completes.
+	mustProject(t, s, submitted(r), routed(r, at(1), "tax"), agencyEvent(r, "tax", failedS, at(3)))
+	mustProject(t, s, inRound(agencyEvent(r, "tax", routedS, at(5)), 1), inRound(agencyEvent(r, "tax", dispatchedS, at(6)), 1),
+		inRound(agencyEvent(r, "tax", completedS, at(7)), 1))
+	// Round 0's dispatched event comes last.
+	mustProject(t, s, agencyEvent(r, "tax", dispatchedS, at(2)))
+
+	v, err := s.RequestForDesk(t.Context(), r.DeskID, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range v.Timeline {
+		got = append(got, string(e.Status)+" "+e.Agency)
+	}
+	want := []string{"submitted ", "routed ", "dispatched tax", "failed tax", "failed ", "routed tax", "dispatched tax", "completed tax", "completed "}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("timeline %q, want %q", got, want)
+	}
+	if v.Status != completedS || workItems(t, s, r.ID)["tax"] != completedS {
+		t.Errorf("request %s, work item %s after the late event; want both still completed", v.Status, workItems(t, s, r.ID)["tax"])
 	}
 	assertRollupsMatchTimeline(t, s)
 }
