@@ -149,95 +149,102 @@ func mixOf(services []events.Service, spec string) ([]events.Service, error) {
 	return out, nil
 }
 
+// runLoad registers the desks, submits for the configured duration and
+// rate, waits for the accepted requests to finish, and reports.
 func runLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig, progress io.Writer) (*loadReport, error) {
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: lc.Concurrency}}
-	services, err := fetchServices(ctx, client, lc.URL)
+	l, err := newLoad(ctx, store, lc)
 	if err != nil {
 		return nil, err
 	}
-	mix, err := mixOf(services, lc.Mix)
+	done := make(chan struct{})
+	go l.reportProgress(ctx, progress, done)
+	begin := time.Now()
+	l.drive(ctx, begin)
+	submitEnd := time.Since(begin)
+	completed := l.drain(ctx)
+	close(done)
+	completeMs, lastDone, err := completionLatencies(ctx, store, l.deskIDs)
 	if err != nil {
 		return nil, err
 	}
-	var deskIDs, tokens []string
+	r := l.report
+	r.DurationSeconds = submitEnd.Seconds()
+	r.Submitted, r.Accepted, r.Completed, r.Errors, r.Retries = l.submitted.Load(), l.accepted.Load(), completed, l.failed.Load(), l.retries.Load()
+	r.SubmittedPerSec = float64(r.Submitted) / submitEnd.Seconds()
+	r.AcceptedPerSec = float64(r.Accepted) / submitEnd.Seconds()
+	if span := lastDone.Sub(begin).Seconds(); span > 0 {
+		r.CompletedPerSec = float64(r.Completed) / span
+	}
+	l.mu.Lock()
+	r.Accept = percentiles(l.acceptMs)
+	l.mu.Unlock()
+	r.Complete = percentiles(completeMs)
+	return r, nil
+}
+
+// load is one run of the load generator: its desks, what it submits, and
+// what it has counted so far. Its counters are safe for concurrent use.
+type load struct {
+	lc       loadgenConfig
+	store    *postgres.Store
+	client   *http.Client
+	mix      []events.Service
+	deskIDs  []string
+	tokens   []string
+	interval time.Duration // between submissions; 0 for as fast as possible
+	run      string        // names this run's idempotency keys
+	report   *loadReport
+
+	submitted, accepted, failed, retries atomic.Int64
+	mu                                   sync.Mutex
+	acceptMs                             []float64
+}
+
+// newLoad reads the catalogue the system serves and registers the desks.
+func newLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig) (*load, error) {
+	l := &load{
+		lc: lc, store: store, run: fmt.Sprintf("%x", rand.Uint32()),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: lc.Concurrency}},
+	}
+	services, err := fetchServices(ctx, l.client, lc.URL)
+	if err != nil {
+		return nil, err
+	}
+	if l.mix, err = mixOf(services, lc.Mix); err != nil {
+		return nil, err
+	}
 	for i := range max(lc.Desks, 1) {
 		d, tok, err := store.CreateDesk(ctx, fmt.Sprintf("load-%d", i%50), fmt.Sprintf("Load desk %d", i))
 		if err != nil {
 			return nil, err
 		}
-		deskIDs, tokens = append(deskIDs, d.ID), append(tokens, tok)
+		l.deskIDs, l.tokens = append(l.deskIDs, d.ID), append(l.tokens, tok)
 	}
-	var interval time.Duration
 	if lc.Rate != "max" {
 		rate, err := strconv.ParseFloat(lc.Rate, 64)
 		if err != nil || rate <= 0 {
 			return nil, fmt.Errorf("loadgen: --rate must be a positive number or max")
 		}
-		interval = time.Duration(float64(time.Second) / rate)
+		l.interval = time.Duration(float64(time.Second) / rate)
 	}
+	l.report = &loadReport{Started: time.Now().UTC(), TargetRate: lc.Rate, Desks: len(l.deskIDs)}
+	return l, nil
+}
 
-	r := &loadReport{Started: time.Now().UTC(), TargetRate: lc.Rate, Desks: len(deskIDs)}
-	var submitted, accepted, failed, retries atomic.Int64
-	var mu sync.Mutex
-	var acceptMs []float64
-	run := fmt.Sprintf("%x", rand.Uint32())
-	submit := func(n int) {
-		desk := n % len(tokens)
-		body := loadBody(mix[n%len(mix)], n)
-		key := fmt.Sprintf("load-%s-%d", run, n)
-		start := time.Now()
-		submitted.Add(1)
-		for attempt := 0; ; attempt++ {
-			status := post1(ctx, client, lc.URL, tokens[desk], key, body)
-			if status == http.StatusAccepted {
-				accepted.Add(1)
-				mu.Lock()
-				acceptMs = append(acceptMs, float64(time.Since(start).Microseconds())/1000)
-				mu.Unlock()
-				return
-			}
-			retryable := status == http.StatusServiceUnavailable || status == 0
-			if !retryable || attempt >= 20 || ctx.Err() != nil {
-				failed.Add(1)
-				return
-			}
-			retries.Add(1)
-			time.Sleep(min(time.Duration(1<<attempt)*50*time.Millisecond, 5*time.Second))
-		}
-	}
-
-	loadCtx, stop := context.WithTimeout(ctx, lc.Duration)
+// drive submits for the run's duration, at its rate, with at most
+// Concurrency submissions in flight, and returns once the last is answered.
+func (l *load) drive(ctx context.Context, begin time.Time) {
+	loadCtx, stop := context.WithTimeout(ctx, l.lc.Duration)
 	defer stop()
-	sem := make(chan struct{}, lc.Concurrency)
+	sem := make(chan struct{}, l.lc.Concurrency)
 	var wg sync.WaitGroup
-	done := make(chan struct{})
-	go func() { // progress, every second
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		var last int64
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				completed, _ := completedCount(ctx, store, deskIDs)
-				a := accepted.Load()
-				fmt.Fprintf(progress, "%5.0fs  rate %6d/s  accepted %8d  completed %8d  errors %d\n",
-					time.Since(r.Started).Seconds(), a-last, a, completed, failed.Load())
-				last = a
-			}
-		}
-	}()
-	begin := time.Now()
-	for n := 0; loadCtx.Err() == nil; n++ {
-		if interval > 0 {
-			if wait := time.Until(begin.Add(time.Duration(n) * interval)); wait > 0 {
+	defer wg.Wait()
+	for n := 0; ; n++ {
+		if l.interval > 0 {
+			if wait := time.Until(begin.Add(time.Duration(n) * l.interval)); wait > 0 {
 				select {
 				case <-loadCtx.Done():
 				case <-time.After(wait):
-				}
-				if loadCtx.Err() != nil {
-					break
 				}
 			}
 		}
@@ -246,40 +253,72 @@ func runLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig, progr
 		case <-loadCtx.Done():
 		}
 		if loadCtx.Err() != nil {
-			break
+			return
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			submit(n)
+			l.submit(ctx, n)
 		})
 	}
-	wg.Wait()
-	submitEnd := time.Since(begin)
+}
 
-	// Wait for the accepted requests to finish.
-	deadline := time.Now().Add(lc.Drain)
-	var completed int64
+// submit posts the n-th submission, retrying what may be retried with the
+// same key, and counts the outcome.
+func (l *load) submit(ctx context.Context, n int) {
+	body := loadBody(l.mix[n%len(l.mix)], n)
+	key := fmt.Sprintf("load-%s-%d", l.run, n)
+	token := l.tokens[n%len(l.tokens)]
+	start := time.Now()
+	l.submitted.Add(1)
+	for attempt := 0; ; attempt++ {
+		status := post1(ctx, l.client, l.lc.URL, token, key, body)
+		if status == http.StatusAccepted {
+			l.accepted.Add(1)
+			l.mu.Lock()
+			l.acceptMs = append(l.acceptMs, float64(time.Since(start).Microseconds())/1000)
+			l.mu.Unlock()
+			return
+		}
+		retryable := status == http.StatusServiceUnavailable || status == 0
+		if !retryable || attempt >= 20 || ctx.Err() != nil {
+			l.failed.Add(1)
+			return
+		}
+		l.retries.Add(1)
+		time.Sleep(min(time.Duration(1<<attempt)*50*time.Millisecond, 5*time.Second))
+	}
+}
+
+// reportProgress prints the rates every second until done is closed.
+func (l *load) reportProgress(ctx context.Context, progress io.Writer, done <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last int64
 	for {
-		completed, err = completedCount(ctx, store, deskIDs)
-		if err != nil || completed >= accepted.Load() || time.Now().After(deadline) || ctx.Err() != nil {
-			break
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			completed, _ := completedCount(ctx, l.store, l.deskIDs)
+			a := l.accepted.Load()
+			fmt.Fprintf(progress, "%5.0fs  rate %6d/s  accepted %8d  completed %8d  errors %d\n",
+				time.Since(l.report.Started).Seconds(), a-last, a, completed, l.failed.Load())
+			last = a
+		}
+	}
+}
+
+// drain waits, up to Drain, for the accepted requests to finish, and
+// returns how many did; it stops waiting if it cannot count them.
+func (l *load) drain(ctx context.Context) int64 {
+	deadline := time.Now().Add(l.lc.Drain)
+	for {
+		completed, err := completedCount(ctx, l.store, l.deskIDs)
+		if err != nil || completed >= l.accepted.Load() || time.Now().After(deadline) || ctx.Err() != nil {
+			return completed
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	close(done)
-	completeMs, lastDone, err := completionLatencies(ctx, store, deskIDs)
-	if err != nil {
-		return nil, err
-	}
-	r.DurationSeconds = submitEnd.Seconds()
-	r.Submitted, r.Accepted, r.Completed, r.Errors, r.Retries = submitted.Load(), accepted.Load(), completed, failed.Load(), retries.Load()
-	r.SubmittedPerSec = float64(r.Submitted) / submitEnd.Seconds()
-	r.AcceptedPerSec = float64(r.Accepted) / submitEnd.Seconds()
-	if span := lastDone.Sub(begin).Seconds(); span > 0 {
-		r.CompletedPerSec = float64(r.Completed) / span
-	}
-	r.Accept, r.Complete = percentiles(acceptMs), percentiles(completeMs)
-	return r, nil
 }
 
 func fetchServices(ctx context.Context, client *http.Client, base string) ([]events.Service, error) {

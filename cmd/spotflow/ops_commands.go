@@ -139,17 +139,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
 		switch verb {
 		case "list":
-			dead, err := store.ListDeadLetters(ctx, agency, pending, 0)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tCREATED\tAGENCY\tWORK ITEM\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR")
-			for _, d := range dead {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, d.CreatedAt.Format(time.RFC3339), d.Agency,
-					cmp.Or(d.WorkItemID, cmp.Or(d.RequestID, d.Subject)), d.Reason, d.Attempts, d.Replays, truncate(d.LastError, 80))
-			}
-			return tw.Flush()
+			return listDeadLetters(ctx, store, stdout, agency, pending)
 		case "show":
 			d, err := store.DeadLetter(ctx, id)
 			if err != nil {
@@ -159,12 +149,6 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			enc.SetIndent("", "  ")
 			return enc.Encode(d)
 		}
-		nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cfg.logger(stderr))
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		replayer := workers.NewReplayer(store, js)
 		ids := []int64{id}
 		if all {
 			dead, err := store.ListDeadLetters(ctx, agency, true, 10000)
@@ -176,14 +160,42 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				ids = append(ids, d.ID)
 			}
 		}
-		for _, id := range ids {
-			if err := replayer.Replay(ctx, id, "operator:"+cmp.Or(operatorName, "unnamed")); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "replayed dead letter %d\n", id)
-		}
-		return nil
+		return replayDeadLetters(ctx, &cfg, store, ids, "operator:"+cmp.Or(operatorName, "unnamed"), stdout, stderr)
 	})
+}
+
+// listDeadLetters prints a table of the dead letters, of agency if given,
+// and only those never replayed if pending.
+func listDeadLetters(ctx context.Context, store *postgres.Store, stdout io.Writer, agency string, pending bool) error {
+	dead, err := store.ListDeadLetters(ctx, agency, pending, 0)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCREATED\tAGENCY\tWORK ITEM\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, d.CreatedAt.Format(time.RFC3339), d.Agency,
+			cmp.Or(d.WorkItemID, cmp.Or(d.RequestID, d.Subject)), d.Reason, d.Attempts, d.Replays, truncate(d.LastError, 80))
+	}
+	return tw.Flush()
+}
+
+// replayDeadLetters puts the dead letters ids back in their queues on
+// behalf of actor, in order, stopping at the first that fails.
+func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, ids []int64, actor string, stdout, stderr io.Writer) error {
+	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cfg.logger(stderr))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	replayer := workers.NewReplayer(store, js)
+	for _, id := range ids {
+		if err := replayer.Replay(ctx, id, actor); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "replayed dead letter %d\n", id)
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {
