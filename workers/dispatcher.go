@@ -139,6 +139,11 @@ func (d *Dispatcher) Deliver(ctx context.Context, adapter Adapter, item *events.
 	}
 	answered := make(chan answer, 1)
 	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				answered <- answer{err: natsbus.PanicError(p)}
+			}
+		}()
 		r, err := d.call(ctx, adapter, item)
 		answered <- answer{r, err}
 	}()

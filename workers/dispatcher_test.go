@@ -200,6 +200,12 @@ func TestDispatcher_ReportsTheAgencysAnswer(t *testing.T) {
 			return workers.Receipt{Status: events.StatusRouted}, nil
 		},
 		want: events.StatusFailed, note: `adapter answered with status "routed"`, calls: 1, messages: 2,
+	}, {
+		name: "an adapter that panics fails the work item, as a handler that panics does, and the dispatcher goes on",
+		answer: func(int, events.WorkItem) (workers.Receipt, error) {
+			panic("nil map in the sns client")
+		},
+		want: events.StatusFailed, note: "panicked: nil map in the sns client", calls: 1, messages: 2,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

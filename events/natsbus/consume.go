@@ -273,7 +273,7 @@ func graceful(parent context.Context, grace time.Duration) (context.Context, con
 func (s *Settings) run(ctx context.Context, msg jetstream.Msg, h Handler) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = panicked(r)
+			err = PanicError(r)
 		}
 	}()
 	if s.KeepAlive > 0 {
@@ -337,7 +337,7 @@ func (s *Settings) runBatch(ctx context.Context, msgs []jetstream.Msg, h BatchHa
 		return errs
 	}
 	if len(msgs) == 1 {
-		return []error{panicked(r)}
+		return []error{PanicError(r)}
 	}
 	s.Logger.Error("batch handler panicked; handling the batch one message at a time", "messages", len(msgs), "panic", fmt.Sprint(r))
 	errs = make([]error, len(msgs))
@@ -362,9 +362,12 @@ func runBatchOnce(ctx context.Context, msgs []jetstream.Msg, h BatchHandler) (er
 	return errs, nil
 }
 
-// panicked is the error of a handler that panicked on one message: a fault
-// that handling it again would only repeat, so it is permanent.
-func panicked(r any) error {
+// PanicError is the error of a handler that panicked on one message, given
+// what recover returned: a fault that handling the message again would only
+// repeat, so it is permanent. Work a handler hands to a goroutine of its own
+// recovers a panic into this error too, so that a panic is classified the
+// same way wherever it happens.
+func PanicError(r any) error {
 	return events.Permanent(fmt.Errorf("handler panicked: %v", r))
 }
 
