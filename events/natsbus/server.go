@@ -2,7 +2,8 @@
 // the all-in-one and the tests, connections that reconnect on their own, the
 // streams and durable consumers of the pipeline, publishing with
 // deduplication IDs, and the one consume loop that decides how every message
-// is settled (ack, NAK with delay, term).
+// is settled (ack, NAK with delay, term). It imports the domain (events)
+// and NATS's packages only.
 package natsbus
 
 import (

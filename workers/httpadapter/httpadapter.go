@@ -1,5 +1,6 @@
 // Package httpadapter is a workers.Adapter that hands work items to an
-// agency's back office over HTTP.
+// agency's back office over HTTP. It imports the domain (events) and workers
+// (for the Adapter it implements), no other adapter.
 //
 // # The agency HTTP contract (version 1)
 //

@@ -1,6 +1,8 @@
 // Package postgres is spotflow's Postgres store: migrations, desks and their
 // credentials, idempotency keys, and the projections of requests, work items,
-// timelines and throughput roll-ups that dashboards and BI tools read.
+// timelines and throughput roll-ups that dashboards and BI tools read. It
+// imports the domain (events), the schemas it migrates to, and pgx; the
+// roles and surfaces reach it through the interfaces they declare.
 package postgres
 
 import (

@@ -3,7 +3,8 @@
 // serves `spotflow run`, demonstrations and tests. Like a real back office it
 // applies each work item once however often it is delivered, refuses what is
 // not a work item for it, and keeps a log of what it applied so tests can
-// count duplicates.
+// count duplicates. It imports the domain (events) and workers (for the
+// Adapter it implements), no other adapter.
 package simagency
 
 import (
