@@ -21,9 +21,6 @@ type IntakeStore interface {
 	DeskByToken(ctx context.Context, token string) (events.Desk, error)
 	ClaimKey(ctx context.Context, c events.KeyClaim) (id string, published bool, err error)
 	MarkPublished(ctx context.Context, requestID string, message []byte) error
-	RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error)
-	SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error)
-	HasMunicipality(ctx context.Context, municipality string) (bool, error)
 }
 
 // Publisher stores a message in JetStream and returns once it is stored.
@@ -33,7 +30,7 @@ type Publisher interface {
 
 // IntakeConfig configures Intake.
 type IntakeConfig struct {
-	// Store for desks, idempotency keys and request views. Required.
+	// Store for desks and idempotency keys. Required.
 	Store IntakeStore
 	// Publisher of submitted requests. Required.
 	Publisher Publisher
@@ -46,14 +43,14 @@ type IntakeConfig struct {
 	// DeskCacheTTL is how long a desk's credential is trusted without asking
 	// the database again. Default 30 seconds.
 	DeskCacheTTL time.Duration
-	// Metrics counts accepted and refused submissions. Optional.
+	// Metrics counts accepted submissions. Optional.
 	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
 
 // Intake is the path every submission takes, whatever API brought it (the
-// desk API, Open311, and the desk application): it authenticates desks,
+// desk API, Open311): it authenticates desks,
 // validates submissions against the catalogue, binds each to its
 // idempotency key, and returns only once JetStream has stored the request.
 // It is safe for concurrent use and holds no state that other intake
