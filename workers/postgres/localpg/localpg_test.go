@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 func TestOpen_StartsClusterServingTheSpotflowDatabase(t *testing.T) {
@@ -305,13 +306,12 @@ func kill(t *testing.T, c *localpg.Cluster) (pidFile string) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill postmaster: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !gone(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("postmaster %d still alive 10s after SIGKILL", pid)
+	workertest.WaitWithin(t, 10*time.Second, "the killed postmaster to exit", func() error {
+		if !gone(pid) {
+			return fmt.Errorf("postmaster %d still alive", pid)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	return pidFile
 }
 
