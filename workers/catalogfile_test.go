@@ -294,7 +294,7 @@ func TestCatalogFile_WithoutAPathServesTheBuiltInCatalogue(t *testing.T) {
 	if got := len(f.Current().Services); got < 24 {
 		t.Errorf("%d services, want the built-in catalogue's", got)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := f.Run(ctx); err != nil {
 		t.Errorf("Run = %v after cancellation, want nil", err)

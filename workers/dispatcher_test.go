@@ -267,7 +267,7 @@ func TestDispatcher_DeadLettersAWorkItemQueuedForAnotherAgency(t *testing.T) {
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("the work stream still holds %d messages", n)
 	}
-	dead, err := store.ListDeadLetters(context.Background(), "", false, 0)
+	dead, err := store.ListDeadLetters(t.Context(), "", false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestDispatcher_StartsNoQueueWhenOneIsMissing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new dispatcher: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	err = broken.Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), "agency tax") {

@@ -108,7 +108,7 @@ func (p *pipeline) waitForStatus(t *testing.T, desk events.Desk, id string, want
 	var v *events.RequestView
 	workertest.WaitFor(t, fmt.Sprintf("request %s to be %s", id, want), func() error {
 		var err error
-		v, err = p.store.RequestForDesk(context.Background(), desk.ID, id)
+		v, err = p.store.RequestForDesk(t.Context(), desk.ID, id)
 		if err != nil {
 			return err
 		}
@@ -262,7 +262,7 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stopOld := context.WithCancel(context.Background())
+	ctx, stopOld := context.WithCancel(t.Context())
 	oldDone := make(chan error, 1)
 	go func() { oldDone <- oldRouter.Run(ctx) }()
 

@@ -1,7 +1,6 @@
 package workers_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -172,7 +171,7 @@ func TestRouter_RoutesTheSameRequestOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new router: %v", err)
 	}
-	if err := router.Route(context.Background(), req); err != nil {
+	if err := router.Route(t.Context(), req); err != nil {
 		t.Fatalf("route again: %v", err)
 	}
 

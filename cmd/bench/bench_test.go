@@ -16,7 +16,7 @@ import (
 func TestRawLimit_StoresWhatItCountsInPostgres(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	rate, err := rawLimit(ctx, rawConfig{StoreDir: t.TempDir(), DatabaseURL: url, MessageSize: requestMessageSize,
 		Publishers: 64, Duration: time.Second})

@@ -25,7 +25,7 @@ func TestChaos_ReducedFaultSuitePasses(t *testing.T) {
 	if err := build.Run(); err != nil {
 		t.Fatalf("build spotflow: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	t.Cleanup(cancel) // Run stops every process it started before it returns
 	report, err := Run(ctx, Config{Spotflow: bin, Reduced: true, Log: testWriter{t}})
 	t.Log(report.Table())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -154,7 +153,7 @@ func TestPipeline_CarriesEveryDistinctRequestToOneTerminalState(t *testing.T) {
 	base := "http://" + m.HTTPAddr()
 	pool := pgtest.Pool(t, dbURL)
 	store := postgres.NewStore(pool, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 
 	tokens := make([]string, desks)
 	deskIDs := make([]string, desks)
@@ -353,7 +352,7 @@ func TestDeskCreate_PrintsIDAndToken(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"desk", "create", "--municipality", "lisboa", "--name", "Loja do Cidadão",
 		"--database-url", dbURL, "--data-dir", t.TempDir(), "--log-level", "warn"}
-	if err := dispatch(context.Background(), args, &stdout, &stderr); err != nil {
+	if err := dispatch(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("desk create: %v\n%s", err, stderr.String())
 	}
 	var out struct {
@@ -364,7 +363,7 @@ func TestDeskCreate_PrintsIDAndToken(t *testing.T) {
 		t.Fatalf("desk create printed %q (err %v); want {desk_id, token}", stdout.String(), err)
 	}
 	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
-	d, err := store.DeskByToken(context.Background(), out.Token)
+	d, err := store.DeskByToken(t.Context(), out.Token)
 	if err != nil || d.ID != out.DeskID || d.Municipality != "lisboa" {
 		t.Errorf("token belongs to %+v (err %v); want desk %s of lisboa", d, err, out.DeskID)
 	}
@@ -382,7 +381,7 @@ func TestHelp_EveryCommandHasHelp(t *testing.T) {
 			if c.name == "postgres" {
 				args = []string{"postgres", "start", "--help"}
 			}
-			err := dispatch(context.Background(), args, &stdout, &stderr)
+			err := dispatch(t.Context(), args, &stdout, &stderr)
 			if err != nil && !strings.Contains(err.Error(), "help requested") {
 				t.Errorf("%v --help: %v", args, err)
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -92,7 +91,7 @@ func TestOpen311_ARequestSubmittedByFormIsReadBackClosed(t *testing.T) {
 	m, dbURL := startMain(t, "*:latency=1ms")
 	base := "http://" + m.HTTPAddr()
 	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
-	desk, token, err := store.CreateDesk(context.Background(), "lisboa", "Loja do Cidadão Laranjeiras")
+	desk, token, err := store.CreateDesk(t.Context(), "lisboa", "Loja do Cidadão Laranjeiras")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +180,7 @@ func TestOpen311_ARequestSubmittedByFormIsReadBackClosed(t *testing.T) {
 	}
 
 	// The desk API sees the same request, fanned out to four agencies.
-	v, err := store.RequestForDesk(context.Background(), desk.ID, address)
+	v, err := store.RequestForDesk(t.Context(), desk.ID, address)
 	if err != nil || v.Status != events.StatusCompleted || len(v.WorkItems) != 4 {
 		t.Fatalf("RequestForDesk = %+v, %v; want completed with four work items", v, err)
 	}
@@ -293,7 +292,7 @@ func TestRun_RefusesABrokenCatalogueNamingFilePathAndReason(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "services.json")
 	writeCatalogFile(t, path, `"sla_hours": 240,`, `"sla_hours": "ten days",`, time.Time{})
 	var stdout, stderr bytes.Buffer
-	err := dispatch(context.Background(), []string{"run", "--catalog", path, "--data-dir", t.TempDir(), "--log-level", "error"}, &stdout, &stderr)
+	err := dispatch(t.Context(), []string{"run", "--catalog", path, "--data-dir", t.TempDir(), "--log-level", "error"}, &stdout, &stderr)
 	want := fmt.Sprintf("catalogue %s: services[0].sla_hours: got string, want number", path)
 	if err == nil || err.Error() != want {
 		t.Errorf("run with a broken catalogue: %v; want %q", err, want)

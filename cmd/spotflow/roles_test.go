@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -40,7 +39,7 @@ func TestRoles_RunApartShareTheWork(t *testing.T) {
 
 	pool := pgtest.Pool(t, dbURL)
 	store := postgres.NewStore(pool, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	desk, token, err := store.CreateDesk(ctx, "porto", "Desk")
 	if err != nil {
 		t.Fatal(err)

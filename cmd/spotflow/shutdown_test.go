@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -80,7 +79,7 @@ func TestRun_StopsGracefullyOnSIGTERMAndLosesNothing(t *testing.T) {
 	cmd, addr := startProcess(t, bin, dataDir, dbURL)
 
 	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	desk, token, err := store.CreateDesk(ctx, "braga", "Desk")
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +157,7 @@ func checkNothingPending(t *testing.T, bin, dataDir string) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, stream := range []string{events.EventsStream, events.WorkStream} {
 		s, err := js.Stream(ctx, stream)
 		if err != nil {

@@ -459,7 +459,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 		js, cons := oneWorkItem(t)
 		started, release := make(chan struct{}), make(chan struct{})
 		var handlerCtxErr error
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {
@@ -487,7 +487,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 		t.Parallel()
 		js, cons := oneWorkItem(t)
 		started := make(chan struct{})
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {
@@ -513,7 +513,7 @@ func TestConsume_ReturnsNilOnceInFlightMessagesFinish(t *testing.T) {
 		js, cons := oneWorkItem(t)
 		first := make(chan struct{})
 		var calls atomic.Int32
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {

@@ -1,7 +1,6 @@
 package natsbus_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -20,7 +19,7 @@ func TestPublisher_GroupCommitStoresEveryMessageOnce(t *testing.T) {
 	t.Parallel()
 	js := natstest.JetStream(t, "tax")
 	pub := natsbus.NewPublisher(js)
-	ctx := context.Background()
+	ctx := t.Context()
 	const distinct, callers = 1500, 128
 	// Store the first 500 before the rush, so the rush repeats them.
 	for i := range 500 {

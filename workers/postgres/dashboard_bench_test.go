@@ -46,7 +46,7 @@ var histogramSQL = func() string {
 // keeps. It also records desks and dead letters.
 func loadDashboard(b *testing.B, s *postgres.Store, n int, now time.Time) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Minute)
 	defer cancel()
 	steps := []struct{ what, sql string }{
 		{"settings", `SET LOCAL work_mem = '256MB'`},
@@ -174,7 +174,7 @@ func BenchmarkDashboard(b *testing.B) {
 	s := postgres.NewStore(pgtest.Pool(b, pgtest.Schema(b)), nil)
 	now := time.Now().UTC()
 	loadDashboard(b, s, *benchRequests, now)
-	ctx := context.Background()
+	ctx := b.Context()
 	for _, municipality := range []string{"", "m7"} {
 		scope := "all"
 		if municipality != "" {

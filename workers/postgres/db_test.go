@@ -27,7 +27,7 @@ import (
 func emptySchema(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	base := pgtest.URL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	admin := pgtest.Pool(t, base)
 	var b [6]byte

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -18,18 +17,18 @@ import (
 func TestProject_UnreachableDatabaseIsAnOutage(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1; the pool only notices when it connects.
-	pool, err := pgxpool.New(context.Background(), "postgres://spotflow@127.0.0.1:1/spotflow?sslmode=disable&connect_timeout=2")
+	pool, err := pgxpool.New(t.Context(), "postgres://spotflow@127.0.0.1:1/spotflow?sslmode=disable&connect_timeout=2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
 	store := postgres.NewStore(pool, []byte("0123456789abcdef0123456789abcdef"))
 	ev := events.StatusEvent{Schema: events.SchemaStatus, ID: "r.routed", RequestID: "r", Status: events.StatusRouted, Agencies: []string{"tax"}, At: time.Now()}
-	errs := store.Project(context.Background(), []events.Change{{Event: &ev}})
+	errs := store.Project(t.Context(), []events.Change{{Event: &ev}})
 	if len(errs) != 1 || !errors.Is(errs[0], events.ErrUnavailable) || events.IsPermanent(errs[0]) {
 		t.Errorf("Project on an unreachable database = %v; want an outage, not a permanent failure", errs)
 	}
-	if _, err := store.Accepted(context.Background(), "r"); !errors.Is(err, events.ErrUnavailable) {
+	if _, err := store.Accepted(t.Context(), "r"); !errors.Is(err, events.ErrUnavailable) {
 		t.Errorf("Accepted on an unreachable database = %v; want an outage", err)
 	}
 }
