@@ -112,22 +112,19 @@ func TestRun_PassesAnAgencyThatKeepsTheContract(t *testing.T) {
 	runWithFlaw(t, "")
 }
 
-// flawEnv names, for TestFlawedAgency, the flaw of the agencies it runs the
-// suite against.
+// flawEnv names, in a process that TestRun_FailsAnAgencyThatBreaksTheContract
+// starts, the flaw of the agencies it runs the suite against.
 const flawEnv = "SPOTFLOW_ADAPTERTEST_FLAW"
 
-// TestFlawedAgency runs the suite against memory agencies with the flaw
-// named by flawEnv. It is run by TestRun_FailsAnAgencyThatBreaksTheContract
-// in a process of its own, since the suite must fail there.
-func TestFlawedAgency(t *testing.T) {
-	flaw := os.Getenv(flawEnv)
-	if flaw == "" {
-		t.Skip("run by TestRun_FailsAnAgencyThatBreaksTheContract")
-	}
-	runWithFlaw(t, flaw)
-}
-
+// TestRun_FailsAnAgencyThatBreaksTheContract runs the suite against memory
+// agencies with one flaw each, every one in a process of its own running this
+// test (the suite must fail there), and checks which cases failed.
 func TestRun_FailsAnAgencyThatBreaksTheContract(t *testing.T) {
+	if flaw := os.Getenv(flawEnv); flaw != "" {
+		// In the process started below: run the suite, which fails.
+		runWithFlaw(t, flaw)
+		return
+	}
 	t.Parallel()
 	const (
 		statuses       = "every answer is a status an agency may report"
@@ -140,7 +137,7 @@ func TestRun_FailsAnAgencyThatBreaksTheContract(t *testing.T) {
 		refusal        = "a refusal is a permanent error and applies nothing"
 		unavailable    = "an agency that is unavailable fails transiently"
 		unreachable    = "an agency that cannot be reached fails transiently"
-		failedSubtests = `(?m)^\s*--- FAIL: TestFlawedAgency/(\S+)`
+		failedSubtests = `(?m)^\s*--- FAIL: TestRun_FailsAnAgencyThatBreaksTheContract/(\S+)`
 	)
 	tests := []struct {
 		flaw    string
@@ -159,7 +156,7 @@ func TestRun_FailsAnAgencyThatBreaksTheContract(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("an agency that "+tt.flaw+" fails the cases it breaks", func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestFlawedAgency$", "-test.v")
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestRun_FailsAnAgencyThatBreaksTheContract$", "-test.v")
 			cmd.Env = append(os.Environ(), flawEnv+"="+tt.flaw)
 			out, err := cmd.CombinedOutput()
 			if _, exited := errors.AsType[*exec.ExitError](err); !exited {
