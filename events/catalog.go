@@ -175,6 +175,8 @@ func (c *Catalog) check() error {
 		switch {
 		case !ValidToken(a.Code):
 			return fmt.Errorf("%s.code: %q is not a valid code", path, a.Code)
+		case PipelineSource(a.Code):
+			return fmt.Errorf("%s.code: %q is reserved for the pipeline's own status events", path, a.Code)
 		case c.agencies[a.Code] != nil:
 			return fmt.Errorf("%s.code: duplicate agency %q", path, a.Code)
 		case a.Name[DefaultLanguage] == "":

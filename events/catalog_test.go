@@ -318,6 +318,13 @@ func TestCatalog_RefusesBrokenCatalogues(t *testing.T) {
 			want: []string{"agencies[2].code", `duplicate agency "imt"`},
 		},
 		{
+			name: "an agency taking a pipeline source's code",
+			mutate: func(doc map[string]any) {
+				doc["agencies"] = append(doc["agencies"].([]any), map[string]any{"code": "dispatcher", "name": map[string]any{"en": "Impostor"}})
+			},
+			want: []string{"agencies[2].code", `"dispatcher" is reserved`},
+		},
+		{
 			name:   "service naming an unknown agency",
 			mutate: func(doc map[string]any) { service(doc)["agencies"] = []any{"imt", "nasa"} },
 			want:   []string{"services[0].agencies[1]", `unknown agency "nasa"`},

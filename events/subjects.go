@@ -30,9 +30,6 @@ const (
 	// its processes.
 	ProjectorConsumer = "projector"
 
-	// SourceRouter is the status source of events published by the router.
-	SourceRouter = "router"
-
 	// AdvisoryStream keeps JetStream's advisories that a work item's
 	// deliveries ran out, which the server publishes but does not store.
 	AdvisoryStream = "SPOTFLOW_ADVISORIES"

@@ -77,6 +77,9 @@ const (
 	// ReasonMaxDeliveries: the message was delivered as often as its
 	// consumer allows without being acknowledged.
 	ReasonMaxDeliveries = "max_deliveries"
+	// ReasonRefused: a status event that broke one of the rules every status
+	// event keeps (a Refusal; its rule leads the last error).
+	ReasonRefused = "refused"
 )
 
 // StalledRequest is an accepted request whose progress stalled in the

@@ -207,7 +207,7 @@ func (d *Dispatcher) publish(ctx context.Context, item *events.WorkItem, evs ...
 	}
 	outs := make([]natsbus.Outgoing, len(evs))
 	for i, ev := range evs {
-		outs[i] = natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: ev.ID, Value: ev}
+		outs[i] = natsbus.Outgoing{Subject: events.StatusSubject(events.SourceOf(&ev)), ID: ev.ID, Value: ev}
 	}
 	if err := d.pub.PublishAll(ctx, outs); err != nil {
 		return fmt.Errorf("report %s of work item %s: %w", evs[len(evs)-1].Status, item.ID, err)
@@ -269,7 +269,7 @@ func statusEvent(item *events.WorkItem, status events.Status, note string) event
 		Status:    status,
 		At:        time.Now().UTC(),
 		Actor:     "agency:" + item.Agency,
-		Note:      note,
+		Note:      events.CleanNote(note),
 		Round:     item.Round,
 	}
 	if status == events.StatusDispatched || status == events.StatusFailed {

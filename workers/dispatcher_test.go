@@ -83,8 +83,8 @@ func agencyEvents(t *testing.T, js jetstream.JetStream, requestID, agency string
 		if err != nil || ev.RequestID != requestID || ev.Agency != agency {
 			continue
 		}
-		if m.Subject != events.StatusSubject(agency) {
-			t.Errorf("event %s published on %s, want %s", ev.ID, m.Subject, events.StatusSubject(agency))
+		if want := events.StatusSubject(events.SourceOf(&ev)); m.Subject != want {
+			t.Errorf("event %s (%s) published on %s, want %s", ev.ID, ev.Status, m.Subject, want)
 		}
 		out = append(out, ev)
 	}

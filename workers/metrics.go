@@ -30,6 +30,7 @@ type Metrics struct {
 	handled              *prometheus.CounterVec
 	redelivered          *prometheus.CounterVec
 	deadLetters          *prometheus.CounterVec
+	statusRefused        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -74,9 +75,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spotflow_dead_letters_total", Help: "Dead letters recorded, by agency ('' for none) and reason.",
 		}, []string{"agency", "reason"}),
+		statusRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotflow_status_events_refused_total", Help: "Status events the projector refused and dead-lettered, by the rule they broke: source, round, terminal, time or note.",
+		}, []string{"rule"}),
 	}
 	for _, c := range []prometheus.Collector{m.intakeAccepted, m.intakeByMunicipality, m.intakeRefused, m.routed,
-		m.dispatched, m.adapterCalls, m.adapterSeconds, m.projectorBatch, m.projectorLag, m.handled, m.redelivered, m.deadLetters} {
+		m.dispatched, m.adapterCalls, m.adapterSeconds, m.projectorBatch, m.projectorLag, m.handled, m.redelivered, m.deadLetters, m.statusRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -100,6 +104,13 @@ func (m *Metrics) wasRouted(service string) {
 func (m *Metrics) wasDispatched(agency string) {
 	if m != nil {
 		m.dispatched.WithLabelValues(agency).Inc()
+	}
+}
+
+// StatusRefused counts a status event refused for breaking rule.
+func (m *Metrics) StatusRefused(rule string) {
+	if m != nil {
+		m.statusRefused.WithLabelValues(rule).Inc()
 	}
 }
 

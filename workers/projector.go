@@ -87,16 +87,30 @@ func (p *Projector) Run(ctx context.Context) error {
 	}, p.cfg.Metrics.ProjectorBatches(p.handle))
 }
 
-// deadLetter records an event that can never be applied.
+// deadLetter records an event that can never be applied, and counts a
+// refused one by the rule it broke.
 func (p *Projector) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) error {
 	dl := deadLetterOf(msg, events.ReasonPermanent, reason)
-	if c, err := decodeChange(msg); err == nil {
-		dl.RequestID = c.RequestID()
-		if c.Event != nil {
-			dl.Agency = c.Event.Agency
-		}
+	rule := events.RefusedRule(reason)
+	if rule != "" {
+		dl.Reason = events.ReasonRefused
 	}
-	return record(ctx, p.cfg.DeadLetters, dl)
+	var ev events.StatusEvent
+	if events.IsRequestSubject(msg.Subject()) {
+		if req, err := decodeRequest(msg.Data()); err == nil {
+			dl.RequestID = req.ID
+		}
+	} else if json.Unmarshal(msg.Data(), &ev) == nil {
+		dl.RequestID, dl.Agency = ev.RequestID, ev.Agency
+	}
+	if p.cfg.DeadLetters == nil {
+		return nil
+	}
+	fresh, err := p.cfg.DeadLetters.RecordDeadLetter(ctx, dl)
+	if err == nil && fresh && rule != "" {
+		p.cfg.Metrics.StatusRefused(rule)
+	}
+	return err
 }
 
 // handle projects a batch of messages. A status message may stand for two
@@ -135,7 +149,27 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) []error {
 			errs[i] = p.unknownRequest(ctx, msgs[i], requestID, errs[i])
 		}
 	}
+	for i, err := range errs {
+		if errors.Is(err, events.ErrRoundNotOpened) {
+			errs[i] = p.unopenedRound(msgs[i], err)
+		}
+	}
 	return errs
+}
+
+// unopenedRound decides about an event of a round the projection has not
+// seen opened: the replay's routed event may be in a batch another
+// projector process is writing, so a young event is retried as an unknown
+// request is; one older than UnknownRequestFor is refused.
+func (p *Projector) unopenedRound(msg jetstream.Msg, err error) error {
+	meta, merr := msg.Metadata()
+	if merr != nil {
+		return natsbus.RetryIn(time.Second, err)
+	}
+	if time.Since(meta.Timestamp) > p.cfg.UnknownRequestFor {
+		return events.Refuse(events.RuleRound, "%w", err)
+	}
+	return natsbus.RetryIn(unknownRequestRetry(meta.NumDelivered), err)
 }
 
 // unknownRequest decides about an event whose request the projection does
@@ -202,11 +236,14 @@ func decodeChange(msg jetstream.Msg) (events.Change, error) {
 	if ev.Schema != events.SchemaStatus || ev.ID == "" || ev.RequestID == "" || ev.At.IsZero() {
 		return events.Change{}, events.Permanent(fmt.Errorf("decode status event: unexpected schema %q or missing fields", ev.Schema))
 	}
-	// A source speaks only for itself: an agency reports on its own work
-	// items, and only the router on requests as a whole.
+	// A source speaks only for itself, within the rules every event keeps.
 	source, _ := events.StatusSource(msg.Subject())
-	if want := cmp.Or(ev.Agency, events.SourceRouter); source != want {
-		return events.Change{}, events.Permanent(fmt.Errorf("decode status event %s: published by %q on behalf of %q", ev.ID, source, want))
+	arrived := time.Now()
+	if meta, err := msg.Metadata(); err == nil {
+		arrived = meta.Timestamp
+	}
+	if err := ev.CheckFrom(source, arrived); err != nil {
+		return events.Change{}, err
 	}
 	return events.Change{Event: &ev}, nil
 }

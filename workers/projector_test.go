@@ -1,11 +1,11 @@
 package workers_test
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/eventstest"
@@ -81,7 +82,7 @@ func (tl *timeline) event(agency string, status events.Status, note string, agen
 // publishEvent publishes ev on its source's subject under msgID.
 func publishEvent(t *testing.T, js jetstream.JetStream, ev events.StatusEvent, msgID string) {
 	t.Helper()
-	publish(t, js, events.StatusSubject(cmp.Or(ev.Agency, events.SourceRouter)), msgID, ev)
+	publish(t, js, events.StatusSubject(events.SourceOf(&ev)), msgID, ev)
 }
 
 // view waits until the desk's view of the request satisfies ok.
@@ -276,8 +277,8 @@ func TestProjector_RefusesAStatusPublishedForSomeoneElse(t *testing.T) {
 
 	reasons := []string{receive(t, terminated, "a termination"), receive(t, terminated, "another termination")}
 	slices.Sort(reasons)
-	if !strings.Contains(reasons[0], `req-3.rejected: published by "tax" on behalf of "router"`) ||
-		!strings.Contains(reasons[1], `req-3.tax.completed: published by "sns" on behalf of "tax"`) {
+	if !strings.Contains(reasons[0], `req-3.rejected (rejected of "") published by "tax", which only "router" may publish`) ||
+		!strings.Contains(reasons[1], `req-3.tax.completed (completed of "tax") published by "sns", which only "tax" may publish`) {
 		t.Errorf("termination reasons = %q, want both forgeries named", reasons)
 	}
 	workertest.WaitFor(t, "the projector to settle every event", drained(t, js, events.EventsStream, events.ProjectorConsumer))
@@ -512,5 +513,89 @@ func TestProjector_WaitsForTheRequestOfAnAcceptedEventHoweverLate(t *testing.T) 
 	case reason := <-terminated:
 		t.Errorf("an event of an accepted request was terminated: %s", reason)
 	default:
+	}
+}
+
+func TestProjector_AForgedOutcomeDoesNotRewriteACompletedRequest(t *testing.T) {
+	t.Parallel()
+	store := pgtest.Store(t)
+	js := natstest.JetStream(t)
+	reg := prometheus.NewRegistry()
+	metrics, err := workers.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := workers.NewProjector(workers.ProjectorConfig{
+		JetStream: js, Store: store, DeadLetters: store, Metrics: metrics, UnknownRequestFor: 300 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workertest.Run(t, "Projector", p.Run)
+
+	req := eventstest.Request("req-cert", "criminal-record-certificate", map[string]any{"purpose": "employment"})
+	tl := &timeline{req: req}
+	publishRequest(t, js, req)
+	for _, ev := range []events.StatusEvent{
+		tl.event("", events.StatusRouted, "", "justice"),
+		tl.event("justice", events.StatusDispatched, ""),
+		tl.event("justice", events.StatusCompleted, "Certificado emitido"),
+	} {
+		publishEvent(t, js, ev, ev.ID)
+	}
+	view(t, store, req.ID, "the request to complete", func(v *events.RequestView) error {
+		if v.Status != events.StatusCompleted {
+			return fmt.Errorf("status %s", v.Status)
+		}
+		return nil
+	})
+
+	// On justice's own subject: another end in the same round, and one in a
+	// round no replay opened.
+	rival := tl.event("justice", events.StatusRejected, "")
+	publishEvent(t, js, rival, rival.ID)
+	invented := tl.event("justice", events.StatusRejected, "")
+	invented.Round, invented.ID = 99, events.RoundEventID(req.ID, "justice", events.StatusRejected, 99)
+	publishEvent(t, js, invented, invented.ID)
+
+	workertest.WaitFor(t, "both forgeries to be dead-lettered", func() error {
+		dead, err := store.ListDeadLetters(t.Context(), "justice", false, 0)
+		if err != nil {
+			return err
+		}
+		var rules []string
+		for _, d := range dead {
+			if d.Reason != events.ReasonRefused {
+				return fmt.Errorf("dead letter %+v, want reason refused", d)
+			}
+			rules = append(rules, d.LastError[:strings.Index(d.LastError, ")")+1])
+		}
+		slices.Sort(rules)
+		if !slices.Equal(rules, []string{"refused (round)", "refused (terminal)"}) {
+			return fmt.Errorf("dead letters refused for %q", rules)
+		}
+		return nil
+	})
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() == "spotflow_status_events_refused_total" {
+			for _, m := range f.GetMetric() {
+				refused[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if want := map[string]float64{events.RuleRound: 1, events.RuleTerminal: 1}; !maps.Equal(refused, want) {
+		t.Errorf("spotflow_status_events_refused_total by rule = %v, want %v", refused, want)
+	}
+	v := view(t, store, req.ID, "the request", func(*events.RequestView) error { return nil })
+	if v.Status != events.StatusCompleted || v.WorkItems[0].Status != events.StatusCompleted {
+		t.Errorf("request %s, work item %s; want both still completed", v.Status, v.WorkItems[0].Status)
+	}
+	if got, want := timelineOf(v), []string{"submitted", "routed", "justice dispatched", "justice completed", "completed"}; !slices.Equal(got, want) {
+		t.Errorf("timeline %v, want %v", got, want)
 	}
 }

@@ -61,7 +61,7 @@ func (r *Replayer) Replay(ctx context.Context, id int64, actor string) error {
 		routed := statusEvent(item, events.StatusRouted, note)
 		routed.Actor = actor
 		outs = append(outs,
-			natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: routed.ID, Value: routed},
+			natsbus.Outgoing{Subject: events.StatusSubject(events.SourceOf(&routed)), ID: routed.ID, Value: routed},
 			natsbus.Outgoing{Subject: dl.Subject, ID: events.MsgID(item.ID, item.Round), Value: item})
 	case events.IsRequestSubject(dl.Subject):
 		req, err := decodeRequest(dl.Payload)

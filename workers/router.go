@@ -186,7 +186,7 @@ func (r *Router) deadLetter(ctx context.Context, msg jetstream.Msg, reason error
 		Status:    events.StatusFailed,
 		At:        time.Now().UTC(),
 		Actor:     events.SourceRouter,
-		Note:      reason.Error(),
+		Note:      events.CleanNote(reason.Error()),
 		Round:     req.Round,
 	}
 	return r.pub.Publish(ctx, natsbus.Outgoing{

@@ -96,7 +96,7 @@ func (u *Undelivered) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	if decodeErr == nil && raw.Subject == events.WorkSubject(item.Agency) {
 		failed := statusEvent(item, events.StatusFailed, d.LastError)
-		if err := u.pub.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(item.Agency), ID: failed.ID, Value: failed}); err != nil {
+		if err := u.pub.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(events.SourceOf(&failed)), ID: failed.ID, Value: failed}); err != nil {
 			return err
 		}
 	}

@@ -59,6 +59,13 @@ func agencyEvent(r *events.Request, agency string, status events.Status, at time
 	}}
 }
 
+// inRound moves c's event into a replay round.
+func inRound(c events.Change, round int) events.Change {
+	c.Event.Round = round
+	c.Event.ID = events.RoundEventID(c.Event.RequestID, c.Event.Agency, c.Event.Status, round)
+	return c
+}
+
 // mustProject projects changes and fails the test on any error.
 func mustProject(t *testing.T, s *postgres.Store, changes ...events.Change) {
 	t.Helper()

@@ -103,6 +103,7 @@ func (s *Store) projectSet(ctx context.Context, changes []events.Change) ([]erro
 		evs[i] = ev
 		ids = append(ids, ev.RequestID)
 		eventIDs = append(eventIDs, ev.ID)
+		eventIDs = append(eventIDs, rivals(ev)...)
 		if c.Request != nil {
 			inserts[c.Request.ID] = c.Request
 		}
@@ -240,9 +241,13 @@ func (b *batch) apply(ev *events.StatusEvent) error {
 	if ev.Agency != "" && !slices.ContainsFunc(req.items, func(w workItemState) bool { return w.agency == ev.Agency }) {
 		return fmt.Errorf("project event %s: agency %s: %w", ev.ID, ev.Agency, events.ErrUnknownRequest)
 	}
-	if !b.record(ev.ID, ev.RequestID, ev.Agency, ev.Status, ev.At, ev.Actor, ev.Note) {
-		return nil
+	if b.seen[ev.ID] {
+		return nil // applied before
 	}
+	if err := b.check(req, ev); err != nil {
+		return err
+	}
+	b.record(ev.ID, ev.RequestID, ev.Agency, ev.Status, ev.At, ev.Actor, ev.Note)
 	req.dirty = true
 	if ev.At.After(req.at) {
 		req.at = ev.At
@@ -253,6 +258,42 @@ func (b *batch) apply(ev *events.StatusEvent) error {
 		b.applyWorkItemEvent(req, ev)
 	}
 	return nil
+}
+
+// check refuses a work item's event that breaks a rule only the projection
+// can judge: it names a round no replay opened (only the replay's routed
+// event opens one), or it would move the work item from one terminal status
+// to another within a round (a rival terminal event of that round is
+// recorded already: see rivals).
+func (b *batch) check(req *requestState, ev *events.StatusEvent) error {
+	if ev.Agency == "" {
+		return nil
+	}
+	i := slices.IndexFunc(req.items, func(w workItemState) bool { return w.agency == ev.Agency })
+	if ev.Status != events.StatusRouted && ev.Round > req.items[i].round {
+		return fmt.Errorf("project event %s: round %d of %s's work item: %w", ev.ID, ev.Round, ev.Agency, events.ErrRoundNotOpened)
+	}
+	for _, rival := range rivals(ev) {
+		if b.seen[rival] {
+			return events.Refuse(events.RuleTerminal, "event %s: the work item already ended otherwise in round %d (%s)", ev.ID, ev.Round, rival)
+		}
+	}
+	return nil
+}
+
+// rivals are the IDs of the events that would end ev's work item otherwise
+// in ev's round, when ev ends it: no two of them may both be recorded.
+func rivals(ev *events.StatusEvent) []string {
+	if ev.Agency == "" || !ev.Status.Terminal() {
+		return nil
+	}
+	var ids []string
+	for _, st := range events.Statuses {
+		if st.Terminal() && st != ev.Status {
+			ids = append(ids, events.RoundEventID(ev.RequestID, ev.Agency, st, ev.Round))
+		}
+	}
+	return ids
 }
 
 // record adds an event to the timeline unless it is there already, and

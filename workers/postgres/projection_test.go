@@ -243,7 +243,14 @@ func TestProject_LateEventAfterCompletionDoesNotReopenTheRequest(t *testing.T) {
 	s := pgtest.Store(t)
 	r := newRequest("desk-a", "tax-id-certificate", t0)
 	mustProject(t, s, submitted(r), routed(r, at(1), "tax"), agencyEvent(r, "tax", completedS, at(9)))
-	mustProject(t, s, agencyEvent(r, "tax", inProgressS, at(5)), agencyEvent(r, "tax", failedS, at(6)))
+	mustProject(t, s, agencyEvent(r, "tax", inProgressS, at(5)))
+	// Another end in the same round is refused, and changes nothing.
+	if errs := s.Project(t.Context(), []events.Change{agencyEvent(r, "tax", failedS, at(6))}); events.RefusedRule(errs[0]) != events.RuleTerminal || !events.IsPermanent(errs[0]) {
+		t.Errorf("a failure after completion: %v, want it refused for good", errs[0])
+	}
+	if n := eventCount(t, s, events.EventID(r.ID, "tax", failedS)); n != 0 {
+		t.Errorf("the refused failure is in the timeline %d times", n)
+	}
 	if got := requestStatus(t, s, r.ID); got != completedS {
 		t.Errorf("request is %s after late events, want completed", got)
 	}
@@ -357,14 +364,18 @@ func TestProject_RequestFailsOnlyWhenNothingElseIsUnderWay(t *testing.T) {
 	if got := requestStatus(t, s, r.ID); got != failedS {
 		t.Errorf("with tax failed and sns completed, request is %s, want failed", got)
 	}
+	// Within its round, tax's failed work item cannot complete.
+	if errs := s.Project(t.Context(), []events.Change{agencyEvent(r, "tax", completedS, at(10))}); events.RefusedRule(errs[0]) != events.RuleTerminal {
+		t.Errorf("tax completing the work item that failed: %v, want it refused", errs[0])
+	}
 	// An operator replays tax's work item and the agency completes it.
-	mustProject(t, s, agencyEvent(r, "tax", completedS, at(10)))
+	mustProject(t, s, inRound(agencyEvent(r, "tax", routedS, at(10)), 1), inRound(agencyEvent(r, "tax", completedS, at(11)), 1))
 	if got := requestStatus(t, s, r.ID); got != completedS {
 		t.Errorf("after the replay completed, request is %s, want completed", got)
 	}
 	got := requestLevelTerminals(t, s, r.ID)
-	if len(got) != 2 || eventCount(t, s, r.ID+".failed") != 1 || eventCount(t, s, r.ID+".completed") != 1 {
-		t.Errorf("request-level terminal entries %v, want %s.failed then %s.completed once each", got, r.ID, r.ID)
+	if len(got) != 2 || eventCount(t, s, r.ID+".failed") != 1 || eventCount(t, s, r.ID+".completed.r1") != 1 {
+		t.Errorf("request-level terminal entries %v, want %s.failed then %s.completed.r1 once each", got, r.ID, r.ID)
 	}
 	assertRollupsMatchTimeline(t, s)
 }
@@ -561,11 +572,6 @@ func TestProject_AnEarlierRoundsEventArrivingAfterAReplayIsRecordedInItsPlace(t 
 	t.Parallel()
 	s := pgtest.Store(t)
 	r := newRequest("desk-a", "tax-id-certificate", t0)
-	inRound := func(c events.Change, round int) events.Change {
-		c.Event.Round = round
-		c.Event.ID = events.RoundEventID(c.Event.RequestID, c.Event.Agency, c.Event.Status, round)
-		return c
-	}
 	// Round 0 fails; an operator's replay opens round 1, which completes.
 	mustProject(t, s, submitted(r), routed(r, at(1), "tax"), agencyEvent(r, "tax", failedS, at(3)))
 	mustProject(t, s, inRound(agencyEvent(r, "tax", routedS, at(5)), 1), inRound(agencyEvent(r, "tax", dispatchedS, at(6)), 1),
@@ -587,6 +593,28 @@ func TestProject_AnEarlierRoundsEventArrivingAfterAReplayIsRecordedInItsPlace(t 
 	}
 	if v.Status != completedS || workItems(t, s, r.ID)["tax"] != completedS {
 		t.Errorf("request %s, work item %s after the late event; want both still completed", v.Status, workItems(t, s, r.ID)["tax"])
+	}
+	assertRollupsMatchTimeline(t, s)
+}
+
+func TestProject_AnEventOfARoundNoReplayOpenedIsNotApplied(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	r := newRequest("desk-a", "criminal-record-certificate", t0)
+	mustProject(t, s, submitted(r), routed(r, at(1), "justice"), agencyEvent(r, "justice", completedS, at(2)))
+	forged := inRound(agencyEvent(r, "justice", rejectedS, at(3)), 99)
+	errs := s.Project(t.Context(), []events.Change{forged})
+	if !errors.Is(errs[0], events.ErrRoundNotOpened) {
+		t.Fatalf("an event of round 99: %v, want ErrRoundNotOpened", errs[0])
+	}
+	if got := requestStatus(t, s, r.ID); got != completedS {
+		t.Errorf("request is %s, want still completed", got)
+	}
+	if n := eventCount(t, s, forged.Event.ID); n != 0 {
+		t.Errorf("the event of round 99 is in the timeline %d times", n)
+	}
+	if got := requestLevelTerminals(t, s, r.ID); len(got) != 1 {
+		t.Errorf("request-level terminal entries %v, want only the completion", got)
 	}
 	assertRollupsMatchTimeline(t, s)
 }
