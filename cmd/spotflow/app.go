@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -529,8 +530,13 @@ func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {
 	if port == 0 {
 		port = -1 // any free port
 	}
+	key, err := m.Config.natsStoreKey()
+	if err != nil {
+		return nil, err
+	}
 	return natsbus.RunServer(natsbus.ServerConfig{
 		StoreDir: filepath.Join(m.Config.DataDir, "nats"),
+		StoreKey: hex.EncodeToString(key),
 		Host:     host,
 		Port:     port,
 		NoSync:   m.Config.NATSNoSync,

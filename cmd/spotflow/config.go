@@ -52,6 +52,12 @@ type Config struct {
 	// least 32 bytes). SPOTFLOW_CITIZEN_KEY; default: DataDir/citizen.key,
 	// created on first use.
 	CitizenKey string
+	// NATSStoreKey encrypts the embedded JetStream store on disk (hex, at
+	// least 32 bytes), so that a copy of the store holds no readable
+	// national ID. SPOTFLOW_NATS_STORE_KEY; default: DataDir/nats-store.key,
+	// beside the store and created on first use. Back it up apart from the
+	// store: without it the store cannot be read.
+	NATSStoreKey string
 	// AgencyURL, when set, makes the dispatcher deliver over HTTP to this
 	// endpoint ("{agency}" stands for the agency's code) instead of to the
 	// in-process simulated agencies. SPOTFLOW_AGENCY_URL.
@@ -112,6 +118,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.Agencies, "agencies", env("SPOTFLOW_AGENCIES", "*:latency=20ms"), "simulated agencies' behaviour (SPOTFLOW_AGENCIES)")
 	fs.StringVar(&c.CatalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
 	fs.StringVar(&c.CitizenKey, "citizen-key", os.Getenv("SPOTFLOW_CITIZEN_KEY"), "hex key for hashing national IDs; default: <data-dir>/citizen.key (SPOTFLOW_CITIZEN_KEY)")
+	fs.StringVar(&c.NATSStoreKey, "nats-store-key", os.Getenv("SPOTFLOW_NATS_STORE_KEY"), "hex key encrypting the embedded JetStream store; default: <data-dir>/nats-store.key (SPOTFLOW_NATS_STORE_KEY)")
 	fs.StringVar(&c.AgencyURL, "agency-url", os.Getenv("SPOTFLOW_AGENCY_URL"), "deliver to agencies over HTTP at this endpoint, {agency} standing for the agency's code; default: simulated in-process (SPOTFLOW_AGENCY_URL)")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("SPOTFLOW_ACK_WAIT", 30*time.Second), "how long a consumer waits for an ack before redelivering (SPOTFLOW_ACK_WAIT)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", envInt("SPOTFLOW_MAX_DELIVERIES", 100), "deliveries of a work item to its agency before it is dead-lettered (SPOTFLOW_MAX_DELIVERIES)")
@@ -133,40 +140,53 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 // citizenKey returns the configured key, or the data directory's key file,
 // creating it on first use.
 func (c *Config) citizenKey() ([]byte, error) {
-	if c.CitizenKey != "" {
-		key, err := hex.DecodeString(strings.TrimSpace(c.CitizenKey))
+	return secretKey("citizen key", "SPOTFLOW_CITIZEN_KEY", c.CitizenKey, c.DataDir, "citizen.key")
+}
+
+// natsStoreKey returns the key that encrypts the embedded JetStream store:
+// the configured one, or the data directory's key file beside the store,
+// created on first use.
+func (c *Config) natsStoreKey() ([]byte, error) {
+	return secretKey("nats store key", "SPOTFLOW_NATS_STORE_KEY", c.NATSStoreKey, c.DataDir, "nats-store.key")
+}
+
+// secretKey returns value, a key of at least 32 bytes in hex, or else the
+// key in dir/file, creating it with 32 random bytes on first use.
+func secretKey(what, env, value, dir, file string) ([]byte, error) {
+	if value != "" {
+		key, err := hex.DecodeString(strings.TrimSpace(value))
 		if err != nil || len(key) < 32 {
-			return nil, errors.New("citizen key: SPOTFLOW_CITIZEN_KEY must be at least 32 bytes in hex")
+			return nil, fmt.Errorf("%s: %s must be at least 32 bytes in hex", what, env)
 		}
 		return key, nil
 	}
-	path := filepath.Join(c.DataDir, "citizen.key")
+	path := filepath.Join(dir, file)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key := make([]byte, 32)
 		_, _ = rand.Read(key)
-		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-			return nil, fmt.Errorf("citizen key: %w", err)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
-			return c.citizenKey() // another process created it first
+			return secretKey(what, env, value, dir, file) // another process created it first
 		}
 		if err != nil {
-			return nil, fmt.Errorf("citizen key: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		defer f.Close()
 		if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
-			return nil, fmt.Errorf("citizen key: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		return key, f.Sync()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("citizen key: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
 	if err != nil || len(key) < 32 {
-		return nil, fmt.Errorf("citizen key: %s does not hold a hex key of at least 32 bytes", path)
+		return nil, fmt.Errorf("%s: %s does not hold a hex key of at least 32 bytes", what, path)
 	}
 	return key, nil
 }

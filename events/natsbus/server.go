@@ -19,6 +19,11 @@ import (
 type ServerConfig struct {
 	// StoreDir is where JetStream keeps its files. Required.
 	StoreDir string
+	// StoreKey, when set, encrypts what JetStream keeps on disk with
+	// nats-server's own store encryption (ChaCha20-Poly1305), keyed by it;
+	// a store written without it is encrypted at the next start. Keep it
+	// apart from the store: a copy of the store is unreadable without it.
+	StoreKey string
 	// Host to listen on; default 127.0.0.1.
 	Host string
 	// Port to listen on; 0 means the NATS default 4222, -1 a random free port.
@@ -44,6 +49,9 @@ func RunServer(cfg ServerConfig) (*server.Server, error) {
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
 		SyncAlways: !cfg.NoSync,
+		// Empty keeps the store in clear.
+		JetStreamKey:    cfg.StoreKey,
+		JetStreamCipher: server.ChaCha,
 		NoSigs:     true,
 		// Leave room for the all-in-one's many publishers and consumers.
 		MaxPayload: 1 << 20,
