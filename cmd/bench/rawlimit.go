@@ -32,7 +32,7 @@ type rawConfig struct {
 // rawLimit runs the bare composition for cfg.Duration and returns the
 // messages per second that made it into Postgres.
 func rawLimit(ctx context.Context, cfg rawConfig) (float64, error) {
-	srv, err := natsbus.RunServer(natsbus.ServerConfig{StoreDir: cfg.StoreDir, Port: -1, NoSync: cfg.NoSync,
+	srv, err := natsbus.RunServer(natsbus.ServerConfig{Anonymous: true, StoreDir: cfg.StoreDir, Port: -1, NoSync: cfg.NoSync,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return 0, err

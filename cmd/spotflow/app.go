@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -423,7 +422,7 @@ func (m *Main) connectNATS(ctx context.Context, catalog *events.Catalog, log *sl
 		m.natsURL = ns.ClientURL()
 	}
 	m.natsURL = cmp.Or(m.natsURL, nats.DefaultURL)
-	nc, m.js, err = natsbus.Connect(m.natsURL, "spotflow "+fmt.Sprint(m.Roles), log)
+	nc, m.js, err = natsbus.Connect(m.natsURL, "spotflow "+fmt.Sprint(m.Roles), natsbus.Credential{}, log)
 	if err != nil {
 		closeNATS()
 		return nil, nil, err
@@ -518,7 +517,7 @@ func (m *Main) adapters(catalog *events.Catalog) (map[string]workers.Adapter, er
 	return adapters, nil
 }
 
-func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {
+func (m *Main) embedNATS(log *slog.Logger) (*natsbus.Server, error) {
 	host, portStr, err := net.SplitHostPort(m.Config.NATSListen)
 	if err != nil {
 		return nil, fmt.Errorf("nats listen address %q: %w", m.Config.NATSListen, err)
@@ -534,7 +533,7 @@ func (m *Main) embedNATS(log *slog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return natsbus.RunServer(natsbus.ServerConfig{
+	return natsbus.RunServer(natsbus.ServerConfig{Anonymous: true,
 		StoreDir: filepath.Join(m.Config.DataDir, "nats"),
 		StoreKey: hex.EncodeToString(key),
 		Host:     host,

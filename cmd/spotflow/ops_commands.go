@@ -183,7 +183,7 @@ func listDeadLetters(ctx context.Context, store *postgres.Store, stdout io.Write
 // replayDeadLetters puts the dead letters ids back in their queues on
 // behalf of actor, in order, stopping at the first that fails.
 func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, ids []int64, actor string, stdout, stderr io.Writer) error {
-	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cfg.logger(stderr))
+	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", natsbus.Credential{}, cfg.logger(stderr))
 	if err != nil {
 		return err
 	}

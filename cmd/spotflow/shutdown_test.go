@@ -152,7 +152,7 @@ func checkNothingPending(t *testing.T, bin, dataDir string) {
 	if err != nil || len(fields) < 2 {
 		t.Fatalf("spotflow nats printed %q (err %v)", line, err)
 	}
-	nc, js, err := natsbus.Connect(fields[1], t.Name(), slog.New(slog.DiscardHandler))
+	nc, js, err := natsbus.Connect(fields[1], t.Name(), natsbus.Credential{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

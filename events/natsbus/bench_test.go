@@ -81,7 +81,7 @@ var syncModes = []struct {
 // natstest.JetStream it lets the caller turn off the sync before every ack.
 func benchJetStream(b *testing.B, noSync bool) (jetstream.JetStream, *natsbus.Publisher) {
 	b.Helper()
-	ns, err := natsbus.RunServer(natsbus.ServerConfig{StoreDir: b.TempDir(), Port: -1, NoSync: noSync})
+	ns, err := natsbus.RunServer(natsbus.ServerConfig{Anonymous: true, StoreDir: b.TempDir(), Port: -1, NoSync: noSync})
 	if err != nil {
 		b.Fatalf("start nats-server: %v", err)
 	}
@@ -89,7 +89,7 @@ func benchJetStream(b *testing.B, noSync bool) (jetstream.JetStream, *natsbus.Pu
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	nc, js, err := natsbus.Connect(ns.ClientURL(), b.Name(), slog.New(slog.DiscardHandler))
+	nc, js, err := natsbus.Connect(ns.ClientURL(), b.Name(), natsbus.Credential{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatalf("connect: %v", err)
 	}

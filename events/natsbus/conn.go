@@ -9,11 +9,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Connect opens a connection to url that retries its first connection and
-// reconnects forever after a loss, logging each change. name identifies the
-// process in the server's monitoring.
-func Connect(url, name string, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url,
+// Connect opens a connection to url as cred's identity that retries its
+// first connection and reconnects forever after a loss, logging each change.
+// name identifies the process in the server's monitoring. A zero cred
+// connects anonymously, which only a server started without users (tests,
+// benchmarks) accepts.
+func Connect(url, name string, cred Credential, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	var auth []nats.Option
+	if cred.Identity != "" || len(cred.Seed) > 0 {
+		var err error
+		if auth, err = cred.Options(); err != nil {
+			return nil, nil, fmt.Errorf("connect to nats: %w", err)
+		}
+	}
+	nc, err := nats.Connect(url, append(auth,
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -27,7 +36,7 @@ func Connect(url, name string, logger *slog.Logger) (*nats.Conn, jetstream.JetSt
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			logger.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats: %w", err)
 	}

@@ -237,7 +237,7 @@ func TestConsume_KeepsSlowMessagesAlive(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	ns := natstest.Server(t)
-	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
+	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), natsbus.Credential{}, quiet)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -110,7 +110,7 @@ func TestProvision_RefusesPublishesOnceAStreamIsFull(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	ns := natstest.Server(t)
-	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
+	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), natsbus.Credential{}, quiet)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

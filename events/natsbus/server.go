@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -32,15 +33,31 @@ type ServerConfig struct {
 	// it set, JetStream syncs on its own schedule (every two minutes by
 	// default), and a power loss can drop acknowledged messages.
 	NoSync bool
+	// Users are the identities the server lets in, each with its grant.
+	// Required unless Anonymous.
+	Users []User
+	// Anonymous lets anyone in with every permission, for tests and
+	// benchmarks only.
+	Anonymous bool
 	// Logger receives the server's log lines; nil keeps it quiet.
 	Logger *slog.Logger
 }
 
+// Server is an embedded nats-server that RunServer started.
+type Server struct {
+	*server.Server
+	mu   sync.Mutex
+	opts *server.Options // as last applied
+}
+
 // RunServer starts an embedded nats-server with JetStream and waits until it
 // accepts connections. The caller stops it with Shutdown and WaitForShutdown.
-func RunServer(cfg ServerConfig) (*server.Server, error) {
+func RunServer(cfg ServerConfig) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("run nats-server: a store directory is required")
+	}
+	if len(cfg.Users) == 0 && !cfg.Anonymous {
+		return nil, errors.New("run nats-server: users are required: spotflow's server lets nobody in anonymously")
 	}
 	opts := &server.Options{
 		ServerName: "spotflow",
@@ -52,9 +69,12 @@ func RunServer(cfg ServerConfig) (*server.Server, error) {
 		// Empty keeps the store in clear.
 		JetStreamKey:    cfg.StoreKey,
 		JetStreamCipher: server.ChaCha,
-		NoSigs:     true,
+		NoSigs:          true,
 		// Leave room for the all-in-one's many publishers and consumers.
 		MaxPayload: 1 << 20,
+	}
+	if len(cfg.Users) > 0 {
+		opts.Nkeys = nkeyUsers(cfg.Users)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -68,7 +88,7 @@ func RunServer(cfg ServerConfig) (*server.Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("run nats-server: not ready after 30s")
 	}
-	return ns, nil
+	return &Server{Server: ns, opts: opts}, nil
 }
 
 func cmpOr(a, b string) string {

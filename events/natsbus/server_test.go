@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 )
@@ -35,15 +33,15 @@ func TestRunServer_EncryptsTheStoreWithItsKey(t *testing.T) {
 	t.Parallel()
 	const key = "5f0c2b8e9d4a7c1e3b6f8a2d4c7e9b1a3f5d7c9e1b3a5d7f9c1e3b5a7d9f1c3e"
 	nationalID := []byte("NATIONAL-ID-31337")
-	run := func(dir, key string) *server.Server {
-		ns, err := natsbus.RunServer(natsbus.ServerConfig{StoreDir: dir, StoreKey: key, Port: -1})
+	run := func(dir, key string) *natsbus.Server {
+		ns, err := natsbus.RunServer(natsbus.ServerConfig{Anonymous: true, StoreDir: dir, StoreKey: key, Port: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ns
 	}
-	store := func(ns *server.Server) {
-		nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
+	store := func(ns *natsbus.Server) {
+		nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), natsbus.Credential{}, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +55,7 @@ func TestRunServer_EncryptsTheStoreWithItsKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stop := func(ns *server.Server) {
+	stop := func(ns *natsbus.Server) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}
@@ -87,7 +85,7 @@ func TestRunServer_EncryptsTheStoreWithItsKey(t *testing.T) {
 	// With its key, the store reads back.
 	ns = run(encrypted, key)
 	defer stop(ns)
-	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), quiet)
+	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), natsbus.Credential{}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,16 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spotflow/spotflow/events/natsbus"
 )
 
 // Server starts a JetStream server on a random loopback port.
-func Server(t testing.TB) *server.Server {
+func Server(t testing.TB) *natsbus.Server {
 	t.Helper()
-	ns, err := natsbus.RunServer(natsbus.ServerConfig{StoreDir: t.TempDir(), Port: -1})
+	ns, err := natsbus.RunServer(natsbus.ServerConfig{Anonymous: true, StoreDir: t.TempDir(), Port: -1})
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
@@ -35,7 +34,7 @@ func Server(t testing.TB) *server.Server {
 func JetStream(t testing.TB, agencies ...string) jetstream.JetStream {
 	t.Helper()
 	ns := Server(t)
-	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	nc, js, err := natsbus.Connect(ns.ClientURL(), t.Name(), natsbus.Credential{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
