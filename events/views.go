@@ -117,3 +117,12 @@ type RequestSummary struct {
 	SubmittedAt time.Time
 	UpdatedAt   time.Time
 }
+
+// AgencyCredential is the public half of a credential an agency connects to
+// NATS with; its seed was shown once, to the agency, and is kept nowhere.
+type AgencyCredential struct {
+	PublicKey string     `json:"public_key"`
+	Agency    string     `json:"agency"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}

@@ -155,7 +155,7 @@ func (c *cluster) env() []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "SPOTFLOW_CITIZEN_KEY="+c.citizenKey)
+	env = append(env, "SPOTFLOW_CITIZEN_KEY="+c.citizenKey, "SPOTFLOW_NATS_IDENTITIES="+c.identities())
 	if c.natsURL != "" {
 		env = append(env, "NATS_URL="+c.natsURL)
 	}
@@ -166,6 +166,10 @@ func (c *cluster) env() []string {
 }
 
 func (c *cluster) pgDir() string { return filepath.Join(c.dir, "pg") }
+
+// identities is where the NATS server keeps the seeds of spotflow's own
+// identities, which every process of the cluster reads.
+func (c *cluster) identities() string { return filepath.Join(c.dir, "identities") }
 
 // startPostgres starts (initialising on first use) the cluster's Postgres
 // and records its URL; the port stays the same across restarts.

@@ -169,7 +169,7 @@ func publishPoison(ctx context.Context, h *harness, res *ScenarioResult) (time.T
 	}
 	res.Fault = fmt.Sprintf("%d poison messages published onto NATS: %d on request subjects, %d on work queues, %d on status subjects",
 		len(msgs), counts["requests"], counts["work"], counts["status"])
-	p, err := newPoisoner(h.cluster.natsURL)
+	p, err := newPoisoner(h.cluster.natsURL, h.cluster.identities())
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
 )
 
 // streamSeq names one stored message.
@@ -75,8 +77,19 @@ type poisoner struct {
 	js jetstream.JetStream
 }
 
-func newPoisoner(url string) (*poisoner, error) {
-	nc, err := nats.Connect(url, nats.Name("spotflow chaos poisoner"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+// newPoisoner connects to url as intake, whose identity may publish
+// requests, work items and status events (for the operator's replays): the
+// poison comes from inside, since nothing from outside gets in.
+func newPoisoner(url, identities string) (*poisoner, error) {
+	seed, err := natsbus.ReadSeed(filepath.Join(identities, natsbus.Intake+".nk"))
+	if err != nil {
+		return nil, err
+	}
+	auth, err := natsbus.Credential{Identity: natsbus.Intake, Seed: seed}.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(auth, nats.Name("spotflow chaos poisoner"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}

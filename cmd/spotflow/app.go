@@ -129,11 +129,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer m.pool.Close()
-	nc, closeNATS, err := m.connectNATS(ctx, catalog, log)
+	bus, err := m.openBus(ctx, catalog, store, log)
 	if err != nil {
 		return err
 	}
-	defer closeNATS()
+	defer bus.close()
 	metrics, err := m.newMetrics(log)
 	if err != nil {
 		return err
@@ -142,10 +142,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	p := &process{
 		Main: m, ctx: gctx, g: g, log: log, catalogs: catalogs, catalog: catalog,
-		store: store, pub: natsbus.NewPublisher(m.js), metrics: metrics,
-		deadLetters: metrics.DeadLetters(store), mux: m.baseMux(nc, log),
+		store: store, bus: bus, metrics: metrics,
+		deadLetters: metrics.DeadLetters(store), mux: m.baseMux(bus, log),
 	}
 	g.Go(func() error { return catalogs.Run(gctx) })
+	if bus.users != nil {
+		p.run(bus.users)
+	}
 	// Registered before anything else can start: from here on a SIGHUP
 	// reloads the catalogue and no longer ends the process.
 	hangup := make(chan os.Signal, 1)
@@ -195,7 +198,7 @@ type process struct {
 	catalogs    *workers.CatalogFile
 	catalog     *events.Catalog // the catalogue at start
 	store       *postgres.Store
-	pub         *natsbus.Publisher // one for every role: what they publish at once shares batches
+	bus         *bus
 	metrics     *workers.Metrics
 	deadLetters workers.DeadLetters
 	mux         *http.ServeMux
@@ -212,7 +215,7 @@ func (p *process) run(w interface{ Run(context.Context) error }) {
 func (p *process) startIntake() error {
 	log := p.log.With("role", roleIntake)
 	intake, err := workers.NewIntake(workers.IntakeConfig{
-		Store: p.store, Publisher: p.pub, Catalog: p.catalogs, Metrics: p.metrics, Logger: log,
+		Store: p.store, Publisher: p.bus.pub(roleIntake), Catalog: p.catalogs, Metrics: p.metrics, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -229,7 +232,9 @@ func (p *process) startIntake() error {
 	p.mux.Handle("/open311/", geo)
 	board, err := dashboard.New(dashboard.Config{
 		Store: p.store, Catalog: p.catalog, Logger: p.log.With("role", "dashboard"),
-		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) { return natsbus.Backlog(ctx, p.js) },
+		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) {
+			return natsbus.Backlog(ctx, p.bus.js(roleIntake))
+		},
 	})
 	if err != nil {
 		return err
@@ -241,7 +246,7 @@ func (p *process) startIntake() error {
 		return nil
 	}
 	ops, err := opsapi.New(opsapi.Config{
-		Store: p.store, Replayer: workers.NewReplayer(p.store, p.js), Token: p.Config.OperatorToken, Logger: p.log.With("role", "ops"),
+		Store: p.store, Replayer: workers.NewReplayer(p.store, p.bus.js(roleIntake)), Token: p.Config.OperatorToken, Logger: p.log.With("role", "ops"),
 	})
 	if err != nil {
 		return err
@@ -254,13 +259,13 @@ func (p *process) startIntake() error {
 // requests that stalled.
 func (p *process) startRouter() error {
 	router, err := workers.NewRouter(workers.RouterConfig{
-		JetStream: p.js, Catalog: p.catalogs, DeadLetters: p.deadLetters, Publisher: p.pub, Metrics: p.metrics, Logger: p.log,
+		JetStream: p.bus.js(roleRouter), Catalog: p.catalogs, DeadLetters: p.deadLetters, Publisher: p.bus.pub(roleRouter), Metrics: p.metrics, Logger: p.log,
 	})
 	if err != nil {
 		return err
 	}
 	reconciler, err := workers.NewReconciler(workers.ReconcilerConfig{
-		JetStream: p.js, Store: p.store, After: p.Config.ReconcileAfter, Every: p.Config.ReconcileEvery, Logger: p.log.With("role", "reconciler"),
+		JetStream: p.bus.js(roleRouter), Store: p.store, After: p.Config.ReconcileAfter, Every: p.Config.ReconcileEvery, Logger: p.log.With("role", "reconciler"),
 	})
 	if err != nil {
 		return err
@@ -271,8 +276,8 @@ func (p *process) startRouter() error {
 }
 
 // startDispatcher runs the dispatcher, with an adapter per agency of the
-// catalogue, and Undelivered, which dead-letters work items whose
-// deliveries ran out.
+// catalogue that does not consume its own queue, and Undelivered, which
+// dead-letters work items whose deliveries ran out, whoever consumes them.
 func (p *process) startDispatcher() error {
 	adapters, err := p.adapters(p.catalog)
 	if err != nil {
@@ -281,18 +286,20 @@ func (p *process) startDispatcher() error {
 	for agency, a := range adapters {
 		adapters[agency] = p.metrics.Adapter(agency, a)
 	}
-	dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
-		JetStream: p.js, Adapters: adapters, DeadLetters: p.deadLetters, Metrics: p.metrics,
-		KeepAlive: p.Config.AckWait / 3, Publisher: p.pub, Logger: p.log,
-	})
+	if len(adapters) > 0 {
+		dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
+			JetStream: p.bus.js(roleDispatcher), Adapters: adapters, DeadLetters: p.deadLetters, Metrics: p.metrics,
+			KeepAlive: p.Config.AckWait / 3, Publisher: p.bus.pub(roleDispatcher), Logger: p.log,
+		})
+		if err != nil {
+			return err
+		}
+		p.run(dispatcher)
+	}
+	undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: p.bus.js(roleDispatcher), Store: p.deadLetters, Logger: p.log})
 	if err != nil {
 		return err
 	}
-	undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: p.js, Store: p.deadLetters, Logger: p.log})
-	if err != nil {
-		return err
-	}
-	p.run(dispatcher)
 	p.run(undelivered)
 	return nil
 }
@@ -301,7 +308,7 @@ func (p *process) startDispatcher() error {
 // folder of the dashboard's roll-ups.
 func (p *process) startProjector() error {
 	projector, err := workers.NewProjector(workers.ProjectorConfig{
-		JetStream: p.js, Store: p.store, DeadLetters: p.deadLetters, Metrics: p.metrics, Logger: p.log,
+		JetStream: p.bus.js(roleProjector), Store: p.store, DeadLetters: p.deadLetters, Metrics: p.metrics, Logger: p.log,
 	})
 	if err != nil {
 		return err
@@ -399,49 +406,112 @@ func (m *Main) openStore(ctx context.Context, dbURL string, catalog *events.Cata
 	return postgres.NewStore(pool, key, postgres.ServiceLevels(serviceLevels(catalog))), nil
 }
 
-// connectNATS connects to the configured NATS server, or starts an embedded
-// one, and provisions the streams and consumers of catalog's agencies.
-// closeNATS flushes, disconnects, and stops what it started.
-func (m *Main) connectNATS(ctx context.Context, catalog *events.Catalog, log *slog.Logger) (nc *nats.Conn, closeNATS func(), err error) {
-	var stops []func()
-	closeNATS = func() {
-		for _, stop := range slices.Backward(stops) {
-			stop()
+// bus is the process's NATS: the server it embeds, if any, with what keeps
+// that server's users, and one connection per identity it uses.
+type bus struct {
+	server *natsbus.Server // nil when the server is another's
+	users  *workers.Users  // nil when the server is another's
+	conns  map[string]busConn
+	order  []string // the identities connected, in order
+}
+
+type busConn struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	pub *natsbus.Publisher
+}
+
+// js is identity's JetStream; the identity is one the bus connected.
+func (b *bus) js(identity string) jetstream.JetStream { return b.conns[identity].js }
+
+// pub is identity's publisher: what the identity publishes at the same
+// time is stored in the same batches.
+func (b *bus) pub(identity string) *natsbus.Publisher { return b.conns[identity].pub }
+
+// connected reports whether every connection is up.
+func (b *bus) connected() bool {
+	for _, c := range b.conns {
+		if !c.nc.IsConnected() {
+			return false
 		}
 	}
-	m.natsURL = m.Config.NATSURL
-	if m.natsURL == "" && m.Embed {
-		ns, err := m.embedNATS(log)
-		if err != nil {
-			return nil, nil, err
-		}
-		stops = append(stops, func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		})
-		m.natsURL = ns.ClientURL()
-	}
-	m.natsURL = cmp.Or(m.natsURL, nats.DefaultURL)
-	nc, m.js, err = natsbus.Connect(m.natsURL, "spotflow "+fmt.Sprint(m.Roles), natsbus.Credential{}, log)
-	if err != nil {
-		closeNATS()
-		return nil, nil, err
-	}
-	stops = append(stops, func() {
+	return true
+}
+
+// close flushes and closes the connections, then stops the server, if any.
+func (b *bus) close() {
+	for _, identity := range slices.Backward(b.order) {
+		nc := b.conns[identity].nc
 		// Flush the last acknowledgements before the connection goes.
 		_ = nc.FlushTimeout(5 * time.Second)
 		nc.Close()
-	})
-	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	err = natsbus.Provision(provisionCtx, m.js, natsbus.Topology{
-		Agencies: catalog.AgencyCodes(), Replicas: m.Config.Replicas, AckWait: m.Config.AckWait, MaxDeliveries: m.Config.MaxDeliveries,
-	})
-	if err != nil {
-		closeNATS()
-		return nil, nil, err
 	}
-	return nc, closeNATS, nil
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+}
+
+// openBus starts the embedded NATS server when there is no other to use,
+// letting in spotflow's own identities and the agencies' credentials of
+// store; connects as admin to provision the streams and consumers of
+// catalog's agencies when the admin seed is at hand; and connects each role
+// of the process as its own identity.
+func (m *Main) openBus(ctx context.Context, catalog *events.Catalog, store *postgres.Store, log *slog.Logger) (*bus, error) {
+	b := &bus{conns: make(map[string]busConn)}
+	opened := false
+	defer func() {
+		if !opened {
+			b.close()
+		}
+	}()
+	m.natsURL = m.Config.NATSURL
+	if m.natsURL == "" && m.Embed {
+		own, err := m.Config.ownUsers(catalog)
+		if err != nil {
+			return nil, err
+		}
+		if b.server, err = m.embedNATS(own, log); err != nil {
+			return nil, err
+		}
+		if b.users, err = newUsers(ctx, b.server, own, store, log); err != nil {
+			return nil, err
+		}
+		m.natsURL = b.server.ClientURL()
+	}
+	m.natsURL = cmp.Or(m.natsURL, nats.DefaultURL)
+	identities := slices.Clone(m.Roles)
+	if _, err := m.Config.credential(natsbus.Admin); err == nil {
+		identities = append([]string{natsbus.Admin}, identities...)
+	}
+	for _, identity := range identities {
+		cred, err := m.Config.credential(identity)
+		if err != nil {
+			return nil, err
+		}
+		nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+identity, cred, log)
+		if err != nil {
+			return nil, err
+		}
+		b.conns[identity], b.order = busConn{nc: nc, js: js, pub: natsbus.NewPublisher(js)}, append(b.order, identity)
+	}
+	if admin, ok := b.conns[natsbus.Admin]; ok {
+		provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := natsbus.Provision(provisionCtx, admin.js, m.topology(catalog)); err != nil {
+			return nil, err
+		}
+	}
+	m.js = b.conns[b.order[0]].js
+	opened = true
+	return b, nil
+}
+
+// topology is what provisioning creates for catalog.
+func (m *Main) topology(catalog *events.Catalog) natsbus.Topology {
+	return natsbus.Topology{
+		Agencies: catalog.AgencyCodes(), Replicas: m.Config.Replicas, AckWait: m.Config.AckWait, MaxDeliveries: m.Config.MaxDeliveries,
+	}
 }
 
 // newMetrics makes the process's Prometheus registry, served at /metrics:
@@ -461,7 +531,7 @@ func (m *Main) newMetrics(log *slog.Logger) (*workers.Metrics, error) {
 }
 
 // baseMux serves what every process serves: /metrics, /healthz and /readyz.
-func (m *Main) baseMux(nc *nats.Conn, log *slog.Logger) *http.ServeMux {
+func (m *Main) baseMux(b *bus, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -469,7 +539,7 @@ func (m *Main) baseMux(nc *nats.Conn, log *slog.Logger) *http.ServeMux {
 		pingCtx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		switch {
-		case !nc.IsConnected():
+		case !b.connected():
 			http.Error(w, "nats: not connected", http.StatusServiceUnavailable)
 		case m.pool.Ping(pingCtx) != nil:
 			http.Error(w, "postgres: not reachable", http.StatusServiceUnavailable)
@@ -491,8 +561,9 @@ func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 	log.Info("spotflow running", "roles", m.Roles, "http", m.httpAddr, "nats", m.natsURL)
 }
 
-// adapters connects the dispatcher to every agency of the catalogue: over
-// HTTP when AgencyURL is set, else to simulated agencies in this process.
+// adapters connects the dispatcher to every agency of the catalogue but
+// those that consume their own queue over NATS: over HTTP when AgencyURL is
+// set, else to simulated agencies in this process.
 func (m *Main) adapters(catalog *events.Catalog) (map[string]workers.Adapter, error) {
 	adapters := make(map[string]workers.Adapter)
 	if m.Config.AgencyURL != "" {
@@ -500,7 +571,7 @@ func (m *Main) adapters(catalog *events.Catalog) (map[string]workers.Adapter, er
 		if err != nil {
 			return nil, err
 		}
-		for _, code := range catalog.AgencyCodes() {
+		for _, code := range m.Config.adapterAgencies(catalog) {
 			adapters[code] = client
 		}
 		return adapters, nil
@@ -510,14 +581,14 @@ func (m *Main) adapters(catalog *events.Catalog) (map[string]workers.Adapter, er
 		return nil, err
 	}
 	m.agencies = make(map[string]*simagency.Agency)
-	for _, code := range catalog.AgencyCodes() {
+	for _, code := range m.Config.adapterAgencies(catalog) {
 		a := simagency.New(code, simagency.For(profiles, code))
 		adapters[code], m.agencies[code] = a, a
 	}
 	return adapters, nil
 }
 
-func (m *Main) embedNATS(log *slog.Logger) (*natsbus.Server, error) {
+func (m *Main) embedNATS(users []natsbus.User, log *slog.Logger) (*natsbus.Server, error) {
 	host, portStr, err := net.SplitHostPort(m.Config.NATSListen)
 	if err != nil {
 		return nil, fmt.Errorf("nats listen address %q: %w", m.Config.NATSListen, err)
@@ -533,7 +604,8 @@ func (m *Main) embedNATS(log *slog.Logger) (*natsbus.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return natsbus.RunServer(natsbus.ServerConfig{Anonymous: true,
+	return natsbus.RunServer(natsbus.ServerConfig{
+		Users:    users,
 		StoreDir: filepath.Join(m.Config.DataDir, "nats"),
 		StoreKey: hex.EncodeToString(key),
 		Host:     host,

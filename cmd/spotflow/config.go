@@ -62,6 +62,17 @@ type Config struct {
 	// endpoint ("{agency}" stands for the agency's code) instead of to the
 	// in-process simulated agencies. SPOTFLOW_AGENCY_URL.
 	AgencyURL string
+	// NATSAgencies lists, comma-separated, the agencies that consume their
+	// own queue over NATS with their own credential: the dispatcher leaves
+	// their queues alone. SPOTFLOW_NATS_AGENCIES.
+	NATSAgencies string
+	// NATSIdentities is the directory of the seeds of spotflow's own NATS
+	// identities (admin.nk, intake.nk, router.nk, dispatcher.nk,
+	// projector.nk). A process that runs the NATS server creates the
+	// missing ones; any other reads the seeds of the identities it uses:
+	// give each machine only those. SPOTFLOW_NATS_IDENTITIES; default
+	// DataDir/identities.
+	NATSIdentities string
 	// AckWait is how long a consumer waits for an acknowledgement before
 	// redelivering. SPOTFLOW_ACK_WAIT, default 30s.
 	AckWait time.Duration
@@ -119,6 +130,8 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.CatalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
 	fs.StringVar(&c.CitizenKey, "citizen-key", os.Getenv("SPOTFLOW_CITIZEN_KEY"), "hex key for hashing national IDs; default: <data-dir>/citizen.key (SPOTFLOW_CITIZEN_KEY)")
 	fs.StringVar(&c.NATSStoreKey, "nats-store-key", os.Getenv("SPOTFLOW_NATS_STORE_KEY"), "hex key encrypting the embedded JetStream store; default: <data-dir>/nats-store.key (SPOTFLOW_NATS_STORE_KEY)")
+	fs.StringVar(&c.NATSAgencies, "nats-agencies", os.Getenv("SPOTFLOW_NATS_AGENCIES"), "agencies that consume their own queue over NATS, comma-separated; the dispatcher leaves them alone (SPOTFLOW_NATS_AGENCIES)")
+	fs.StringVar(&c.NATSIdentities, "nats-identities", os.Getenv("SPOTFLOW_NATS_IDENTITIES"), "directory of the seeds of spotflow's own NATS identities; default <data-dir>/identities (SPOTFLOW_NATS_IDENTITIES)")
 	fs.StringVar(&c.AgencyURL, "agency-url", os.Getenv("SPOTFLOW_AGENCY_URL"), "deliver to agencies over HTTP at this endpoint, {agency} standing for the agency's code; default: simulated in-process (SPOTFLOW_AGENCY_URL)")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("SPOTFLOW_ACK_WAIT", 30*time.Second), "how long a consumer waits for an ack before redelivering (SPOTFLOW_ACK_WAIT)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", envInt("SPOTFLOW_MAX_DELIVERIES", 100), "deliveries of a work item to its agency before it is dead-lettered (SPOTFLOW_MAX_DELIVERIES)")

@@ -18,14 +18,14 @@ import (
 func TestDead_ListsShowsAndReplaysADeadLetter(t *testing.T) {
 	t.Parallel()
 	m, dbURL := startMain(t, "*:latency=1ms")
-	if _, err := m.JetStream().Publish(t.Context(), events.RequestSubject("braga", "poison"), []byte(`{"schema":"not-a-request"}`)); err != nil {
+	if _, err := connectAs(t, m, roleIntake).Publish(t.Context(), events.RequestSubject("braga", "poison"), []byte(`{"schema":"not-a-request"}`)); err != nil {
 		t.Fatal(err)
 	}
 	dead := func(args ...string) string {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
 		args = append([]string{"dead"}, append(args, "--database-url", dbURL, "--nats-url", m.NATSURL(),
-			"--citizen-key", m.Config.CitizenKey, "--data-dir", t.TempDir(), "--log-level", "warn")...)
+			"--citizen-key", m.Config.CitizenKey, "--data-dir", t.TempDir(), "--nats-identities", m.Config.identityDir(), "--log-level", "warn")...)
 		if err := dispatch(t.Context(), args, &stdout, &stderr); err != nil {
 			t.Fatalf("spotflow %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"github.com/spotflow/spotflow/workers/workertest"
@@ -38,6 +39,22 @@ func startMain(t *testing.T, agencies string) (*Main, string) {
 	}
 	runMain(t, m)
 	return m, dbURL
+}
+
+// connectAs connects to m's NATS server as one of spotflow's own
+// identities, with the seed m's process uses.
+func connectAs(t *testing.T, m *Main, identity string) jetstream.JetStream {
+	t.Helper()
+	cred, err := m.Config.credential(identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, js, err := natsbus.Connect(m.NATSURL(), t.Name(), cred, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return js
 }
 
 // runMain runs m until the test ends, when it must return nil, and waits

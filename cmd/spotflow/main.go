@@ -63,6 +63,7 @@ func commands() []command {
 		{"projector", "run the Postgres projector alone", roleCommand("projector", roleProjector)},
 		{"migrate", "apply database migrations", migrateCommand},
 		{"desk", "manage desks: desk create --municipality CODE --name NAME", deskCommand},
+		{"agency", "manage agencies' NATS credentials: agency issue|list|revoke", agencyCommand},
 		{"loadgen", "drive a running spotflow with desk submissions and report throughput and latency", loadgenCommand},
 		{"dead", "inspect and replay dead letters: dead list|show|replay", deadCommand},
 		{"nats", "run the NATS server (JetStream on disk) alone", natsCommand},

@@ -44,7 +44,7 @@ func exercise(t *testing.T, m *Main, dbURL string, n int) []string {
 	for i, bad := range invalidBodies[:3] {
 		post(t, http.DefaultClient, base, token, submission{key: fmt.Sprintf("metrics-bad-%d", i), body: bad.body})
 	}
-	js := m.JetStream()
+	js := connectAs(t, m, roleRouter) // the router may publish requests and its own status events
 	if _, err := js.Publish(ctx, events.RequestSubject("braga", "poison"), []byte(`{"schema":"not-a-request"}`)); err != nil {
 		t.Fatal(err)
 	}

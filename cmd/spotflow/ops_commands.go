@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,22 +30,60 @@ import (
 func natsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg Config
 	fs := newFlagSet("nats", "nats [flags]",
-		"Runs a NATS server with JetStream storing under <data-dir>/nats, listening on\n"+
-			"--nats-listen, syncing to disk before every acknowledgement unless --nats-no-sync.", stderr)
+		"Runs a NATS server with JetStream storing under <data-dir>/nats, encrypted, listening on\n"+
+			"--nats-listen, syncing to disk before every acknowledgement unless --nats-no-sync. It lets\n"+
+			"in spotflow's own identities (their seeds in --nats-identities, created when missing) and\n"+
+			"the agencies' credentials in force in the database, following their changes, and\n"+
+			"provisions the streams and consumers of the catalogue's agencies.", stderr)
 	cfg.flags(fs, "")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	m := &Main{Config: cfg}
-	ns, err := m.embedNATS(cfg.logger(stderr))
+	log := cfg.logger(stderr)
+	catalog, err := loadCatalog(cfg.CatalogFile)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "NATS %s (JetStream in %s)\n", ns.ClientURL(), filepath.Join(cfg.DataDir, "nats"))
-	<-ctx.Done()
-	ns.Shutdown()
-	ns.WaitForShutdown()
-	return nil
+	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
+		m := &Main{Config: cfg}
+		own, err := cfg.ownUsers(catalog)
+		if err != nil {
+			return err
+		}
+		ns, err := m.embedNATS(own, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		users, err := newUsers(ctx, ns, own, store, log)
+		if err != nil {
+			return err
+		}
+		if err := provisionAs(ctx, &cfg, ns.ClientURL(), m.topology(catalog), log); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "NATS %s (JetStream in %s; identities in %s)\n", ns.ClientURL(), filepath.Join(cfg.DataDir, "nats"), cfg.identityDir())
+		return users.Run(ctx)
+	})
+}
+
+// provisionAs connects to url as admin and provisions t.
+func provisionAs(ctx context.Context, cfg *Config, url string, t natsbus.Topology, log *slog.Logger) error {
+	cred, err := cfg.credential(natsbus.Admin)
+	if err != nil {
+		return err
+	}
+	nc, js, err := natsbus.Connect(url, "spotflow provision", cred, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	provisionCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return natsbus.Provision(provisionCtx, js, t)
 }
 
 // agenciesCommand runs the simulated agencies as an HTTP service with a
@@ -183,7 +222,11 @@ func listDeadLetters(ctx context.Context, store *postgres.Store, stdout io.Write
 // replayDeadLetters puts the dead letters ids back in their queues on
 // behalf of actor, in order, stopping at the first that fails.
 func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, ids []int64, actor string, stdout, stderr io.Writer) error {
-	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", natsbus.Credential{}, cfg.logger(stderr))
+	cred, err := cfg.credential(natsbus.Intake)
+	if err != nil {
+		return err
+	}
+	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cred, cfg.logger(stderr))
 	if err != nil {
 		return err
 	}

@@ -20,11 +20,12 @@ import (
 func TestRoles_RunApartShareTheWork(t *testing.T) {
 	dbURL := pgtest.Schema(t)
 	key := strings.Repeat("cd", 32)
+	identities := t.TempDir() // the seeds the front's NATS server creates and the others use
 	start := func(roles []string, natsURL, httpAddr string, embed bool) *Main {
 		m := &Main{
 			Config: Config{
 				DataDir: t.TempDir(), HTTPAddr: httpAddr, NATSURL: natsURL, NATSListen: "127.0.0.1:0",
-				DatabaseURL: dbURL, Agencies: "*:latency=2ms", CitizenKey: key,
+				DatabaseURL: dbURL, Agencies: "*:latency=2ms", CitizenKey: key, NATSIdentities: identities,
 			},
 			Roles: roles,
 			Embed: embed,

@@ -113,7 +113,7 @@ func TestRun_StopsGracefullyOnSIGTERMAndLosesNothing(t *testing.T) {
 	t.Logf("exited %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
 	// Nothing was left delivered but unacknowledged: a restart owes no
 	// message to the ack wait.
-	checkNothingPending(t, bin, dataDir)
+	checkNothingPending(t, bin, dataDir, dbURL)
 
 	startProcess(t, bin, dataDir, dbURL)
 	workertest.WaitWithin(t, 60*time.Second, "every request to complete after the restart", func() error {
@@ -133,9 +133,9 @@ func TestRun_StopsGracefullyOnSIGTERMAndLosesNothing(t *testing.T) {
 // checkNothingPending starts `spotflow nats` alone on dataDir's JetStream
 // store and fails the test if any consumer holds delivered messages that
 // were never acknowledged.
-func checkNothingPending(t *testing.T, bin, dataDir string) {
+func checkNothingPending(t *testing.T, bin, dataDir, dbURL string) {
 	t.Helper()
-	cmd := exec.Command(bin, "nats", "--data-dir", dataDir, "--nats-listen", "127.0.0.1:0", "--log-level", "warn")
+	cmd := exec.Command(bin, "nats", "--data-dir", dataDir, "--database-url", dbURL, "--nats-listen", "127.0.0.1:0", "--log-level", "warn")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,12 @@ func checkNothingPending(t *testing.T, bin, dataDir string) {
 	if err != nil || len(fields) < 2 {
 		t.Fatalf("spotflow nats printed %q (err %v)", line, err)
 	}
-	nc, js, err := natsbus.Connect(fields[1], t.Name(), natsbus.Credential{}, slog.New(slog.DiscardHandler))
+	cfg := Config{DataDir: dataDir}
+	admin, err := cfg.credential(natsbus.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, js, err := natsbus.Connect(fields[1], t.Name(), admin, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

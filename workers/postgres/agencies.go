@@ -4,21 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spotflow/spotflow/events"
 )
-
-// AgencyCredential is the public half of a credential an agency connects
-// to NATS with.
-type AgencyCredential struct {
-	PublicKey string     `json:"public_key"`
-	Agency    string     `json:"agency"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-}
 
 // AddAgencyCredential records that the nkey publicKey is agency's, on
 // behalf of actor, in the audit log too.
@@ -63,7 +53,7 @@ func (s *Store) RevokeAgencyCredential(ctx context.Context, agency, publicKey, a
 
 // AgencyCredentials lists the credentials in force, of every agency when
 // agency is empty, oldest first; with revoked, the revoked ones too.
-func (s *Store) AgencyCredentials(ctx context.Context, agency string, revoked bool) ([]AgencyCredential, error) {
+func (s *Store) AgencyCredentials(ctx context.Context, agency string, revoked bool) ([]events.AgencyCredential, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT public_key, agency, created_at, revoked_at FROM agency_credentials
 		WHERE ($1 = '' OR agency = $1) AND ($2 OR revoked_at IS NULL)
@@ -71,7 +61,7 @@ func (s *Store) AgencyCredentials(ctx context.Context, agency string, revoked bo
 	if err != nil {
 		return nil, fmt.Errorf("list agency credentials: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[AgencyCredential])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[events.AgencyCredential])
 	if err != nil {
 		return nil, fmt.Errorf("list agency credentials: %w", err)
 	}

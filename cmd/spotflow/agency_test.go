@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
+	"github.com/spotflow/spotflow/workers/workertest"
+)
+
+// TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse runs the
+// system with justice consuming its own queue over NATS, issues justice a
+// credential with `spotflow agency issue`, and plays justice with a stock
+// NATS client: it takes its work item and reports on it, is refused
+// everything else, cannot rewrite the outcome, and is cut off when its
+// credential is revoked.
+func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.Schema(t)
+	m := &Main{
+		Config: Config{
+			DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0", DatabaseURL: dbURL,
+			Agencies: "*:latency=1ms", CitizenKey: strings.Repeat("ab", 32), NATSAgencies: "justice",
+		},
+		Roles: allRoles,
+		Embed: true,
+	}
+	runMain(t, m)
+	cli := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args = append(args, "--database-url", dbURL, "--data-dir", t.TempDir(), "--operator", "ana", "--log-level", "warn")
+		if err := dispatch(t.Context(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("spotflow %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return stdout.String()
+	}
+	seedFile := filepath.Join(t.TempDir(), "justice.nk")
+	var issued map[string]string
+	if err := json.Unmarshal([]byte(cli("agency", "issue", "--agency", "justice", "--out", seedFile)), &issued); err != nil {
+		t.Fatal(err)
+	}
+	if issued["consumer"] != "agency-justice" || issued["publish"] != "spotflow.status.justice" || issued["inbox_prefix"] != "_INBOX_agency-justice" {
+		t.Errorf("agency issue printed %v", issued)
+	}
+
+	// justice connects with nothing but its seed file and a stock client.
+	seed, err := natsbus.ReadSeed(seedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := natsbus.Credential{Identity: "agency-justice", Seed: seed}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	asyncErrs := make(chan error, 64)
+	closed := make(chan struct{})
+	opts = append(opts, nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs <- err }))
+	var nc *nats.Conn
+	workertest.WaitFor(t, "the server to let justice in", func() error {
+		nc, err = nats.Connect(m.NATSURL(), opts...)
+		return err
+	})
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A desk submits a criminal-record certificate; justice takes it.
+	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
+	desk, token, err := store.CreateDesk(t.Context(), "lisboa", "Desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := post(t, http.DefaultClient, "http://"+m.HTTPAddr(), token, submission{key: "cert-1",
+		body: `{"service_code":"criminal-record-certificate","citizen":{"national_id":"31337000","name":"Rui Lopes"},"attributes":{"purpose":"employment"}}`})
+	if a.status != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", a.status, a.code)
+	}
+	cons, err := js.Consumer(t.Context(), events.WorkStream, events.AgencyConsumer("justice"))
+	if err != nil {
+		t.Fatalf("justice reads its consumer: %v", err)
+	}
+	var item events.WorkItem
+	workertest.WaitFor(t, "justice to pull its work item", func() error {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		for msg := range batch.Messages() {
+			if err := json.Unmarshal(msg.Data(), &item); err != nil {
+				return err
+			}
+			if err := msg.InProgress(); err != nil {
+				return err
+			}
+			report := func(status events.Status, note string) {
+				ev := events.StatusEvent{Schema: events.SchemaStatus, ID: events.EventID(item.RequestID, "justice", status),
+					RequestID: item.RequestID, Agency: "justice", Status: status, At: time.Now().UTC(), Note: note, Round: item.Round}
+				data, _ := json.Marshal(ev)
+				if _, err := js.Publish(t.Context(), events.StatusSubject("justice"), data, jetstream.WithMsgID(ev.ID)); err != nil {
+					t.Fatalf("justice reports %s: %v", status, err)
+				}
+			}
+			report(events.StatusAccepted, "")
+			report(events.StatusInProgress, "")
+			report(events.StatusCompleted, "Certificado emitido")
+			if err := msg.DoubleAck(t.Context()); err != nil {
+				return err
+			}
+		}
+		if item.ID == "" {
+			return fmt.Errorf("no work item yet")
+		}
+		return nil
+	})
+	if item.ID != a.id+".justice" || item.Citizen.NationalID != "31337000" {
+		t.Errorf("justice pulled %s for %s", item.ID, item.Citizen.NationalID)
+	}
+	timeline := func() (events.Status, []string) {
+		v, err := store.RequestForDesk(t.Context(), desk.ID, a.id)
+		if err != nil {
+			return "", nil
+		}
+		var out []string
+		for _, e := range v.Timeline {
+			out = append(out, strings.TrimPrefix(e.Agency+" "+string(e.Status), " "))
+		}
+		return v.Status, out
+	}
+	want := []string{"submitted", "routed", "justice accepted", "justice in_progress", "justice completed", "completed"}
+	workertest.WaitFor(t, "the request to complete", func() error {
+		if status, got := timeline(); status != events.StatusCompleted || !slices.Equal(got, want) {
+			return fmt.Errorf("%s %v", status, got)
+		}
+		return nil
+	})
+
+	// Everything else is refused by the server.
+	for _, try := range []struct{ what, subject string }{
+		{"publish", "$JS.API.CONSUMER.MSG.NEXT.SPOTFLOW_WORK.agency-tax"},
+		{"publish", "spotflow.status.tax"},
+		{"publish", "spotflow.status.router"},
+		{"publish", "spotflow.requests.lisboa." + desk.ID},
+		{"subscription", "spotflow.requests.>"},
+		{"subscription", "_INBOX.>"},
+	} {
+		var err error
+		if try.what == "publish" {
+			err = nc.Publish(try.subject, []byte(`{"batch":1}`))
+		} else {
+			_, err = nc.SubscribeSync(try.subject)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, asyncErrs, try.what, try.subject)
+	}
+
+	// A forged end on its own subject changes nothing.
+	forged := events.StatusEvent{Schema: events.SchemaStatus, ID: events.RoundEventID(a.id, "justice", events.StatusRejected, 99),
+		RequestID: a.id, Agency: "justice", Status: events.StatusRejected, At: time.Now().UTC(), Round: 99}
+	data, _ := json.Marshal(forged)
+	if _, err := js.Publish(t.Context(), events.StatusSubject("justice"), data); err != nil {
+		t.Fatal(err)
+	}
+	rival := forged
+	rival.ID, rival.Round = events.EventID(a.id, "justice", events.StatusRejected), 0
+	data, _ = json.Marshal(rival)
+	if _, err := js.Publish(t.Context(), events.StatusSubject("justice"), data); err != nil {
+		t.Fatal(err)
+	}
+	workertest.WaitFor(t, "the rival end to be refused", func() error {
+		dead, err := store.ListDeadLetters(t.Context(), "justice", false, 0)
+		if err != nil || len(dead) == 0 || dead[0].Reason != events.ReasonRefused {
+			return fmt.Errorf("dead letters %+v (err %v)", dead, err)
+		}
+		return nil
+	})
+	if status, got := timeline(); status != events.StatusCompleted || !slices.Equal(got, want) {
+		t.Errorf("after the forgeries the request is %s with timeline %v, want completed with %v", status, got, want)
+	}
+
+	// Revoked, justice is cut off within seconds, without a restart.
+	if out := cli("agency", "revoke", "--agency", "justice"); !strings.Contains(out, "revoked 1 credential(s) of justice") {
+		t.Errorf("agency revoke printed %q", out)
+	}
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("justice's connection is still open 20s after its credential was revoked")
+	}
+	if again, err := nats.Connect(m.NATSURL(), opts[:2]...); err == nil {
+		again.Close()
+		t.Error("justice connected again with its revoked credential")
+	}
+}
+
+// refused waits for the server to refuse what on subject.
+func refused(t *testing.T, errs <-chan error, what, subject string) {
+	t.Helper()
+	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", what, subject))
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-errs:
+			if strings.Contains(strings.ToLower(err.Error()), want) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the server did not refuse justice's %s to %s", what, subject)
+		}
+	}
+}

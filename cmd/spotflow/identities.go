@@ -1,0 +1,118 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers"
+)
+
+// ownIdentities are the NATS identities of spotflow's own processes.
+var ownIdentities = append([]string{natsbus.Admin}, natsbus.Roles...)
+
+func (c *Config) identityDir() string {
+	return cmp.Or(c.NATSIdentities, filepath.Join(c.DataDir, "identities"))
+}
+
+func seedPath(dir, identity string) string { return filepath.Join(dir, identity+".nk") }
+
+// natsAgencies are the agencies that consume their own queue over NATS.
+func (c *Config) natsAgencies() []string {
+	var out []string
+	for a := range strings.SplitSeq(c.NATSAgencies, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// adapterAgencies are the agencies of catalog the dispatcher delivers to
+// through an adapter: all but those that consume their own queue.
+func (c *Config) adapterAgencies(catalog *events.Catalog) []string {
+	own := c.natsAgencies()
+	return slices.DeleteFunc(catalog.AgencyCodes(), func(a string) bool { return slices.Contains(own, a) })
+}
+
+// ownUsers makes sure the identity directory holds a seed for admin and
+// each role, creating the missing ones (mode 0600), and returns them as the
+// users a server lets in, the dispatcher granted the queues of catalog's
+// adapter agencies.
+func (c *Config) ownUsers(catalog *events.Catalog) ([]natsbus.User, error) {
+	dir := c.identityDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats identities: %w", err)
+	}
+	users := make([]natsbus.User, 0, len(ownIdentities))
+	for _, identity := range ownIdentities {
+		seed, err := readOrCreateSeed(seedPath(dir, identity))
+		if err != nil {
+			return nil, err
+		}
+		pub, err := seed.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		grant, err := natsbus.RoleGrant(identity, c.adapterAgencies(catalog))
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, natsbus.User{PublicKey: pub, Grant: grant})
+	}
+	return users, nil
+}
+
+func readOrCreateSeed(path string) (natsbus.Seed, error) {
+	seed, err := natsbus.ReadSeed(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return seed, err
+	}
+	if seed, err = natsbus.NewSeed(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return natsbus.ReadSeed(path) // another process created it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats identity: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(seed, '\n')); err != nil {
+		return nil, fmt.Errorf("nats identity: %w", err)
+	}
+	return seed, f.Sync()
+}
+
+// credential reads the seed of one of spotflow's identities from the
+// identity directory.
+func (c *Config) credential(identity string) (natsbus.Credential, error) {
+	seed, err := natsbus.ReadSeed(seedPath(c.identityDir(), identity))
+	if err != nil {
+		return natsbus.Credential{}, fmt.Errorf("nats identity %s: %w (copy %s.nk from the identity directory of the process that runs the NATS server, or set --nats-identities)", identity, err, identity)
+	}
+	return natsbus.Credential{Identity: identity, Seed: seed}, nil
+}
+
+// newUsers keeps ns's users: spotflow's own, and the agencies' credentials
+// in force in store, read once now.
+func newUsers(ctx context.Context, ns *natsbus.Server, own []natsbus.User, store workers.AgencyCredentialStore, log *slog.Logger) (*workers.Users, error) {
+	users, err := workers.NewUsers(workers.UsersConfig{Server: ns, Own: own, Store: store, Logger: log.With("component", "nats-users")})
+	if err != nil {
+		return nil, err
+	}
+	if err := users.Sync(ctx); err != nil {
+		log.Warn("agencies' credentials not read yet; only spotflow's own identities may connect", "err", err)
+	}
+	return users, nil
+}

@@ -1,0 +1,97 @@
+package workers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+)
+
+// AgencyCredentialStore lists the agencies' NATS credentials in force.
+type AgencyCredentialStore interface {
+	AgencyCredentials(ctx context.Context, agency string, revoked bool) ([]events.AgencyCredential, error)
+}
+
+// UsersConfig configures Users.
+type UsersConfig struct {
+	// Server whose users are kept. Required.
+	Server *natsbus.Server
+	// Own are spotflow's own identities (admin, the roles), always let in.
+	// Required.
+	Own []natsbus.User
+	// Store lists the agencies' credentials. Required.
+	Store AgencyCredentialStore
+	// Every is how often the credentials are read again: a credential
+	// issued or revoked takes effect within it. Default 2 seconds.
+	Every time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Users keeps an embedded NATS server's users in step with the agencies'
+// credentials in Postgres, so that a credential issued or revoked takes
+// effect without a restart: a revoked agency's connections are closed.
+// While Postgres cannot be read, the server keeps the users it has.
+type Users struct {
+	cfg  UsersConfig
+	last []string // the agencies' public keys in force, sorted, as last applied
+}
+
+// NewUsers validates cfg.
+func NewUsers(cfg UsersConfig) (*Users, error) {
+	if cfg.Server == nil || len(cfg.Own) == 0 || cfg.Store == nil {
+		return nil, errors.New("new users: Server, Own and Store are required")
+	}
+	cfg.Every = cmp.Or(cfg.Every, 2*time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	return &Users{cfg: cfg}, nil
+}
+
+// Run syncs the users every Every until ctx ends, and returns nil.
+func (u *Users) Run(ctx context.Context) error {
+	t := time.NewTicker(u.cfg.Every)
+	defer t.Stop()
+	for {
+		if err := u.Sync(ctx); err != nil && ctx.Err() == nil {
+			u.cfg.Logger.Warn("users: keeping the server's users as they are", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Sync reads the agencies' credentials and, when they changed since the
+// last Sync, gives the server its own identities and theirs.
+func (u *Users) Sync(ctx context.Context) error {
+	creds, err := u.cfg.Store.AgencyCredentials(ctx, "", false)
+	if err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	keys := make([]string, len(creds))
+	for i, c := range creds {
+		keys[i] = c.Agency + " " + c.PublicKey
+	}
+	slices.Sort(keys)
+	if u.last != nil && slices.Equal(keys, u.last) {
+		return nil
+	}
+	users := slices.Clone(u.cfg.Own)
+	for _, c := range creds {
+		users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
+	}
+	if err := u.cfg.Server.SetUsers(users); err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	u.cfg.Logger.Info("users: agencies' credentials in force", "credentials", len(creds))
+	u.last = keys
+	return nil
+}
