@@ -7,6 +7,7 @@ GOTESTFLAGS ?= -race -count=1 -timeout 20m
 
 .DEFAULT_GOAL := help
 BROWSER_DIR := cmd/spotflow/testdata/browser
+AGENCY_JS_DIR := cmd/spotflow/testdata/agency-js
 ARTIFACTS   ?= $(CURDIR)/.data/test-artifacts
 DEMO_RATE   ?= 20
 DEMO_FOR    ?= 5m
@@ -48,7 +49,7 @@ bench-dashboard: build postgres-binaries ## load 10 million requests' dashboard 
 demo: build ## drive the running `make run` with desks submitting DEMO_RATE requests a second for DEMO_FOR; watch /dashboard
 	./$(BIN) loadgen --data-dir $(DATA_DIR) --desks 24 --rate $(DEMO_RATE) --duration $(DEMO_FOR)
 
-browser-deps: ## fetch axe-core for the browser test (npm ci, pinned by package-lock.json); Chromium is found or installed by the test
+browser-deps: ## fetch axe-core for the browser test and the NATS client of the JavaScript agency test (npm ci, pinned by package-lock.json); Chromium is found or installed by the test
 	@if ! command -v npm >/dev/null 2>&1; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			echo "installing npm (apt-get install npm)"; \
@@ -56,6 +57,7 @@ browser-deps: ## fetch axe-core for the browser test (npm ci, pinned by package-
 		else echo "npm not found: install it, or the browser test cannot check accessibility" >&2; exit 1; fi; \
 	fi
 	@npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error
+	@npm ci --prefix $(AGENCY_JS_DIR) --no-audit --no-fund --loglevel=error
 
 bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; full report in .data/bench/reports, one line in BENCHMARKS.md
 	$(GO) run ./cmd/bench --spotflow $(BIN)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,14 +23,11 @@ import (
 	"github.com/spotflow/spotflow/workers/workertest"
 )
 
-// TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse runs the
-// system with justice consuming its own queue over NATS, issues justice a
-// credential with `spotflow agency issue`, and plays justice with a stock
-// NATS client: it takes its work item and reports on it, is refused
-// everything else, cannot rewrite the outcome, and is cut off when its
-// credential is revoked.
-func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T) {
-	t.Parallel()
+// justiceOverNATS runs the system with justice consuming its own queue over
+// NATS, and returns it with its database and a runner of spotflow's
+// commands on it.
+func justiceOverNATS(t *testing.T) (*Main, string, func(args ...string) string) {
+	t.Helper()
 	dbURL := pgtest.Schema(t)
 	m := &Main{
 		Config: Config{
@@ -48,6 +47,48 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 		}
 		return stdout.String()
 	}
+	return m, dbURL, cli
+}
+
+// submitCertificate submits a criminal-record certificate from a new desk
+// and returns the desk and the request's ID.
+func submitCertificate(t *testing.T, m *Main, store *postgres.Store, key string) (events.Desk, string) {
+	t.Helper()
+	desk, token, err := store.CreateDesk(t.Context(), "lisboa", "Desk "+key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := post(t, http.DefaultClient, "http://"+m.HTTPAddr(), token, submission{key: key,
+		body: `{"service_code":"criminal-record-certificate","citizen":{"national_id":"31337000","name":"Rui Lopes"},"attributes":{"purpose":"employment"}}`})
+	if a.status != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", a.status, a.code)
+	}
+	return desk, a.id
+}
+
+// timelineOf reads the request's status and timeline as its desk does.
+func timelineOf(t *testing.T, store *postgres.Store, desk events.Desk, id string) (events.Status, []string) {
+	t.Helper()
+	v, err := store.RequestForDesk(t.Context(), desk.ID, id)
+	if err != nil {
+		return "", nil
+	}
+	var out []string
+	for _, e := range v.Timeline {
+		out = append(out, strings.TrimPrefix(e.Agency+" "+string(e.Status), " "))
+	}
+	return v.Status, out
+}
+
+// TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse runs the
+// system with justice consuming its own queue over NATS, issues justice a
+// credential with `spotflow agency issue`, and plays justice with a stock
+// NATS client: it takes its work item and reports on it, is refused
+// everything else, cannot rewrite the outcome, and is cut off when its
+// credential is revoked.
+func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T) {
+	t.Parallel()
+	m, dbURL, cli := justiceOverNATS(t)
 	seedFile := filepath.Join(t.TempDir(), "justice.nk")
 	var issued map[string]string
 	if err := json.Unmarshal([]byte(cli("agency", "issue", "--agency", "justice", "--out", seedFile)), &issued); err != nil {
@@ -83,15 +124,7 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 
 	// A desk submits a criminal-record certificate; justice takes it.
 	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
-	desk, token, err := store.CreateDesk(t.Context(), "lisboa", "Desk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := post(t, http.DefaultClient, "http://"+m.HTTPAddr(), token, submission{key: "cert-1",
-		body: `{"service_code":"criminal-record-certificate","citizen":{"national_id":"31337000","name":"Rui Lopes"},"attributes":{"purpose":"employment"}}`})
-	if a.status != http.StatusAccepted {
-		t.Fatalf("submit: %d %s", a.status, a.code)
-	}
+	desk, id := submitCertificate(t, m, store, "cert-1")
 	cons, err := js.Consumer(t.Context(), events.WorkStream, events.AgencyConsumer("justice"))
 	if err != nil {
 		t.Fatalf("justice reads its consumer: %v", err)
@@ -129,20 +162,10 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 		}
 		return nil
 	})
-	if item.ID != a.id+".justice" || item.Citizen.NationalID != "31337000" {
+	if item.ID != id+".justice" || item.Citizen.NationalID != "31337000" {
 		t.Errorf("justice pulled %s for %s", item.ID, item.Citizen.NationalID)
 	}
-	timeline := func() (events.Status, []string) {
-		v, err := store.RequestForDesk(t.Context(), desk.ID, a.id)
-		if err != nil {
-			return "", nil
-		}
-		var out []string
-		for _, e := range v.Timeline {
-			out = append(out, strings.TrimPrefix(e.Agency+" "+string(e.Status), " "))
-		}
-		return v.Status, out
-	}
+	timeline := func() (events.Status, []string) { return timelineOf(t, store, desk, id) }
 	want := []string{"submitted", "routed", "justice accepted", "justice in_progress", "justice completed", "completed"}
 	workertest.WaitFor(t, "the request to complete", func() error {
 		if status, got := timeline(); status != events.StatusCompleted || !slices.Equal(got, want) {
@@ -173,14 +196,14 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 	}
 
 	// A forged end on its own subject changes nothing.
-	forged := events.StatusEvent{Schema: events.SchemaStatus, ID: events.RoundEventID(a.id, "justice", events.StatusRejected, 99),
-		RequestID: a.id, Agency: "justice", Status: events.StatusRejected, At: time.Now().UTC(), Round: 99}
+	forged := events.StatusEvent{Schema: events.SchemaStatus, ID: events.RoundEventID(id, "justice", events.StatusRejected, 99),
+		RequestID: id, Agency: "justice", Status: events.StatusRejected, At: time.Now().UTC(), Round: 99}
 	data, _ := json.Marshal(forged)
 	if _, err := js.Publish(t.Context(), events.StatusSubject("justice"), data); err != nil {
 		t.Fatal(err)
 	}
 	rival := forged
-	rival.ID, rival.Round = events.EventID(a.id, "justice", events.StatusRejected), 0
+	rival.ID, rival.Round = events.EventID(id, "justice", events.StatusRejected), 0
 	data, _ = json.Marshal(rival)
 	if _, err := js.Publish(t.Context(), events.StatusSubject("justice"), data); err != nil {
 		t.Fatal(err)
@@ -226,4 +249,63 @@ func refused(t *testing.T, errs <-chan error, what, subject string) {
 			t.Fatalf("the server did not refuse justice's %s to %s", what, subject)
 		}
 	}
+}
+
+// TestAgency_InJavaScriptTakesItsWorkAndIsRefusedTheRest runs an agency
+// written in JavaScript on the official NATS client (testdata/agency-js,
+// pinned by its package-lock.json) with a credential from `spotflow agency
+// issue`.
+func TestAgency_InJavaScriptTakesItsWorkAndIsRefusedTheRest(t *testing.T) {
+	t.Parallel()
+	const dir = "testdata/agency-js"
+	nodeModule(t, dir, "@nats-io/transport-node/package.json")
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is needed to run the JavaScript agency (make test installs it with npm): %v", err)
+	}
+	m, dbURL, cli := justiceOverNATS(t)
+	seedFile := filepath.Join(t.TempDir(), "justice.nk")
+	cli("agency", "issue", "--agency", "justice", "--out", seedFile)
+	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
+	desk, id := submitCertificate(t, m, store, "cert-js")
+
+	var out []byte
+	workertest.WaitWithin(t, 60*time.Second, "the JavaScript agency to handle its work item", func() error {
+		cmd := exec.CommandContext(t.Context(), node, "agency.mjs")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "NATS_URL="+m.NATSURL(), "AGENCY=justice", "SEED_FILE="+seedFile)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if out, err = cmd.Output(); err != nil {
+			// The server may not let the new credential in yet.
+			return fmt.Errorf("node agency.mjs: %v: %s", err, lastLines(stderr.String(), 5))
+		}
+		return nil
+	})
+	var report struct {
+		WorkItem       string   `json:"work_item"`
+		CitizenPresent bool     `json:"citizen_present"`
+		Refusals       []string `json:"refusals"`
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		t.Fatalf("the agency printed %s: %v", out, err)
+	}
+	if report.WorkItem != id+".justice" || !report.CitizenPresent {
+		t.Errorf("the agency handled %q (citizen present: %v), want %s.justice with its citizen", report.WorkItem, report.CitizenPresent, id)
+	}
+	for _, subject := range []string{"$JS.API.CONSUMER.MSG.NEXT.SPOTFLOW_WORK.agency-tax", "spotflow.status.tax", "spotflow.requests.lisboa.desk-forged", "spotflow.requests.>", "_INBOX.>"} {
+		if !slices.ContainsFunc(report.Refusals, func(r string) bool {
+			r = strings.ToLower(r)
+			return strings.Contains(r, "permissions violation") && strings.Contains(r, strings.ToLower(subject))
+		}) {
+			t.Errorf("the server did not refuse %s; refusals: %q", subject, report.Refusals)
+		}
+	}
+	want := []string{"submitted", "routed", "justice accepted", "justice in_progress", "justice completed", "completed"}
+	workertest.WaitFor(t, "the request to complete", func() error {
+		if status, got := timelineOf(t, store, desk, id); status != events.StatusCompleted || !slices.Equal(got, want) {
+			return fmt.Errorf("%s %v", status, got)
+		}
+		return nil
+	})
 }

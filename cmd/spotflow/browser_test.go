@@ -293,14 +293,23 @@ func artifactDir(t *testing.T) string {
 	return t.ArtifactDir()
 }
 
-// axeSource is axe-core's script from testdata/browser/node_modules, which
-// `npm ci` fetches as package-lock.json pins it (make test runs it; the test
-// runs it too when npm is there). Without it the test fails under CI=true
-// and skips otherwise.
+// axeSource is axe-core's script from testdata/browser/node_modules.
 func axeSource(t *testing.T) string {
 	t.Helper()
-	const dir = "testdata/browser"
-	path := filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
+	src, err := os.ReadFile(nodeModule(t, "testdata/browser", "axe-core/axe.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(src)
+}
+
+// nodeModule returns the path of file in dir's node_modules, which `npm ci`
+// fetches as dir's package-lock.json pins it (make test runs it; the test
+// runs it too when npm is there). Without it the test fails under CI=true
+// and skips otherwise.
+func nodeModule(t *testing.T, dir, file string) string {
+	t.Helper()
+	path := filepath.Join(dir, "node_modules", file)
 	if _, err := os.Stat(path); err != nil {
 		if npm, err := exec.LookPath("npm"); err == nil {
 			out, err := exec.Command(npm, "ci", "--prefix", dir, "--no-audit", "--no-fund").CombinedOutput()
@@ -309,14 +318,13 @@ func axeSource(t *testing.T) string {
 			}
 		}
 	}
-	src, err := os.ReadFile(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("axe-core is needed: run `npm ci --prefix cmd/spotflow/%s` (make test does): %v", dir, err)
+			t.Fatalf("%s is needed: run `npm ci --prefix cmd/spotflow/%s` (make test does): %v", file, dir, err)
 		}
-		t.Skipf("axe-core is not installed: run `npm ci --prefix cmd/spotflow/%s` (make test does)", dir)
+		t.Skipf("%s is not installed: run `npm ci --prefix cmd/spotflow/%s` (make test does)", file, dir)
 	}
-	return string(src)
+	return path
 }
 
 // axeViolation is one rule axe-core found broken.
