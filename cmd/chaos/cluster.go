@@ -85,8 +85,9 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 
 	fmt.Fprintf(log, "chaos: starting nats on %s and the agencies on %s\n", natsAddr, c.agenciesURL)
 	c.nats = sup.add(procSpec{
-		Name:  "nats",
-		Args:  []string{"nats", "--data-dir", dir, "--nats-listen", natsAddr, "--log-level", "warn"},
+		Name: "nats",
+		// It provisions the consumers, so it takes the roles' settings.
+		Args:  append([]string{"nats", "--data-dir", dir, "--nats-listen", natsAddr, "--log-level", "warn"}, roleFlags...),
 		Env:   c.env(),
 		Ready: "NATS nats://",
 	})

@@ -193,6 +193,11 @@ func publishPoison(ctx context.Context, h *harness, res *ScenarioResult) (time.T
 	if len(h.poison) != len(msgs) {
 		return time.Now(), fmt.Errorf("%d poison messages stored at only %d places", len(msgs), len(h.poison))
 	}
+	n, err := forge(ctx, h, res)
+	if err != nil {
+		return time.Time{}, err
+	}
+	res.Fault += fmt.Sprintf("; %d status events forged with tax's credential, refused by the projector, and a publish on sns's subject and an anonymous connection, refused by the server", n)
 	return time.Now(), nil
 }
 

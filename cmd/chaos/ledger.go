@@ -163,7 +163,7 @@ func (l *ledger) look(ctx context.Context, reqs []accepted, poison map[streamSeq
 		if req == "" {
 			req, _, _ = strings.Cut(d.WorkItemID, ".")
 		}
-		if mine[req] {
+		if mine[req] && !poison[d.At] {
 			lk.DeadLettered = append(lk.DeadLettered, d)
 		}
 		if poison[d.At] {

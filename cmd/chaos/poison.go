@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -122,4 +126,94 @@ func (p *poisoner) publish(ctx context.Context, m poisonMessage) (streamSeq, err
 			return streamSeq{}, ctx.Err()
 		}
 	}
+}
+
+// forge plays an agency gone rogue, and an outsider. With a credential that
+// `spotflow agency issue` gives tax, it publishes on tax's own subject events
+// that the projector must refuse, and records where each was stored, as
+// poison: an answer for another agency's work item, one with a time decades
+// off, one whose note holds control characters, and, for a request of an
+// earlier scenario whose tax work item completed, another end of that round.
+// It checks that the server refuses tax a publish on another agency's
+// subject, and an anonymous connection. It returns how many events it
+// stored.
+func forge(ctx context.Context, h *harness, res *ScenarioResult) (int, error) {
+	c := h.cluster
+	seedFile := filepath.Join(c.dir, "tax.nk")
+	if _, err := os.Stat(seedFile); err != nil {
+		if _, err := c.spotflow(ctx, 2*time.Minute, "agency", "issue", "--agency", "tax", "--out", seedFile,
+			"--operator", "chaos", "--data-dir", c.dir, "--log-level", "warn"); err != nil {
+			return 0, err
+		}
+	}
+	seed, err := natsbus.ReadSeed(seedFile)
+	if err != nil {
+		return 0, err
+	}
+	auth, err := natsbus.Credential{Identity: natsbus.AgencyIdentity("tax"), Seed: seed}.Options()
+	if err != nil {
+		return 0, err
+	}
+	refusals := make(chan error, 16)
+	var nc *nats.Conn
+	for deadline := time.Now().Add(30 * time.Second); ; { // the server lets a new credential in within seconds
+		nc, err = nats.Connect(c.natsURL, append(auth, nats.Name("spotflow chaos forger"),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refusals <- err }))...)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
+			return 0, fmt.Errorf("connect as tax: %w", err)
+		}
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+
+	now := time.Now().UTC()
+	forged := []events.StatusEvent{
+		{ID: h.run + ".forged-source", RequestID: h.run + ".forged", Agency: "sns", Status: events.StatusCompleted, At: now},
+		{ID: h.run + ".forged-time", RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusCompleted, At: now.AddDate(-30, 0, 0)},
+		{ID: h.run + ".forged-note", RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusAccepted, At: now, Note: "ok\x00\x1b[2J"},
+	}
+	for _, a := range h.all {
+		if svc, ok := h.ledger.catalog.Service(a.Service); ok && slices.Contains(svc.Agencies, "tax") {
+			forged = append(forged, events.StatusEvent{ID: events.EventID(a.ID, "tax", events.StatusRejected),
+				RequestID: a.ID, Agency: "tax", Status: events.StatusRejected, At: now})
+			break
+		}
+	}
+	p := &poisoner{nc: nc, js: js}
+	for _, ev := range forged {
+		ev.Schema = events.SchemaStatus
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return 0, err
+		}
+		seq, err := p.publish(ctx, poisonMessage{Subject: events.StatusSubject("tax"), ID: ev.ID, Data: data})
+		if err != nil {
+			return 0, err
+		}
+		h.poison[seq] = true
+	}
+
+	// Refused by the server, so stored nowhere.
+	if err := nc.Publish(events.StatusSubject("sns"), []byte(`{"schema":"spotflow.status.v1"}`)); err != nil {
+		return 0, err
+	}
+	select {
+	case err := <-refusals:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			res.Problems = append(res.Problems, fmt.Sprintf("tax publishing on sns's subject: %v, want a permissions violation", err))
+		}
+	case <-time.After(10 * time.Second):
+		res.Problems = append(res.Problems, "the server did not refuse tax a publish on sns's status subject")
+	}
+	if anon, err := nats.Connect(c.natsURL, nats.Timeout(5*time.Second), nats.NoReconnect()); err == nil {
+		anon.Close()
+		res.Problems = append(res.Problems, "an anonymous connection to NATS was accepted")
+	}
+	return len(forged), nil
 }
