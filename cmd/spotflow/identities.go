@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/postgres"
 )
 
 // ownIdentities are the NATS identities of spotflow's own processes.
@@ -115,4 +117,42 @@ func newUsers(ctx context.Context, ns *natsbus.Server, own []natsbus.User, store
 		log.Warn("agencies' credentials not read yet; only spotflow's own identities may connect", "err", err)
 	}
 	return users, nil
+}
+
+// natsConfigCommand prints the authorization block a NATS server or cluster
+// of one's own needs: spotflow's own identities, whose seeds it creates in
+// the identity directory when missing, and the agencies' credentials in
+// force.
+func natsConfigCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	fs := newFlagSet("nats-config", "nats-config [flags]",
+		"Prints the authorization block of a NATS server or cluster of one's own: spotflow's own\n"+
+			"identities (their seeds in --nats-identities, created when missing: hand each machine\n"+
+			"the seeds of the roles it runs) and the agencies' credentials in force, each with its\n"+
+			"permissions, and nobody else. Include it in the servers' configuration, and print and\n"+
+			"reload it (nats-server --signal reload) whenever an agency's credential is issued or\n"+
+			"revoked.", stderr)
+	cfg.flags(fs, "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	catalog, err := loadCatalog(cfg.CatalogFile)
+	if err != nil {
+		return err
+	}
+	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
+		users, err := cfg.ownUsers(catalog)
+		if err != nil {
+			return err
+		}
+		creds, err := store.AgencyCredentials(ctx, "", false)
+		if err != nil {
+			return err
+		}
+		for _, c := range creds {
+			users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
+		}
+		_, err = io.WriteString(stdout, natsbus.AuthorizationConfig(users))
+		return err
+	})
 }

@@ -64,6 +64,7 @@ func commands() []command {
 		{"migrate", "apply database migrations", migrateCommand},
 		{"desk", "manage desks: desk create --municipality CODE --name NAME", deskCommand},
 		{"agency", "manage agencies' NATS credentials: agency issue|list|revoke", agencyCommand},
+		{"nats-config", "print the users block of a NATS server of one's own", natsConfigCommand},
 		{"loadgen", "drive a running spotflow with desk submissions and report throughput and latency", loadgenCommand},
 		{"dead", "inspect and replay dead letters: dead list|show|replay", deadCommand},
 		{"nats", "run the NATS server (JetStream on disk) alone", natsCommand},

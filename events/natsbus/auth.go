@@ -242,3 +242,26 @@ func (c Credential) Options() ([]nats.Option, error) {
 		nats.CustomInboxPrefix(InboxPrefix(c.Identity)),
 	}, nil
 }
+
+// AuthorizationConfig is the authorization block of a nats-server
+// configuration file that lets in users, and no one else: for a server or
+// cluster of one's own, to include in its configuration and reload whenever
+// the users change.
+func AuthorizationConfig(users []User) string {
+	quote := func(subjects []string) string {
+		q := make([]string, len(subjects))
+		for i, s := range subjects {
+			q[i] = fmt.Sprintf("%q", s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	var b strings.Builder
+	b.WriteString("authorization {\n  users = [\n")
+	for _, u := range users {
+		p := u.Grant.Permissions()
+		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {publish: {allow: %s}, subscribe: {allow: %s}}}\n",
+			u.Grant.Identity, u.PublicKey, quote(p.Publish.Allow), quote(p.Subscribe.Allow))
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
+}

@@ -3,10 +3,13 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -276,4 +279,68 @@ func TestServer_SetUsersRevokesAnIdentityWithoutARestart(t *testing.T) {
 	if _, err := b.js(t, natsbus.AgencyIdentity("tax")).Consumer(t.Context(), events.WorkStream, events.AgencyConsumer("tax")); err != nil {
 		t.Errorf("tax after sns's revocation: %v", err)
 	}
+}
+
+func TestAuthorizationConfig_LetsAServerOfOnesOwnInTheUsersAndNoOneElse(t *testing.T) {
+	t.Parallel()
+	seed, err := natsbus.NewSeed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := seed.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tax := natsbus.Credential{Identity: natsbus.AgencyIdentity("tax"), Seed: seed}
+	conf := filepath.Join(t.TempDir(), "server.conf")
+	body := "listen: 127.0.0.1:-1\n" + natsbus.AuthorizationConfig([]natsbus.User{{PublicKey: pub, Grant: natsbus.AgencyGrant("tax")}})
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("nats-server does not read the block:\n%s\n%v", body, err)
+	}
+	opts.NoSigs, opts.Port = true, -1
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	if nc, err := nats.Connect(ns.ClientURL(), nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Error("the server of one's own let an anonymous connection in")
+	}
+	copts, err := tax.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	nc, err := nats.Connect(ns.ClientURL(), append(copts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))...)
+	if err != nil {
+		t.Fatalf("tax connects with its credential: %v", err)
+	}
+	defer nc.Close()
+	// What its grant allows, JetStream's API among it, passes as written.
+	for _, allowed := range []string{"spotflow.status.tax", "$JS.API.CONSUMER.INFO.SPOTFLOW_WORK.agency-tax"} {
+		if err := nc.Publish(allowed, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("an allowed publish was refused: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := nc.Publish("spotflow.status.sns", nil); err != nil {
+		t.Fatal(err)
+	}
+	denied(t, errs, "publish", "spotflow.status.sns")
 }
