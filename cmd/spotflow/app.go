@@ -349,7 +349,11 @@ func (p *process) serveHTTP() error {
 		srv.RegisterOnShutdown(f)
 	}
 	p.g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return srv.Serve(ln) }
+		if p.Config.TLSCert != "" {
+			serve = func() error { return srv.ServeTLS(ln, p.Config.TLSCert, p.Config.TLSKey) }
+		}
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil
@@ -489,7 +493,7 @@ func (m *Main) openBus(ctx context.Context, catalog *events.Catalog, store *post
 		if err != nil {
 			return nil, err
 		}
-		nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+identity, cred, log)
+		nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+identity, cred, log, m.Config.natsOptions(b.server != nil)...)
 		if err != nil {
 			return nil, err
 		}
@@ -554,7 +558,11 @@ func (m *Main) baseMux(b *bus, log *slog.Logger) *http.ServeMux {
 func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 	fmt.Fprintf(stdout, "spotflow running %v\n", m.Roles)
 	if m.httpAddr != "" {
-		fmt.Fprintf(stdout, "  HTTP      http://%s  (desk API /v1, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", m.httpAddr)
+		scheme := "http"
+		if m.Config.TLSCert != "" {
+			scheme = "https"
+		}
+		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
@@ -604,10 +612,15 @@ func (m *Main) embedNATS(users []natsbus.User, log *slog.Logger) (*natsbus.Serve
 	if err != nil {
 		return nil, err
 	}
+	tlsConfig, err := m.Config.serverTLS()
+	if err != nil {
+		return nil, err
+	}
 	return natsbus.RunServer(natsbus.ServerConfig{
 		Users:    users,
 		StoreDir: filepath.Join(m.Config.DataDir, "nats"),
 		StoreKey: hex.EncodeToString(key),
+		TLS:      tlsConfig,
 		Host:     host,
 		Port:     port,
 		NoSync:   m.Config.NATSNoSync,

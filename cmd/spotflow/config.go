@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Config is everything a spotflow process can be told. Every field has a
@@ -73,6 +76,14 @@ type Config struct {
 	// give each machine only those. SPOTFLOW_NATS_IDENTITIES; default
 	// DataDir/identities.
 	NATSIdentities string
+	// TLSCert and TLSKey, a certificate and its key (PEM files), make the
+	// HTTP server serve HTTPS and the embedded NATS server require TLS of
+	// every client. SPOTFLOW_TLS_CERT, SPOTFLOW_TLS_KEY.
+	TLSCert, TLSKey string
+	// NATSCA is the CA certificate (PEM) a NATS server's certificate is
+	// checked against; default: the system's, or TLSCert itself for the
+	// process that embeds the server. SPOTFLOW_NATS_CA.
+	NATSCA string
 	// AckWait is how long a consumer waits for an acknowledgement before
 	// redelivering. SPOTFLOW_ACK_WAIT, default 30s.
 	AckWait time.Duration
@@ -132,6 +143,9 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.NATSStoreKey, "nats-store-key", os.Getenv("SPOTFLOW_NATS_STORE_KEY"), "hex key encrypting the embedded JetStream store; default: <data-dir>/nats-store.key (SPOTFLOW_NATS_STORE_KEY)")
 	fs.StringVar(&c.NATSAgencies, "nats-agencies", os.Getenv("SPOTFLOW_NATS_AGENCIES"), "agencies that consume their own queue over NATS, comma-separated; the dispatcher leaves them alone (SPOTFLOW_NATS_AGENCIES)")
 	fs.StringVar(&c.NATSIdentities, "nats-identities", os.Getenv("SPOTFLOW_NATS_IDENTITIES"), "directory of the seeds of spotflow's own NATS identities; default <data-dir>/identities (SPOTFLOW_NATS_IDENTITIES)")
+	fs.StringVar(&c.TLSCert, "tls-cert", os.Getenv("SPOTFLOW_TLS_CERT"), "certificate (PEM) for HTTPS and for the embedded NATS server's TLS (SPOTFLOW_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", os.Getenv("SPOTFLOW_TLS_KEY"), "the certificate's key (PEM) (SPOTFLOW_TLS_KEY)")
+	fs.StringVar(&c.NATSCA, "nats-ca", os.Getenv("SPOTFLOW_NATS_CA"), "CA certificate (PEM) to check the NATS server's certificate against; default: the system's (SPOTFLOW_NATS_CA)")
 	fs.StringVar(&c.AgencyURL, "agency-url", os.Getenv("SPOTFLOW_AGENCY_URL"), "deliver to agencies over HTTP at this endpoint, {agency} standing for the agency's code; default: simulated in-process (SPOTFLOW_AGENCY_URL)")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("SPOTFLOW_ACK_WAIT", 30*time.Second), "how long a consumer waits for an ack before redelivering (SPOTFLOW_ACK_WAIT)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", envInt("SPOTFLOW_MAX_DELIVERIES", 100), "deliveries of a work item to its agency before it is dead-lettered (SPOTFLOW_MAX_DELIVERIES)")
@@ -202,4 +216,32 @@ func secretKey(what, env, value, dir, file string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s does not hold a hex key of at least 32 bytes", what, path)
 	}
 	return key, nil
+}
+
+// serverTLS is the TLS configuration of the process's servers, or nil
+// without a certificate.
+func (c *Config) serverTLS() (*tls.Config, error) {
+	if c.TLSCert == "" && c.TLSKey == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// natsOptions are the connection options every NATS connection of the
+// process takes: the CA to check the server's certificate against, when
+// one is set (for the process that embeds the server, its own
+// certificate).
+func (c *Config) natsOptions(embedded bool) []nats.Option {
+	ca := c.NATSCA
+	if ca == "" && embedded {
+		ca = c.TLSCert
+	}
+	if ca == "" {
+		return nil
+	}
+	return []nats.Option{nats.RootCAs(ca)}
 }

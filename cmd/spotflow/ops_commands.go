@@ -76,7 +76,7 @@ func provisionAs(ctx context.Context, cfg *Config, url string, t natsbus.Topolog
 	if err != nil {
 		return err
 	}
-	nc, js, err := natsbus.Connect(url, "spotflow provision", cred, log)
+	nc, js, err := natsbus.Connect(url, "spotflow provision", cred, log, cfg.natsOptions(true)...)
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, 
 	if err != nil {
 		return err
 	}
-	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cred, cfg.logger(stderr))
+	nc, js, err := natsbus.Connect(cmp.Or(cfg.NATSURL, nats.DefaultURL), "spotflow dead replay", cred, cfg.logger(stderr), cfg.natsOptions(false)...)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,9 @@ import (
 // first connection and reconnects forever after a loss, logging each change.
 // name identifies the process in the server's monitoring. A zero cred
 // connects anonymously, which only a server started without users (tests,
-// benchmarks) accepts.
-func Connect(url, name string, cred Credential, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// benchmarks) accepts. extra adds options, such as the CA a TLS server's
+// certificate is checked against (nats.RootCAs).
+func Connect(url, name string, cred Credential, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	var auth []nats.Option
 	if cred.Identity != "" || len(cred.Seed) > 0 {
 		var err error
@@ -22,7 +23,7 @@ func Connect(url, name string, cred Credential, logger *slog.Logger) (*nats.Conn
 			return nil, nil, fmt.Errorf("connect to nats: %w", err)
 		}
 	}
-	nc, err := nats.Connect(url, append(auth,
+	nc, err := nats.Connect(url, append(append(auth, extra...),
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),

@@ -7,6 +7,7 @@
 package natsbus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,9 @@ type ServerConfig struct {
 	// Anonymous lets anyone in with every permission, for tests and
 	// benchmarks only.
 	Anonymous bool
+	// TLS, when set, makes every client connection TLS with this
+	// configuration (its certificate); clients need to trust its issuer.
+	TLS *tls.Config
 	// Logger receives the server's log lines; nil keeps it quiet.
 	Logger *slog.Logger
 }
@@ -75,6 +79,9 @@ func RunServer(cfg ServerConfig) (*Server, error) {
 	}
 	if len(cfg.Users) > 0 {
 		opts.Nkeys = nkeyUsers(cfg.Users)
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 5
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
