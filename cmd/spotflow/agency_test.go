@@ -18,6 +18,7 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"github.com/spotflow/spotflow/workers/workertest"
@@ -192,7 +193,7 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 		if err != nil {
 			t.Fatal(err)
 		}
-		refused(t, asyncErrs, try.what, try.subject)
+		natstest.Refused(t, asyncErrs, try.what, try.subject)
 	}
 
 	// A forged end on its own subject changes nothing.
@@ -231,23 +232,6 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 	if again, err := nats.Connect(m.NATSURL(), opts[:2]...); err == nil {
 		again.Close()
 		t.Error("justice connected again with its revoked credential")
-	}
-}
-
-// refused waits for the server to refuse what on subject.
-func refused(t *testing.T, errs <-chan error, what, subject string) {
-	t.Helper()
-	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", what, subject))
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case err := <-errs:
-			if strings.Contains(strings.ToLower(err.Error()), want) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("the server did not refuse justice's %s to %s", what, subject)
-		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/events/natsbus/natstest"
 )
 
 // bus is a server whose users are spotflow's admin, router and projector,
@@ -92,24 +93,6 @@ func (b *bus) watched(t *testing.T, identity string) (*nats.Conn, <-chan error) 
 	}
 	t.Cleanup(nc.Close)
 	return nc, errs
-}
-
-// denied waits for the server to refuse what (a publish or a subscription)
-// on subject.
-func denied(t *testing.T, errs <-chan error, what, subject string) {
-	t.Helper()
-	want := "permissions violation for " + what + " to \"" + strings.ToLower(subject) + "\""
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case err := <-errs:
-			if strings.Contains(strings.ToLower(err.Error()), want) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("the server did not refuse the %s to %s", what, subject)
-		}
-	}
 }
 
 func TestRunServer_RefusesAnonymousConnections(t *testing.T) {
@@ -208,7 +191,7 @@ func TestAgencyGrant_AllowsItsOwnQueueAndStatusAndDeniesEverythingElse(t *testin
 		if err := a.try(); err != nil {
 			t.Fatalf("%s %s: %v", a.what, a.subject, err)
 		}
-		denied(t, errs, a.what, a.subject)
+		natstest.Refused(t, errs, a.what, a.subject)
 	}
 
 	// Nothing changed: sns's work item still waits for sns, whose status
@@ -342,5 +325,5 @@ func TestAuthorizationConfig_LetsAServerOfOnesOwnInTheUsersAndNoOneElse(t *testi
 	if err := nc.Publish("spotflow.status.sns", nil); err != nil {
 		t.Fatal(err)
 	}
-	denied(t, errs, "publish", "spotflow.status.sns")
+	natstest.Refused(t, errs, "publish", "spotflow.status.sns")
 }

@@ -6,7 +6,9 @@ package natstest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +89,23 @@ func Messages(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.
 		out = append(out, m)
 	}
 	return out
+}
+
+// Refused waits, for up to ten seconds, for the server to refuse what (a
+// "publish" or a "subscription") on subject, as the connection's error
+// handler reports to errs, and fails the test otherwise.
+func Refused(t testing.TB, errs <-chan error, what, subject string) {
+	t.Helper()
+	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", what, subject))
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-errs:
+			if strings.Contains(strings.ToLower(err.Error()), want) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("natstest: the server did not refuse the %s to %s", what, subject)
+		}
+	}
 }
