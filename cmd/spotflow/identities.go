@@ -55,6 +55,7 @@ func (c *Config) ownUsers(catalog *events.Catalog) ([]natsbus.User, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("nats identities: %w", err)
 	}
+	adapterAgencies := c.adapterAgencies(catalog)
 	users := make([]natsbus.User, 0, len(ownIdentities))
 	for _, identity := range ownIdentities {
 		seed, err := readOrCreateSeed(seedPath(dir, identity))
@@ -65,7 +66,7 @@ func (c *Config) ownUsers(catalog *events.Catalog) ([]natsbus.User, error) {
 		if err != nil {
 			return nil, err
 		}
-		grant, err := natsbus.RoleGrant(identity, c.adapterAgencies(catalog))
+		grant, err := natsbus.RoleGrant(identity, adapterAgencies)
 		if err != nil {
 			return nil, err
 		}
