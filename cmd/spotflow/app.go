@@ -308,7 +308,8 @@ func (p *process) startDispatcher() error {
 // folder of the dashboard's roll-ups.
 func (p *process) startProjector() error {
 	projector, err := workers.NewProjector(workers.ProjectorConfig{
-		JetStream: p.bus.js(roleProjector), Store: p.store, DeadLetters: p.deadLetters, Metrics: p.metrics, Logger: p.log,
+		JetStream: p.bus.js(roleProjector), Store: p.store, UnknownRequestFor: p.Config.UnknownEventFor,
+		DeadLetters: p.deadLetters, Metrics: p.metrics, Logger: p.log,
 	})
 	if err != nil {
 		return err

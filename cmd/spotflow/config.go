@@ -90,6 +90,10 @@ type Config struct {
 	// MaxDeliveries caps deliveries of a work item to its agency before it
 	// is dead-lettered. SPOTFLOW_MAX_DELIVERIES, default 100.
 	MaxDeliveries int
+	// UnknownEventFor is how long the projector retries a status event of a
+	// request nobody accepted, or of a round no replay opened, before it
+	// refuses it as poison. SPOTFLOW_UNKNOWN_EVENT_FOR, default 2m.
+	UnknownEventFor time.Duration
 	// ReconcileAfter is how long an accepted request may go without
 	// progress before it is re-driven. SPOTFLOW_RECONCILE_AFTER, default 5m.
 	ReconcileAfter time.Duration
@@ -149,6 +153,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.AgencyURL, "agency-url", os.Getenv("SPOTFLOW_AGENCY_URL"), "deliver to agencies over HTTP at this endpoint, {agency} standing for the agency's code; default: simulated in-process (SPOTFLOW_AGENCY_URL)")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("SPOTFLOW_ACK_WAIT", 30*time.Second), "how long a consumer waits for an ack before redelivering (SPOTFLOW_ACK_WAIT)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", envInt("SPOTFLOW_MAX_DELIVERIES", 100), "deliveries of a work item to its agency before it is dead-lettered (SPOTFLOW_MAX_DELIVERIES)")
+	fs.DurationVar(&c.UnknownEventFor, "unknown-event-for", envDuration("SPOTFLOW_UNKNOWN_EVENT_FOR", 2*time.Minute), "how long a status event of an unknown request or unopened round is retried before it is refused (SPOTFLOW_UNKNOWN_EVENT_FOR)")
 	fs.DurationVar(&c.ReconcileAfter, "reconcile-after", envDuration("SPOTFLOW_RECONCILE_AFTER", 5*time.Minute), "re-drive an accepted request that made no progress for this long (SPOTFLOW_RECONCILE_AFTER)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("SPOTFLOW_RECONCILE_EVERY", 30*time.Second), "how often to look for stalled requests (SPOTFLOW_RECONCILE_EVERY)")
 	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "bearer token of the operator API /v1/ops/; empty turns it off (SPOTFLOW_OPERATOR_TOKEN)")
