@@ -10,9 +10,13 @@
 //	Content-Type: application/json
 //	Accept: application/json
 //	Idempotency-Key: <work item id>
+//	Webhook-Id, Webhook-Timestamp, Webhook-Signature (with a signing secret)
 //
-// with the work item as the body, exactly as events.WorkItem marshals it
-// (schema "spotflow.work_item.v1", see schemas/messages/work_item.v1.json).
+// with the agency's credential header, when one is configured, and the work
+// item as the body, exactly as events.WorkItem marshals it (schema
+// "spotflow.work_item.v1", see schemas/messages/work_item.v1.json). The
+// signature headers follow the Standard Webhooks specification (see
+// SigningSecret).
 // The endpoint may contain "{agency}", which is replaced by the work item's
 // agency code, so one endpoint can serve many agencies. The body carries the
 // citizen's personal data: the adapter never logs it.
@@ -85,10 +89,15 @@ type Config struct {
 	// is never re-sent somewhere the operator did not configure. A caller's
 	// client is used as is: give it a timeout.
 	Client *http.Client
-	// Header holds extra headers sent with every call, such as
-	// Authorization. Content-Type, Accept and Idempotency-Key are set by the
-	// adapter and override any given here.
+	// Header holds extra headers sent with every call, such as the
+	// agency's credential in Authorization. Content-Type, Accept,
+	// Idempotency-Key and the signature headers are set by the adapter and
+	// override any given here.
 	Header http.Header
+	// SigningSecret, when set, signs every delivery (see HeaderSignature),
+	// so that the agency can tell it comes from spotflow, unaltered and
+	// recent.
+	SigningSecret SigningSecret
 }
 
 // Client delivers work items to an agency's HTTP endpoint. It is safe for
@@ -98,6 +107,7 @@ type Client struct {
 	endpoint string
 	http     *http.Client
 	header   http.Header
+	secret   SigningSecret
 }
 
 var _ workers.Adapter = (*Client)(nil)
@@ -116,7 +126,7 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = defaultClient()
 	}
-	return &Client{endpoint: cfg.Endpoint, http: hc, header: cfg.Header.Clone()}, nil
+	return &Client{endpoint: cfg.Endpoint, http: hc, header: cfg.Header.Clone(), secret: cfg.SigningSecret}, nil
 }
 
 func defaultClient() *http.Client {
@@ -158,6 +168,9 @@ func (c *Client) Deliver(ctx context.Context, item events.WorkItem) (workers.Rec
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Idempotency-Key", item.ID)
+	if c.secret != nil {
+		c.secret.Sign(req.Header, item.ID, time.Now(), body)
+	}
 
 	resp, err := c.http.Do(req)
 	if err != nil {
