@@ -52,6 +52,12 @@ const (
 	// RuleSource: the event came from a source that may not publish it, or
 	// has a status its source never publishes.
 	RuleSource = "source"
+	// RuleID: an agency's event whose ID does not begin with its work
+	// item's ID and a dot, or an agency's completed or rejected whose ID is
+	// not RoundEventID's. Events are applied once by ID, so an ID outside
+	// the agency's own could shadow another's event and have it ignored; and
+	// a work item's terminal events are told apart by their IDs (RuleTerminal).
+	RuleID = "id"
 	// RuleRound: the event belongs to a round no operator's replay opened.
 	RuleRound = "round"
 	// RuleTerminal: the event would move a work item from one terminal
@@ -105,7 +111,8 @@ func RefusedRule(err error) string {
 var ErrRoundNotOpened = errors.New("round not opened by a replay")
 
 // CheckFrom checks the rules an event must keep whatever the projection
-// holds: that source may publish it, that its times lie in the window around
+// holds: that source may publish it, that an agency's event ID lies within
+// its work item's, that its times lie in the window around
 // arrived (when JetStream stored it), and that its note is clean. It returns
 // a Refusal, or nil.
 func (ev *StatusEvent) CheckFrom(source string, arrived time.Time) error {
@@ -117,6 +124,15 @@ func (ev *StatusEvent) CheckFrom(source string, arrived time.Time) error {
 		return Refuse(RuleSource, "event %s: %q never publishes %s", ev.ID, source, ev.Status)
 	case !ev.DispatchedAt.IsZero() && source != ev.Agency:
 		return Refuse(RuleSource, "event %s: dispatched_at on an event of %q", ev.ID, source)
+	}
+	if source == ev.Agency {
+		item := WorkItemID(ev.RequestID, ev.Agency)
+		if canonical := RoundEventID(ev.RequestID, ev.Agency, ev.Status, ev.Round); ev.Status.Terminal() && ev.ID != canonical {
+			return Refuse(RuleID, "event %s: the ID of a work item's %s in round %d must be %s", ev.ID, ev.Status, ev.Round, canonical)
+		}
+		if !strings.HasPrefix(ev.ID, item+".") {
+			return Refuse(RuleID, "event %s: an agency's event ID must begin with its work item's ID and a dot (%s.)", ev.ID, item)
+		}
 	}
 	for _, t := range []time.Time{ev.At, ev.DispatchedAt} {
 		if !t.IsZero() && (t.Before(arrived.Add(-EarliestEvent)) || t.After(arrived.Add(LatestEvent))) {

@@ -60,6 +60,16 @@ func TestCheckFrom_RefusesWhatBreaksARule(t *testing.T) {
 		{"dispatched_at from the dispatcher", events.SourceDispatcher, func(ev *events.StatusEvent) {
 			ev.Status, ev.DispatchedAt = events.StatusFailed, arrived
 		}, events.RuleSource},
+		{"an ID outside the work item's", "tax", func(ev *events.StatusEvent) { ev.ID = "r1.sns.completed" }, events.RuleID},
+		{"the request's ID", "tax", func(ev *events.StatusEvent) { ev.ID = "r1.completed" }, events.RuleID},
+		{"the work item's ID alone", "tax", func(ev *events.StatusEvent) { ev.ID = "r1.tax" }, events.RuleID},
+		{"an answer under way with an ID of the agency's own choosing", "tax", func(ev *events.StatusEvent) {
+			ev.ID, ev.Status = "r1.tax.8f3a2c", events.StatusInProgress
+		}, ""},
+		{"a completion with an ID of the agency's own choosing", "tax", func(ev *events.StatusEvent) { ev.ID = "r1.tax.8f3a2c" }, events.RuleID},
+		{"a rejection with the completion's ID", "tax", func(ev *events.StatusEvent) { ev.Status = events.StatusRejected }, events.RuleID},
+		{"a completion in round 2 with round 0's ID", "tax", func(ev *events.StatusEvent) { ev.Round = 2 }, events.RuleID},
+		{"a completion in round 2 with its own ID", "tax", func(ev *events.StatusEvent) { ev.ID, ev.Round = "r1.tax.completed.r2", 2 }, ""},
 		{"a time a week and a day before arrival", "tax", func(ev *events.StatusEvent) { ev.At = arrived.Add(-8 * 24 * time.Hour) }, events.RuleTime},
 		{"a time ten minutes after arrival", "tax", func(ev *events.StatusEvent) { ev.At = arrived.Add(10 * time.Minute) }, events.RuleTime},
 		{"a dispatched_at in the future", "tax", func(ev *events.StatusEvent) { ev.DispatchedAt = arrived.Add(time.Hour) }, events.RuleTime},

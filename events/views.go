@@ -118,11 +118,29 @@ type RequestSummary struct {
 	UpdatedAt   time.Time
 }
 
-// AgencyCredential is the public half of a credential an agency connects to
-// NATS with; its seed was shown once, to the agency, and is kept nowhere.
+// AgencyCredential is what spotflow keeps of an agency's credential: the
+// public half of an nkey it connects to NATS with, or the SHA-256 of a token
+// it reports statuses over HTTPS with. The secret was shown once, to the
+// agency, and is kept nowhere.
 type AgencyCredential struct {
-	PublicKey string     `json:"public_key"`
+	// PublicKey is the nkey's public key, or the token's SHA-256 in hex.
+	PublicKey string `json:"public_key"`
+	// Kind is CredentialNkey or CredentialToken.
+	Kind      string     `json:"kind"`
 	Agency    string     `json:"agency"`
 	CreatedAt time.Time  `json:"created_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// The kinds of an agency's credential.
+const (
+	CredentialNkey  = "nkey"
+	CredentialToken = "token"
+)
+
+// WorkItemState is where a work item stands in the projection: the round
+// it is in and its status in that round.
+type WorkItemState struct {
+	Round  int
+	Status Status
 }

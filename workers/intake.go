@@ -177,3 +177,16 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 	in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
 	return id, svc, nil
 }
+
+// PublishStatus stores a status event an agency reported over HTTPS on the
+// agency's status subject, with its ID as the deduplication ID, and returns
+// once JetStream has stored it (or PublishTimeout has passed).
+func (in *Intake) PublishStatus(ctx context.Context, ev events.StatusEvent) error {
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
+	defer cancel()
+	err := in.cfg.Publisher.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(ev.Agency), ID: ev.ID, Value: ev})
+	if err != nil {
+		return fmt.Errorf("publish %s's status event %s: %w", ev.Agency, ev.ID, err)
+	}
+	return nil
+}

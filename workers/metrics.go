@@ -76,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "spotflow_dead_letters_total", Help: "Dead letters recorded, by agency ('' for none) and reason.",
 		}, []string{"agency", "reason"}),
 		statusRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spotflow_status_events_refused_total", Help: "Status events the projector refused and dead-lettered, by the rule they broke: source, round, terminal, time or note.",
+			Name: "spotflow_status_events_refused_total", Help: "Status events the projector refused and dead-lettered, by the rule they broke: source, id, round, terminal, time or note.",
 		}, []string{"rule"}),
 	}
 	for _, c := range []prometheus.Collector{m.intakeAccepted, m.intakeByMunicipality, m.intakeRefused, m.routed,

@@ -15,7 +15,7 @@ import (
 
 // AgencyCredentialStore lists the agencies' NATS credentials in force.
 type AgencyCredentialStore interface {
-	AgencyCredentials(ctx context.Context, agency string, revoked bool) ([]events.AgencyCredential, error)
+	AgencyCredentials(ctx context.Context, agency, kind string, revoked bool) ([]events.AgencyCredential, error)
 }
 
 // UsersConfig configures Users.
@@ -72,7 +72,7 @@ func (u *Users) Run(ctx context.Context) error {
 // Sync reads the agencies' credentials and, when they changed since the
 // last Sync, gives the server its own identities and theirs.
 func (u *Users) Sync(ctx context.Context) error {
-	creds, err := u.cfg.Store.AgencyCredentials(ctx, "", false)
+	creds, err := u.cfg.Store.AgencyCredentials(ctx, "", events.CredentialNkey, false)
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}

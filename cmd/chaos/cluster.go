@@ -19,9 +19,10 @@ import (
 )
 
 // Settings every role runs with: an ack wait short enough that an agency
-// answering in 8 seconds is slower than it, and a reconciler that stays out
-// of the way of a run that lasts minutes.
-var roleFlags = []string{"--ack-wait", "5s", "--reconcile-after", "3m"}
+// answering in 8 seconds is slower than it, a reconciler that stays out
+// of the way of a run that lasts minutes, and a projector that refuses an
+// event of a round no replay opened after 10 seconds rather than 2 minutes.
+var roleFlags = []string{"--ack-wait", "5s", "--reconcile-after", "3m", "--unknown-event-for", "10s"}
 
 // How many processes of each role run side by side.
 var roleCounts = []struct {

@@ -132,9 +132,10 @@ func (p *poisoner) publish(ctx context.Context, m poisonMessage) (streamSeq, err
 // `spotflow agency issue` gives tax, it publishes on tax's own subject events
 // that the projector must refuse, and records where each was stored, as
 // poison: an answer for another agency's work item, one with a time decades
-// off, one whose note holds control characters, and, for a request of an
-// earlier scenario whose tax work item completed, another end of that round.
-// It checks that the server refuses tax a publish on another agency's
+// off, one whose note holds control characters, one whose ID lies outside
+// its work item's, and, for a request of an earlier scenario whose tax work
+// item completed, another end of that round and answers in rounds no replay
+// opened. It checks that the server refuses tax a publish on another agency's
 // subject, and an anonymous connection. It returns how many events it
 // stored.
 func forge(ctx context.Context, h *harness, res *ScenarioResult) (int, error) {
@@ -173,15 +174,24 @@ func forge(ctx context.Context, h *harness, res *ScenarioResult) (int, error) {
 	}
 
 	now := time.Now().UTC()
+	forgedItem := events.WorkItemID(h.run+".forged", "tax")
 	forged := []events.StatusEvent{
-		{ID: h.run + ".forged-source", RequestID: h.run + ".forged", Agency: "sns", Status: events.StatusCompleted, At: now},
-		{ID: h.run + ".forged-time", RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusCompleted, At: now.AddDate(-30, 0, 0)},
-		{ID: h.run + ".forged-note", RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusAccepted, At: now, Note: "ok\x00\x1b[2J"},
+		{ID: forgedItem + ".source", RequestID: h.run + ".forged", Agency: "sns", Status: events.StatusCompleted, At: now},
+		{ID: forgedItem + ".time", RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusCompleted, At: now.AddDate(-30, 0, 0)},
+		{ID: forgedItem + ".note", RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusAccepted, At: now, Note: "ok\x00\x1b[2J"},
+		// An ID that would shadow the request's own completion.
+		{ID: events.EventID(h.run+".forged", "", events.StatusCompleted), RequestID: h.run + ".forged", Agency: "tax", Status: events.StatusAccepted, At: now},
 	}
 	for _, a := range h.all {
 		if svc, ok := h.ledger.catalog.Service(a.Service); ok && slices.Contains(svc.Agencies, "tax") {
-			forged = append(forged, events.StatusEvent{ID: events.EventID(a.ID, "tax", events.StatusRejected),
-				RequestID: a.ID, Agency: "tax", Status: events.StatusRejected, At: now})
+			forged = append(forged,
+				events.StatusEvent{ID: events.EventID(a.ID, "tax", events.StatusRejected),
+					RequestID: a.ID, Agency: "tax", Status: events.StatusRejected, At: now},
+				// Rounds no operator's replay opened.
+				events.StatusEvent{ID: events.RoundEventID(a.ID, "tax", events.StatusRejected, 99),
+					RequestID: a.ID, Agency: "tax", Status: events.StatusRejected, At: now, Round: 99},
+				events.StatusEvent{ID: events.RoundEventID(a.ID, "tax", events.StatusAccepted, 1),
+					RequestID: a.ID, Agency: "tax", Status: events.StatusAccepted, At: now, Round: 1})
 			break
 		}
 	}

@@ -70,7 +70,7 @@ func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "revoked %d credential(s) of %s\n", n, agency)
 			return nil
 		}
-		creds, err := store.AgencyCredentials(ctx, agency, revoked)
+		creds, err := store.AgencyCredentials(ctx, agency, "", revoked)
 		if err != nil {
 			return err
 		}

@@ -146,7 +146,7 @@ func natsConfigCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		creds, err := store.AgencyCredentials(ctx, "", false)
+		creds, err := store.AgencyCredentials(ctx, "", events.CredentialNkey, false)
 		if err != nil {
 			return err
 		}
