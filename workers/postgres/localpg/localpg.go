@@ -17,7 +17,8 @@
 // Besides the cluster, DataDir holds postgres.lock, which Open and Stop lock
 // with flock so that processes sharing DataDir take turns. The cluster holds
 // the server's log, server.log, and spotflow.conf, the settings localpg adds
-// to PostgreSQL's defaults, including the port.
+// to PostgreSQL's defaults, including the port; given a certificate, it also
+// holds server.crt and server.key, for TLS.
 package localpg
 
 import (
@@ -52,6 +53,15 @@ type Config struct {
 	BinDir string
 	// Logger receives what Open and Stop do. Nil discards.
 	Logger *slog.Logger
+	// TLSCert and TLSKey are PEM files of a certificate for the server and
+	// its key, both or neither. With them, a server that Open starts also
+	// accepts TLS connections (ssl = on); URL still names a plain one, and a
+	// client adds sslmode and sslrootcert to its query to use TLS. Open
+	// copies both into the cluster before it starts the server, as
+	// server.crt and server.key, owned by the user that runs PostgreSQL and
+	// readable by it alone, as PostgreSQL demands of a key. A server that is
+	// already running keeps what it was started with.
+	TLSCert, TLSKey string
 }
 
 // Cluster is a local PostgreSQL cluster returned by Open. Its methods are safe
@@ -62,6 +72,8 @@ type Cluster struct {
 	dataDir   string
 	port      int
 	started   bool
+	tlsCert   string // Config.TLSCert: empty when the server serves no TLS
+	tlsKey    string
 	bins      binaries
 	run       runner
 	log       *slog.Logger
@@ -74,6 +86,9 @@ type Cluster struct {
 func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("open postgres cluster: Config.DataDir is empty")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("open postgres cluster: Config.TLSCert and Config.TLSKey go together; one of them is empty")
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -106,6 +121,8 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		dir:       place.dir,
 		relocated: place.relocated,
 		dataDir:   dataDir,
+		tlsCert:   cfg.TLSCert,
+		tlsKey:    cfg.TLSKey,
 		bins:      bins,
 		run:       run,
 		log:       log.With("dir", place.dir),

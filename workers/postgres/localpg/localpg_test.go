@@ -219,6 +219,19 @@ func TestOpen_ReportsMissingBinaries(t *testing.T) {
 	}
 }
 
+func TestOpen_RefusesACertificateWithoutItsKey(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []localpg.Config{{TLSCert: "cert.pem"}, {TLSKey: "key.pem"}} {
+		cfg.DataDir = t.TempDir()
+
+		_, err := localpg.Open(t.Context(), cfg)
+
+		if err == nil || !strings.Contains(err.Error(), "Config.TLSCert and Config.TLSKey go together") {
+			t.Errorf("Open with TLSCert %q and TLSKey %q: %v, want an error saying they go together", cfg.TLSCert, cfg.TLSKey, err)
+		}
+	}
+}
+
 // open opens the cluster of dataDir with a bounded wait, logging to the test.
 func open(t *testing.T, dataDir string) (*localpg.Cluster, error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

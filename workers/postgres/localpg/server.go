@@ -63,8 +63,9 @@ func (c *Cluster) state() (serverState, error) {
 	return serverState{pid: pid, stale: true}, nil
 }
 
-// ensureRunning starts the server unless it is running already, then waits
-// until it accepts connections.
+// ensureRunning starts the server unless it is running already, with TLS
+// files copied in first when Config names them, then waits until it accepts
+// connections.
 func (c *Cluster) ensureRunning(ctx context.Context) error {
 	st, err := c.state()
 	if err != nil {
@@ -76,6 +77,11 @@ func (c *Cluster) ensureRunning(ctx context.Context) error {
 	}
 	if st.stale {
 		if err := c.removeStaleLocks(st.pid); err != nil {
+			return err
+		}
+	}
+	if c.tlsCert != "" {
+		if err := c.installTLS(); err != nil {
 			return err
 		}
 	}
@@ -108,10 +114,14 @@ func (c *Cluster) removeStaleLocks(pid int) error {
 // shared memory, which they let go of within moments, it tries again.
 func (c *Cluster) start(ctx context.Context) error {
 	logPath := filepath.Join(c.dir, logName)
-	c.log.Info("starting postgres server", "port", c.port, "log", logPath)
+	args := []string{"start", "-w", "-D", c.dir, "-l", logPath}
+	if c.tlsCert != "" {
+		args = append(args, "-o", tlsOptions)
+	}
+	c.log.Info("starting postgres server", "port", c.port, "log", logPath, "tls", c.tlsCert != "")
 	for attempt := 1; ; attempt++ {
 		offset := fileSize(logPath)
-		out, err := c.pgCtl(ctx, "start", "-w", "-D", c.dir, "-l", logPath)
+		out, err := c.pgCtl(ctx, args...)
 		if err == nil {
 			return nil
 		}
