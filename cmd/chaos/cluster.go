@@ -95,9 +95,21 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 	if err := c.nats.start(ctx); err != nil {
 		return c, err
 	}
+	// The agencies take only deliveries signed with their secret.
+	secretFile := filepath.Join(dir, "agencies.whsec")
+	if _, err := c.spotflow(ctx, time.Minute, "agency", "secret", "--out", secretFile); err != nil {
+		return c, err
+	}
+	delivery, err := json.Marshal(map[string]any{"*": map[string]string{
+		"delivery": "http", "url": c.agenciesURL + "/agencies/{agency}/work-items", "signing_secret_file": secretFile,
+	}})
+	if err != nil {
+		return c, err
+	}
 	c.agencies = sup.add(procSpec{
-		Name:  "agencies",
-		Args:  []string{"agencies", "--data-dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", agencyPort), "--agencies", "*:latency=5ms", "--log-level", "warn"},
+		Name: "agencies",
+		Args: []string{"agencies", "--data-dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", agencyPort), "--agencies", "*:latency=5ms",
+			"--signing-secret-file", secretFile, "--log-level", "warn"},
 		Env:   c.env(),
 		Ready: "simulated agencies on",
 	})
@@ -118,7 +130,7 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 				args = append(args, "--http", fmt.Sprintf("127.0.0.1:%d", intakePort))
 				spec.Probe = c.intakeReady
 			case "dispatcher":
-				args = append(args, "--agency-url", c.agenciesURL+"/agencies/{agency}/work-items")
+				args = append(args, "--delivery", string(delivery))
 			}
 			spec.Args = args
 			p := sup.add(spec)

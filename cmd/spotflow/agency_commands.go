@@ -12,6 +12,7 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers/httpadapter"
 	"github.com/spotflow/spotflow/workers/postgres"
 )
 
@@ -19,12 +20,19 @@ import (
 // to NATS with. A credential takes effect, or stops, within seconds on a
 // running server, without a restart.
 func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const line = "agency issue --agency CODE [--out FILE] | agency list [--agency CODE] [--revoked] | agency revoke --agency CODE [--key PUBLIC_KEY]"
-	about := "Manages agencies' NATS credentials. issue makes a new nkey for an agency, records its public\n" +
-		"half and prints (or writes to --out, mode 0600) its seed, shown only this once, with how to\n" +
-		"connect; an agency may hold several at once, to rotate: issue a new one, switch, revoke the\n" +
-		"old. revoke ends one credential (--key) or all of an agency's; its connections are closed.\n" +
-		"Both take effect within seconds on a running server, and are in the audit log under --operator."
+	const line = "agency issue --agency CODE [--token] [--out FILE] | agency list [--agency CODE] [--revoked] | agency revoke --agency CODE [--key KEY] | agency secret [--out FILE]"
+	about := "Manages agencies' credentials. issue makes a new nkey with which an agency consumes its queue\n" +
+		"and reports on NATS, or with --token a token with which it reports statuses over HTTPS; it\n" +
+		"records the public half (of a token, its SHA-256) and prints (or writes to --out, mode 0600)\n" +
+		"the secret, shown only this once, with how to use it. An agency may hold several at once, to\n" +
+		"rotate: issue a new one, switch, revoke the old. revoke ends one credential (--key, as list\n" +
+		"shows it) or all of an agency's; its NATS connections are closed. Both take effect within\n" +
+		"seconds on a running system, and are in the audit log under --operator. secret makes a new\n" +
+		"secret to sign deliveries to an HTTP agency with: give it to the agency and to the dispatcher\n" +
+		"(the delivery configuration's signing_secret_file or signing_secret_env)."
+	if len(args) > 0 && args[0] == "secret" {
+		return signingSecretCommand(args[1:], line, about, stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "issue" && args[0] != "list" && args[0] != "revoke") {
 		newFlagSet("agency", line, about, stderr).Usage()
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
@@ -35,11 +43,12 @@ func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	verb := args[0]
 	var cfg Config
 	var agency, out, key, operatorName string
-	var revoked bool
+	var revoked, overHTTP bool
 	fs := newFlagSet("agency "+verb, line, about, stderr)
 	fs.StringVar(&agency, "agency", "", "the agency's code, as in the catalogue")
-	fs.StringVar(&out, "out", "", "issue: write the seed to this file (mode 0600) instead of printing it")
-	fs.StringVar(&key, "key", "", "revoke: the public key of the one credential to revoke; default: all of the agency's")
+	fs.StringVar(&out, "out", "", "issue: write the seed or token to this file (mode 0600) instead of printing it")
+	fs.BoolVar(&overHTTP, "token", false, "issue: a token for status reports over HTTPS, not an nkey for NATS")
+	fs.StringVar(&key, "key", "", "revoke: the key of the one credential to revoke, as list shows it; default: all of the agency's")
 	fs.BoolVar(&revoked, "revoked", false, "list: the revoked credentials too")
 	fs.StringVar(&operatorName, "operator", os.Getenv("USER"), "who is acting, for the audit log")
 	cfg.flags(fs, "")
@@ -61,6 +70,9 @@ func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
 		switch verb {
 		case "issue":
+			if overHTTP {
+				return issueAgencyToken(ctx, store, agency, out, actor, stdout)
+			}
 			return issueAgencyCredential(ctx, store, agency, out, actor, stdout)
 		case "revoke":
 			n, err := store.RevokeAgencyCredential(ctx, agency, key, actor)
@@ -75,13 +87,13 @@ func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "AGENCY\tPUBLIC KEY\tISSUED\tREVOKED")
+		fmt.Fprintln(tw, "AGENCY\tKIND\tKEY\tISSUED\tREVOKED")
 		for _, c := range creds {
 			revokedAt := ""
 			if c.RevokedAt != nil {
 				revokedAt = c.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Agency, c.PublicKey, c.CreatedAt.Format(time.RFC3339), revokedAt)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Agency, c.Kind, c.PublicKey, c.CreatedAt.Format(time.RFC3339), revokedAt)
 		}
 		return tw.Flush()
 	})
@@ -130,4 +142,71 @@ func issueAgencyCredential(ctx context.Context, store *postgres.Store, agency, o
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(issued)
+}
+
+// issueAgencyToken makes a new token with which agency reports statuses
+// over HTTPS, records its SHA-256, and gives the token: in file out, or on
+// stdout.
+func issueAgencyToken(ctx context.Context, store *postgres.Store, agency, out, actor string, stdout io.Writer) error {
+	var f *os.File
+	if out != "" {
+		var err error
+		if f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return fmt.Errorf("write the token: %w", err)
+		}
+	}
+	token, key, err := store.AddAgencyToken(ctx, agency, actor)
+	if err == nil && f != nil {
+		_, werr := f.WriteString(token + "\n")
+		if err = cmp.Or(werr, f.Close()); err != nil {
+			_, _ = store.RevokeAgencyCredential(context.WithoutCancel(ctx), agency, key, actor)
+			err = fmt.Errorf("write the token: %w", err)
+		}
+	}
+	if err != nil {
+		if f != nil {
+			_ = f.Close()
+			_ = os.Remove(out)
+		}
+		return err
+	}
+	issued := map[string]string{
+		"agency":   agency,
+		"key":      key,
+		"endpoint": "POST /v1/agency/work-items/{work_item_id}/status",
+		"header":   "Authorization: Bearer <token>",
+	}
+	if out != "" {
+		issued["token_file"] = out
+	} else {
+		issued["token"] = token
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(issued)
+}
+
+// signingSecretCommand prints a new signing secret, or writes it to a new
+// file of mode 0600.
+func signingSecretCommand(args []string, line, about string, stdout, stderr io.Writer) error {
+	var out string
+	fs := newFlagSet("agency secret", line, about, stderr)
+	fs.StringVar(&out, "out", "", "write the secret to this new file (mode 0600) instead of printing it")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	secret := httpadapter.NewSigningSecret() + "\n"
+	if out == "" {
+		_, err := io.WriteString(stdout, secret)
+		return err
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write the secret: %w", err)
+	}
+	_, werr := f.WriteString(secret)
+	if err := cmp.Or(werr, f.Close()); err != nil {
+		return fmt.Errorf("write the secret: %w", err)
+	}
+	return nil
 }

@@ -33,13 +33,19 @@ func justiceOverNATS(t *testing.T) (*Main, string, func(args ...string) string) 
 	m := &Main{
 		Config: Config{
 			DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0", DatabaseURL: dbURL,
-			Agencies: "*:latency=1ms", CitizenKey: strings.Repeat("ab", 32), NATSAgencies: "justice",
+			Agencies: "*:latency=1ms", CitizenKey: strings.Repeat("ab", 32), Delivery: `{"justice": {"delivery": "nats"}}`,
 		},
 		Roles: allRoles,
 		Embed: true,
 	}
 	runMain(t, m)
-	cli := func(args ...string) string {
+	return m, dbURL, commandsOn(t, dbURL)
+}
+
+// commandsOn returns a runner of spotflow's commands on the database dbURL,
+// as the operator ana, that ends the test when a command fails.
+func commandsOn(t *testing.T, dbURL string) func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
 		args = append(args, "--database-url", dbURL, "--data-dir", t.TempDir(), "--operator", "ana", "--log-level", "warn")
@@ -48,18 +54,24 @@ func justiceOverNATS(t *testing.T) (*Main, string, func(args ...string) string) 
 		}
 		return stdout.String()
 	}
-	return m, dbURL, cli
 }
 
 // submitCertificate submits a criminal-record certificate from a new desk
 // and returns the desk and the request's ID.
 func submitCertificate(t *testing.T, m *Main, store *postgres.Store, key string) (events.Desk, string) {
 	t.Helper()
+	return submitCertificateTo(t, http.DefaultClient, "http://"+m.HTTPAddr(), store, key)
+}
+
+// submitCertificateTo is submitCertificate with client to the desk API at
+// base.
+func submitCertificateTo(t *testing.T, client *http.Client, base string, store *postgres.Store, key string) (events.Desk, string) {
+	t.Helper()
 	desk, token, err := store.CreateDesk(t.Context(), "lisboa", "Desk "+key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := post(t, http.DefaultClient, "http://"+m.HTTPAddr(), token, submission{key: key,
+	a := post(t, client, base, token, submission{key: key,
 		body: `{"service_code":"criminal-record-certificate","citizen":{"national_id":"31337000","name":"Rui Lopes"},"attributes":{"purpose":"employment"}}`})
 	if a.status != http.StatusAccepted {
 		t.Fatalf("submit: %d %s", a.status, a.code)

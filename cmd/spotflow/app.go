@@ -32,9 +32,9 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/agencyapi"
 	"github.com/spotflow/spotflow/workers/dashboard"
 	"github.com/spotflow/spotflow/workers/deskapi"
-	"github.com/spotflow/spotflow/workers/httpadapter"
 	"github.com/spotflow/spotflow/workers/open311"
 	"github.com/spotflow/spotflow/workers/opsapi"
 	"github.com/spotflow/spotflow/workers/postgres"
@@ -210,8 +210,8 @@ func (p *process) run(w interface{ Run(context.Context) error }) {
 	p.g.Go(func() error { return w.Run(p.ctx) })
 }
 
-// startIntake serves the desk API, Open311, the dashboard and, when an
-// operator token is set, the operator API.
+// startIntake serves the desk API, Open311, agencies' status reports, the
+// dashboard and, when an operator token is set, the operator API.
 func (p *process) startIntake() error {
 	log := p.log.With("role", roleIntake)
 	intake, err := workers.NewIntake(workers.IntakeConfig{
@@ -230,6 +230,11 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.mux.Handle("/open311/", geo)
+	reports, err := agencyapi.New(agencyapi.Config{Store: p.store, Publisher: intake, Logger: p.log.With("role", "agency-api")})
+	if err != nil {
+		return err
+	}
+	p.mux.Handle("/v1/agency/", reports)
 	board, err := dashboard.New(dashboard.Config{
 		Store: p.store, Catalog: p.catalog, Logger: p.log.With("role", "dashboard"),
 		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) {
@@ -563,38 +568,11 @@ func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 		if m.Config.TLSCert != "" {
 			scheme = "https"
 		}
-		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
+		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, agency reports /v1/agency, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
 	log.Info("spotflow running", "roles", m.Roles, "http", m.httpAddr, "nats", m.natsURL)
-}
-
-// adapters connects the dispatcher to every agency of the catalogue but
-// those that consume their own queue over NATS: over HTTP when AgencyURL is
-// set, else to simulated agencies in this process.
-func (m *Main) adapters(catalog *events.Catalog) (map[string]workers.Adapter, error) {
-	adapters := make(map[string]workers.Adapter)
-	if m.Config.AgencyURL != "" {
-		client, err := httpadapter.New(httpadapter.Config{Endpoint: m.Config.AgencyURL})
-		if err != nil {
-			return nil, err
-		}
-		for _, code := range m.Config.adapterAgencies(catalog) {
-			adapters[code] = client
-		}
-		return adapters, nil
-	}
-	profiles, err := simagency.ParseProfiles(m.Config.Agencies)
-	if err != nil {
-		return nil, err
-	}
-	m.agencies = make(map[string]*simagency.Agency)
-	for _, code := range m.Config.adapterAgencies(catalog) {
-		a := simagency.New(code, simagency.For(profiles, code))
-		adapters[code], m.agencies[code] = a, a
-	}
-	return adapters, nil
 }
 
 func (m *Main) embedNATS(users []natsbus.User, log *slog.Logger) (*natsbus.Server, error) {

@@ -61,14 +61,11 @@ type Config struct {
 	// beside the store and created on first use. Back it up apart from the
 	// store: without it the store cannot be read.
 	NATSStoreKey string
-	// AgencyURL, when set, makes the dispatcher deliver over HTTP to this
-	// endpoint ("{agency}" stands for the agency's code) instead of to the
-	// in-process simulated agencies. SPOTFLOW_AGENCY_URL.
-	AgencyURL string
-	// NATSAgencies lists, comma-separated, the agencies that consume their
-	// own queue over NATS with their own credential: the dispatcher leaves
-	// their queues alone. SPOTFLOW_NATS_AGENCIES.
-	NATSAgencies string
+	// Delivery says how each agency receives its work items: simulated in
+	// the dispatcher's process (the default), over HTTP to its own URL, or
+	// from its own queue over NATS. A JSON object, or a file holding one
+	// (docs/agencies.md#delivery). SPOTFLOW_DELIVERY.
+	Delivery string
 	// NATSIdentities is the directory of the seeds of spotflow's own NATS
 	// identities (admin.nk, intake.nk, router.nk, dispatcher.nk,
 	// projector.nk). A process that runs the NATS server creates the
@@ -145,12 +142,11 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.CatalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
 	fs.StringVar(&c.CitizenKey, "citizen-key", os.Getenv("SPOTFLOW_CITIZEN_KEY"), "hex key for hashing national IDs; default: <data-dir>/citizen.key (SPOTFLOW_CITIZEN_KEY)")
 	fs.StringVar(&c.NATSStoreKey, "nats-store-key", os.Getenv("SPOTFLOW_NATS_STORE_KEY"), "hex key encrypting the embedded JetStream store; default: <data-dir>/nats-store.key (SPOTFLOW_NATS_STORE_KEY)")
-	fs.StringVar(&c.NATSAgencies, "nats-agencies", os.Getenv("SPOTFLOW_NATS_AGENCIES"), "agencies that consume their own queue over NATS, comma-separated; the dispatcher leaves them alone (SPOTFLOW_NATS_AGENCIES)")
+	fs.StringVar(&c.Delivery, "delivery", os.Getenv("SPOTFLOW_DELIVERY"), "how each agency receives its work items: simulated, http or nats; a JSON object or a file holding one; default: every agency simulated (SPOTFLOW_DELIVERY)")
 	fs.StringVar(&c.NATSIdentities, "nats-identities", os.Getenv("SPOTFLOW_NATS_IDENTITIES"), "directory of the seeds of spotflow's own NATS identities; default <data-dir>/identities (SPOTFLOW_NATS_IDENTITIES)")
 	fs.StringVar(&c.TLSCert, "tls-cert", os.Getenv("SPOTFLOW_TLS_CERT"), "certificate (PEM) for HTTPS and for the embedded NATS server's TLS (SPOTFLOW_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", os.Getenv("SPOTFLOW_TLS_KEY"), "the certificate's key (PEM) (SPOTFLOW_TLS_KEY)")
 	fs.StringVar(&c.NATSCA, "nats-ca", os.Getenv("SPOTFLOW_NATS_CA"), "CA certificate (PEM) to check the NATS server's certificate against; default: the system's (SPOTFLOW_NATS_CA)")
-	fs.StringVar(&c.AgencyURL, "agency-url", os.Getenv("SPOTFLOW_AGENCY_URL"), "deliver to agencies over HTTP at this endpoint, {agency} standing for the agency's code; default: simulated in-process (SPOTFLOW_AGENCY_URL)")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("SPOTFLOW_ACK_WAIT", 30*time.Second), "how long a consumer waits for an ack before redelivering (SPOTFLOW_ACK_WAIT)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", envInt("SPOTFLOW_MAX_DELIVERIES", 100), "deliveries of a work item to its agency before it is dead-lettered (SPOTFLOW_MAX_DELIVERIES)")
 	fs.DurationVar(&c.UnknownEventFor, "unknown-event-for", envDuration("SPOTFLOW_UNKNOWN_EVENT_FOR", 2*time.Minute), "how long a status event of an unknown request or unopened round is retried before it is refused (SPOTFLOW_UNKNOWN_EVENT_FOR)")

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
@@ -28,24 +26,6 @@ func (c *Config) identityDir() string {
 
 func seedPath(dir, identity string) string { return filepath.Join(dir, identity+".nk") }
 
-// natsAgencies are the agencies that consume their own queue over NATS.
-func (c *Config) natsAgencies() []string {
-	var out []string
-	for a := range strings.SplitSeq(c.NATSAgencies, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// adapterAgencies are the agencies of catalog the dispatcher delivers to
-// through an adapter: all but those that consume their own queue.
-func (c *Config) adapterAgencies(catalog *events.Catalog) []string {
-	own := c.natsAgencies()
-	return slices.DeleteFunc(catalog.AgencyCodes(), func(a string) bool { return slices.Contains(own, a) })
-}
-
 // ownUsers makes sure the identity directory holds a seed for admin and
 // each role, creating the missing ones (mode 0600), and returns them as the
 // users a server lets in, the dispatcher granted the queues of catalog's
@@ -55,7 +35,11 @@ func (c *Config) ownUsers(catalog *events.Catalog) ([]natsbus.User, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("nats identities: %w", err)
 	}
-	adapterAgencies := c.adapterAgencies(catalog)
+	d, err := loadDeliveries(c.Delivery, catalog)
+	if err != nil {
+		return nil, err
+	}
+	adapterAgencies := d.adapterAgencies(catalog)
 	users := make([]natsbus.User, 0, len(ownIdentities))
 	for _, identity := range ownIdentities {
 		seed, err := readOrCreateSeed(seedPath(dir, identity))

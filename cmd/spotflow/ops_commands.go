@@ -21,6 +21,7 @@ import (
 
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/httpadapter"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/simagency"
 )
@@ -87,17 +88,20 @@ func provisionAs(ctx context.Context, cfg *Config, url string, t natsbus.Topolog
 }
 
 // agenciesCommand runs the simulated agencies as an HTTP service with a
-// durable journal, for the dispatcher's --agency-url.
+// durable journal, for HTTP delivery.
 func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg Config
-	var dir string
+	var dir, secretFile string
 	fs := newFlagSet("agencies", "agencies [flags]",
 		"Serves the catalogue's agencies as simulated back offices over HTTP at\n"+
-			"POST /agencies/{agency}/work-items (point the dispatcher's --agency-url there),\n"+
-			"journalling every work item applied under --journal-dir. Faults can be switched\n"+
-			"at run time with PUT /control/{agency} {\"down\": true, \"latency\": \"5s\"}.", stderr)
+			"POST /agencies/{agency}/work-items (deliver to them with --delivery\n"+
+			"'{\"*\": {\"delivery\": \"http\", \"url\": \".../agencies/{agency}/work-items\", ...}}'),\n"+
+			"journalling every work item applied under --journal-dir. With --signing-secret-file\n"+
+			"only deliveries signed with that secret are taken. Faults can be switched at run\n"+
+			"time with PUT /control/{agency} {\"down\": true, \"latency\": \"5s\"}.", stderr)
 	cfg.flags(fs, "127.0.0.1:9090")
 	fs.StringVar(&dir, "journal-dir", "", "journal directory; default <data-dir>/agencies")
+	fs.StringVar(&secretFile, "signing-secret-file", "", "take only deliveries signed with the secret in this file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -122,7 +126,19 @@ func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("listen: %w", err)
 	}
 	fmt.Fprintf(stdout, "simulated agencies on http://%s/agencies/{agency}/work-items\n", ln.Addr())
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := srv.Handler()
+	if secretFile != "" {
+		raw, err := secret("signing secret", "", secretFile)
+		if err != nil {
+			return err
+		}
+		key, err := httpadapter.ParseSigningSecret(raw)
+		if err != nil {
+			return err
+		}
+		handler = httpadapter.RequireSignature(key, handler)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
