@@ -32,17 +32,20 @@ type world struct {
 
 func start(t *testing.T) *world {
 	t.Helper()
+	w := startWithoutProjector(t)
+	w.project(t)
+	return w
+}
+
+// startWithoutProjector is start with the projector yet to run.
+func startWithoutProjector(t *testing.T) *world {
+	t.Helper()
 	d := intaketest.Start(t, nil)
 	router, err := workers.NewRouter(workers.RouterConfig{JetStream: d.JS, Catalog: eventstest.Catalog(t), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	workertest.Run(t, "Router", router.Run)
-	projector, err := workers.NewProjector(workers.ProjectorConfig{JetStream: d.JS, Store: d.Store, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	workertest.Run(t, "Projector", projector.Run)
 	api, err := agencyapi.New(agencyapi.Config{Store: d.Store, Publisher: d.Intake, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +53,16 @@ func start(t *testing.T) *world {
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	return &world{desk: d, url: srv.URL}
+}
+
+// project runs the projector.
+func (w *world) project(t *testing.T) {
+	t.Helper()
+	projector, err := workers.NewProjector(workers.ProjectorConfig{JetStream: w.desk.JS, Store: w.desk.Store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workertest.Run(t, "Projector", projector.Run)
 }
 
 // submit accepts a criminal-record certificate, which goes to justice
@@ -236,6 +249,38 @@ func TestReport_RefusesWhatItMustNotTakeNamingTheField(t *testing.T) {
 	if v := w.view(t, id); v.Status != events.StatusRouted {
 		t.Errorf("the request is %s after refused reports, want routed", v.Status)
 	}
+}
+
+func TestReport_OfAWorkItemNotProjectedYetIsLeftToTheProjector(t *testing.T) {
+	t.Parallel()
+	w := startWithoutProjector(t)
+	token, _, err := w.desk.Store.AddAgencyToken(t.Context(), "justice", "operator:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := eventstest.Request("", "criminal-record-certificate", map[string]any{"purpose": "employment"})
+	id, _, err := w.desk.Intake.Accept(t.Context(), w.desk.Desk, "lag-1", &events.Submission{
+		ServiceCode: req.ServiceCode, Citizen: &req.Citizen, Attributes: req.Attributes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	item := events.WorkItemID(id, "justice")
+	// Intake accepted the request; the projection holds nothing of it yet.
+	if a := w.report(t, token, item, "application/json", `{"id":"`+item+`.p1","status":"in_progress"}`); a.code != http.StatusAccepted {
+		t.Fatalf("a report before the projection caught up: %d %s, want 202", a.code, a.body)
+	}
+	w.project(t)
+	workertest.WaitFor(t, "the report to be applied", func() error {
+		v, err := w.desk.Store.RequestForDesk(t.Context(), w.desk.Desk.ID, id)
+		if err != nil {
+			return err
+		}
+		if v.Status != events.StatusInProgress {
+			return fmt.Errorf("request is %s", v.Status)
+		}
+		return nil
+	})
 }
 
 func TestNew_RequiresItsParts(t *testing.T) {
