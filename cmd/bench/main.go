@@ -37,6 +37,8 @@ type config struct {
 	Out        string
 	Reports    string
 	SkipNoSync bool
+	SkipNoisy  bool
+	NoisyOnly  bool
 }
 
 func main() {
@@ -50,6 +52,8 @@ func main() {
 	flag.StringVar(&cfg.Out, "out", "BENCHMARKS.md", "file whose list of runs gets the run's summary line; empty for none")
 	flag.StringVar(&cfg.Reports, "reports", filepath.Join(".data", "bench", "reports"), "directory for the run's full report, one file per run; empty for none")
 	flag.BoolVar(&cfg.SkipNoSync, "skip-nosync", false, "measure only the durable setting")
+	flag.BoolVar(&cfg.SkipNoisy, "skip-noisy", false, "leave out the noisy-desk scenario")
+	flag.BoolVar(&cfg.NoisyOnly, "noisy-only", false, "measure only the noisy-desk scenario")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -90,9 +94,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer pg.stop()
 
-	settings := []*setting{{Name: "durable (sync before ack)"}}
-	if !cfg.SkipNoSync {
-		settings = append(settings, &setting{Name: "no-sync (--nats-no-sync)", NoSync: true})
+	var settings []*setting
+	if !cfg.NoisyOnly {
+		settings = append(settings, &setting{Name: "durable (sync before ack)"})
+		if !cfg.SkipNoSync {
+			settings = append(settings, &setting{Name: "no-sync (--nats-no-sync)", NoSync: true})
+		}
 	}
 	for _, s := range settings {
 		fmt.Fprintf(out, "== %s\n", s.Name)
@@ -100,7 +107,8 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return err
 		}
 		natsDir := filepath.Join(cfg.DataDir, "nats", strconv.FormatBool(s.NoSync))
-		sys, err := startSystem(ctx, bin, natsDir, pg.url, s.NoSync)
+		// The pipeline is measured without the desks' limits.
+		sys, err := startSystem(ctx, bin, natsDir, pg.url, s.NoSync, "--desk-rate", "0", "--desk-max-open", "0")
 		if err != nil {
 			return err
 		}
@@ -126,9 +134,15 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return err
 		}
 	}
+	var noisy *noisyResult
+	if !cfg.SkipNoisy {
+		if noisy, err = measureNoisy(ctx, bin, pg, cfg, out); err != nil {
+			return err
+		}
+	}
 	host, _ := os.Hostname()
 	r := report{When: time.Now().UTC(), Host: host, CPUs: runtime.NumCPU(), CPU: cpuModel(), Took: time.Since(began),
-		Command: "make bench (go run ./cmd/bench " + strings.Join(os.Args[1:], " ") + ")", Settings: settings}
+		Command: "make bench (go run ./cmd/bench " + strings.Join(os.Args[1:], " ") + ")", Settings: settings, Noisy: noisy}
 	fmt.Fprintln(out)
 	r.write(out)
 	path, err := writeReport(cfg.Reports, r)
@@ -138,7 +152,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if path != "" {
 		fmt.Fprintf(out, "\nfull report in %s\n", path)
 	}
-	if cfg.Out != "" {
+	if cfg.Out != "" && !cfg.NoisyOnly {
 		if err := addRunTo(cfg.Out, r.summary(path)); err != nil {
 			return err
 		}

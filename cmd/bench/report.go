@@ -16,6 +16,7 @@ type report struct {
 	Command  string
 	Took     time.Duration
 	Settings []*setting
+	Noisy    *noisyResult
 }
 
 // Targets on one machine, simulated agencies answering at once, durable
@@ -29,6 +30,11 @@ const (
 )
 
 func (r report) write(w io.Writer) {
+	defer func() {
+		if r.Noisy != nil {
+			r.Noisy.write(w)
+		}
+	}()
 	fmt.Fprintf(w, "## End to end, %s\n\n", r.When.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "Machine: %s, %d × %s. Command: `%s`; took %s. Simulated agencies at zero latency; every stage submits for its duration from 50 desks, then waits for its requests to finish. CPU is per completed request: of the all-in-one process, and of the whole machine (Postgres and the load generator included).\n\n",
 		r.Host, r.CPUs, r.CPU, r.Command, r.Took.Round(time.Second))

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,7 +55,9 @@ type system struct {
 	exited              chan error
 }
 
-func startSystem(ctx context.Context, bin, natsDir, dbURL string, noSync bool) (*system, error) {
+// startSystem starts `spotflow run` on natsDir and dbURL with the bench's
+// settings, and extra flags.
+func startSystem(ctx context.Context, bin, natsDir, dbURL string, noSync bool, extra ...string) (*system, error) {
 	if err := os.MkdirAll(natsDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -69,7 +70,7 @@ func startSystem(ctx context.Context, bin, natsDir, dbURL string, noSync bool) (
 	if noSync {
 		args = append(args, "--nats-no-sync")
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -184,6 +185,7 @@ type stage struct {
 	Accepted    int64              `json:"accepted"`
 	Completed   int64              `json:"completed"`
 	Errors      int64              `json:"errors"`
+	Throttled   int64              `json:"throttled"`
 	AcceptedPS  float64            `json:"accepted_per_second"`
 	CompletedPS float64            `json:"completed_per_second"`
 	Accept      map[string]float64 `json:"submit_to_accepted_ms"`
@@ -203,7 +205,17 @@ func (st stage) line() string {
 }
 
 func (s *system) load(ctx context.Context, rate string, cfg config) (stage, error) {
-	jsonPath := filepath.Join(os.TempDir(), fmt.Sprintf("spotflow-bench-%d.json", os.Getpid()))
+	return s.loadFrom(ctx, rate, cfg.Desks, cfg)
+}
+
+// loadFrom runs the load generator at rate from desks desks.
+func (s *system) loadFrom(ctx context.Context, rate string, desks int, cfg config) (stage, error) {
+	f, err := os.CreateTemp("", "spotflow-bench-*.json")
+	if err != nil {
+		return stage{}, err
+	}
+	jsonPath := f.Name()
+	f.Close()
 	defer os.Remove(jsonPath)
 	concurrency := "256"
 	if rate != "max" {
@@ -211,7 +223,7 @@ func (s *system) load(ctx context.Context, rate string, cfg config) (stage, erro
 	}
 	cmd := exec.CommandContext(ctx, s.bin, "loadgen", "--url", s.httpURL, "--database-url", s.dbURL,
 		"--rate", rate, "--duration", cfg.Duration.String(), "--drain", cfg.Drain.String(),
-		"--desks", strconv.Itoa(cfg.Desks), "--concurrency", concurrency, "--json", jsonPath, "--log-level", "warn")
+		"--desks", strconv.Itoa(desks), "--concurrency", concurrency, "--json", jsonPath, "--log-level", "warn")
 	cpu0, busy0 := s.cpuSeconds(), machineBusySeconds()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return stage{}, fmt.Errorf("loadgen at %s: %w\n%s", rate, err, out)

@@ -97,6 +97,18 @@ type Config struct {
 	// ReconcileEvery is how often the router looks for stalled requests.
 	// SPOTFLOW_RECONCILE_EVERY, default 30s.
 	ReconcileEvery time.Duration
+	// DeskRate is how many submissions a second a desk may make to one
+	// intake process, on average; DeskBurst how many at once; 0 is no
+	// limit. SPOTFLOW_DESK_RATE (default 10), SPOTFLOW_DESK_BURST (50).
+	DeskRate  float64
+	DeskBurst int
+	// DeskMaxOpen is how many requests a desk may have under way; 0 is no
+	// limit. SPOTFLOW_DESK_MAX_OPEN, default 10,000.
+	DeskMaxOpen int
+	// AuthFailures is how many failed authentications a minute one source
+	// address may make before it is refused without a look at its
+	// credential. SPOTFLOW_AUTH_FAILURES, default 30.
+	AuthFailures int
 	// OperatorToken enables the operator API (/v1/ops/) for holders of this
 	// bearer token. SPOTFLOW_OPERATOR_TOKEN; empty turns the API off.
 	OperatorToken string
@@ -117,6 +129,13 @@ func envBool(name string) bool {
 func envDuration(name string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
 		return d
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return f
 	}
 	return def
 }
@@ -152,6 +171,10 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.DurationVar(&c.UnknownEventFor, "unknown-event-for", envDuration("SPOTFLOW_UNKNOWN_EVENT_FOR", 2*time.Minute), "how long a status event of an unknown request or unopened round is retried before it is refused (SPOTFLOW_UNKNOWN_EVENT_FOR)")
 	fs.DurationVar(&c.ReconcileAfter, "reconcile-after", envDuration("SPOTFLOW_RECONCILE_AFTER", 5*time.Minute), "re-drive an accepted request that made no progress for this long (SPOTFLOW_RECONCILE_AFTER)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("SPOTFLOW_RECONCILE_EVERY", 30*time.Second), "how often to look for stalled requests (SPOTFLOW_RECONCILE_EVERY)")
+	fs.Float64Var(&c.DeskRate, "desk-rate", envFloat("SPOTFLOW_DESK_RATE", 10), "submissions a second a desk may make to one intake process; 0 for no limit (SPOTFLOW_DESK_RATE)")
+	fs.IntVar(&c.DeskBurst, "desk-burst", envInt("SPOTFLOW_DESK_BURST", 50), "submissions a desk may make at once (SPOTFLOW_DESK_BURST)")
+	fs.IntVar(&c.DeskMaxOpen, "desk-max-open", envInt("SPOTFLOW_DESK_MAX_OPEN", 10000), "requests a desk may have under way; 0 for no limit (SPOTFLOW_DESK_MAX_OPEN)")
+	fs.IntVar(&c.AuthFailures, "auth-failures", envInt("SPOTFLOW_AUTH_FAILURES", 30), "failed authentications a minute one address may make; 0 for no limit (SPOTFLOW_AUTH_FAILURES)")
 	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "bearer token of the operator API /v1/ops/; empty turns it off (SPOTFLOW_OPERATOR_TOKEN)")
 	fs.BoolVar(&c.Pprof, "pprof", envBool("SPOTFLOW_PPROF"), "serve Go's profiles under /debug/pprof/ (SPOTFLOW_PPROF)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SPOTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (SPOTFLOW_LOG_LEVEL)")

@@ -36,15 +36,18 @@ type loadgenConfig struct {
 
 // loadReport is what a load run measured. Latencies are in milliseconds.
 type loadReport struct {
-	Started         time.Time          `json:"started"`
-	TargetRate      string             `json:"target_rate"`
-	Desks           int                `json:"desks"`
-	DurationSeconds float64            `json:"duration_seconds"`
-	Submitted       int64              `json:"submitted"`
-	Accepted        int64              `json:"accepted"`
-	Completed       int64              `json:"completed"`
-	Errors          int64              `json:"errors"`
-	Retries         int64              `json:"retries"`
+	Started         time.Time `json:"started"`
+	TargetRate      string    `json:"target_rate"`
+	Desks           int       `json:"desks"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	Submitted       int64     `json:"submitted"`
+	Accepted        int64     `json:"accepted"`
+	Completed       int64     `json:"completed"`
+	Errors          int64     `json:"errors"`
+	Retries         int64     `json:"retries"`
+	// Throttled counts submissions refused 429 for a desk's limits; they
+	// are not retried.
+	Throttled       int64              `json:"throttled"`
 	SubmittedPerSec float64            `json:"submitted_per_second"`
 	AcceptedPerSec  float64            `json:"accepted_per_second"`
 	CompletedPerSec float64            `json:"completed_per_second"`
@@ -170,6 +173,7 @@ func runLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig, progr
 	r := l.report
 	r.DurationSeconds = submitEnd.Seconds()
 	r.Submitted, r.Accepted, r.Completed, r.Errors, r.Retries = l.submitted.Load(), l.accepted.Load(), completed, l.failed.Load(), l.retries.Load()
+	r.Throttled = l.throttled.Load()
 	r.SubmittedPerSec = float64(r.Submitted) / submitEnd.Seconds()
 	r.AcceptedPerSec = float64(r.Accepted) / submitEnd.Seconds()
 	if span := lastDone.Sub(begin).Seconds(); span > 0 {
@@ -195,9 +199,9 @@ type load struct {
 	run      string        // names this run's idempotency keys
 	report   *loadReport
 
-	submitted, accepted, failed, retries atomic.Int64
-	mu                                   sync.Mutex
-	acceptMs                             []float64
+	submitted, accepted, failed, retries, throttled atomic.Int64
+	mu                                              sync.Mutex
+	acceptMs                                        []float64
 }
 
 // newLoad reads the catalogue the system serves and registers the desks.
@@ -277,6 +281,10 @@ func (l *load) submit(ctx context.Context, n int) {
 			l.mu.Lock()
 			l.acceptMs = append(l.acceptMs, float64(time.Since(start).Microseconds())/1000)
 			l.mu.Unlock()
+			return
+		}
+		if status == http.StatusTooManyRequests {
+			l.throttled.Add(1)
 			return
 		}
 		retryable := status == http.StatusServiceUnavailable || status == 0
@@ -431,6 +439,9 @@ func (r *loadReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  accepted   %8d  %8.1f/s\n", r.Accepted, r.AcceptedPerSec)
 	fmt.Fprintf(w, "  completed  %8d  %8.1f/s\n", r.Completed, r.CompletedPerSec)
 	fmt.Fprintf(w, "  errors     %8d  (retries %d)\n", r.Errors, r.Retries)
+	if r.Throttled > 0 {
+		fmt.Fprintf(w, "  throttled  %8d  (429: over a desk's limits; not retried)\n", r.Throttled)
+	}
 	fmt.Fprintf(w, "  submit→accepted   p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n",
 		r.Accept["p50"], r.Accept["p95"], r.Accept["p99"], r.Accept["max"])
 	fmt.Fprintf(w, "  submit→completed  p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n",

@@ -8,6 +8,7 @@ package jsonapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 )
 
 // Error is the body of an error answer, under the key "error".
@@ -61,3 +62,10 @@ func (w *refusalWriter) Refused(code string) { w.refused(code) }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *refusalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// WriteTooMany answers 429 Too Many Requests with a Retry-After of
+// retryAfter seconds (at least one) and e.
+func WriteTooMany(w http.ResponseWriter, retryAfter int, e Error) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(retryAfter, 1)))
+	WriteError(w, http.StatusTooManyRequests, e)
+}

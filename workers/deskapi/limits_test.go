@@ -1,0 +1,60 @@
+package deskapi_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/deskapi"
+	"github.com/spotflow/spotflow/workers/intaketest"
+	"github.com/spotflow/spotflow/workers/ratelimit"
+)
+
+// countingIntake counts the credentials it is asked to look up.
+type countingIntake struct {
+	deskapi.Intake
+	lookups atomic.Int64
+}
+
+func (c *countingIntake) Authenticate(ctx context.Context, token string) (events.Desk, error) {
+	c.lookups.Add(1)
+	return c.Intake.Authenticate(ctx, token)
+}
+
+func TestDeskAPI_RefusesAnAddressThatFailedTooOftenWithoutLookingItsTokenUp(t *testing.T) {
+	t.Parallel()
+	d := intaketest.Start(t, nil)
+	intake := &countingIntake{Intake: d.Intake}
+	api, err := deskapi.New(deskapi.Config{Intake: intake, Store: d.Store, Catalog: d.Catalog,
+		FailedAuth: ratelimit.New(3.0/60, 3), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	api2 := &deskAPI{Desk: d, srv: srv}
+
+	for i := range 3 {
+		if r := api2.do(t, call{method: http.MethodGet, path: "/v1/requests/x", token: "sfd_guess"}); r.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, r.status)
+		}
+	}
+	if n := intake.lookups.Load(); n != 3 {
+		t.Fatalf("%d lookups for three guesses, want 3", n)
+	}
+	for _, token := range []string{"sfd_guess", "", d.Token} {
+		r := api2.do(t, call{method: http.MethodGet, path: "/v1/requests/x", token: token})
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "20" {
+			t.Errorf("token %q after three failures: %d, Retry-After %q; want 429 after 20 s", token, r.status, r.header.Get("Retry-After"))
+		} else if e := r.err(t); e.Code != "too_many_requests" || e.Field != "Authorization" {
+			t.Errorf("token %q after three failures: %+v", token, e)
+		}
+	}
+	if n := intake.lookups.Load(); n != 3 {
+		t.Errorf("%d lookups in all: a refused address had its token looked up", n)
+	}
+}
