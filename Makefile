@@ -11,8 +11,10 @@ AGENCY_JS_DIR := cmd/spotflow/testdata/agency-js
 ARTIFACTS   ?= $(CURDIR)/.data/test-artifacts
 DEMO_RATE   ?= 20
 DEMO_FOR    ?= 5m
+FUZZTIME    ?= 1m
+FUZZPARALLEL ?= 1
 
-.PHONY: help build run test bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos
+.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +40,13 @@ test: build vet lint postgres-binaries browser-deps ## lint, then run every test
 	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
 	echo "test database: $$url"; \
 	TEST_DATABASE_URL="$$url" SPOTFLOW_TEST_ARTIFACTS="$(ARTIFACTS)" $(GO) test $(GOTESTFLAGS) ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 1m), one after another on FUZZPARALLEL workers: desk API submissions, Open311 forms and queries, work items, status events
+	$(GO) test -run '^$$' -fuzz '^FuzzDeskSubmission$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) -fuzzminimizetime 10s ./workers/deskapi/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen311Submission$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) -fuzzminimizetime 10s ./workers/open311/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen311RequestsQuery$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) -fuzzminimizetime 10s ./workers/open311/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeWorkItem$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) -fuzzminimizetime 10s ./workers/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeStatusEvent$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) -fuzzminimizetime 10s ./workers/
 
 bench-dashboard: build postgres-binaries ## load 10 million requests' dashboard roll-ups into Postgres and time every dashboard query (several minutes)
 	@set -e; \

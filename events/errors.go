@@ -32,6 +32,15 @@ const (
 	CodeInvalidValue   = "invalid_value"
 	CodeUnknownField   = "unknown_field"
 	CodeUnknownService = "unknown_service"
+	// CodeMalformedJSON: the body is not one well-formed JSON value (of
+	// the JSON type the API expects).
+	CodeMalformedJSON = "malformed_json"
+	// CodeDuplicateField: a JSON object holds a key twice, also in
+	// another case.
+	CodeDuplicateField = "duplicate_field"
+	// CodeTooLarge: JSON nests deeper, or an object or array holds more
+	// members, than the API allows.
+	CodeTooLarge = "too_large"
 )
 
 func (e *FieldError) Error() string {

@@ -216,3 +216,41 @@ func MsgID(id string, round int) string {
 	}
 	return id + ".r" + strconv.Itoa(round)
 }
+
+// CheckText refuses a work item whose identifying fields (its IDs, agency,
+// service, desk, municipality and visit) are not clean single-line text
+// (TextFault): spotflow makes them so, and a consumer could not store,
+// look up or dead-letter a work item by them otherwise. It returns a
+// *FieldError naming the field, or nil.
+func (w *WorkItem) CheckText() error {
+	return firstTextFault(
+		"id", w.ID, "request_id", w.RequestID, "agency", w.Agency, "service_code", w.ServiceCode,
+		"desk_id", w.DeskID, "municipality", w.Municipality, "visit_id", w.VisitID)
+}
+
+// CheckText refuses a status event whose IDs, agency, actor or routed
+// agencies are not clean single-line text (TextFault), which the
+// projection could not store or look up. Its note is CheckFrom's concern.
+// It returns a *FieldError naming the field, or nil.
+func (ev *StatusEvent) CheckText() error {
+	if err := firstTextFault("id", ev.ID, "request_id", ev.RequestID, "agency", ev.Agency, "actor", ev.Actor); err != nil {
+		return err
+	}
+	for _, a := range ev.Agencies {
+		if err := firstTextFault("agencies", a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstTextFault checks pairs of field names and values, and returns the
+// error of the first value TextFault refuses as a single line.
+func firstTextFault(fieldsAndValues ...string) error {
+	for i := 0; i+1 < len(fieldsAndValues); i += 2 {
+		if fault := TextFault(fieldsAndValues[i+1], false); fault != "" {
+			return textError(fieldsAndValues[i], fault)
+		}
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -30,12 +31,84 @@ const (
 	maxIDLen     = 64
 )
 
+// Fields a submission's JSON may carry, by the object they belong to.
+var (
+	submissionFields = []string{"service_code", "citizen", "attributes", "visit_id", "mediator"}
+	citizenFields    = []string{"national_id", "name"}
+)
+
+// DecodeSubmission reads a submission's JSON strictly: the body passes
+// CheckJSON with SubmissionLimits (no duplicate or case-variant keys at
+// any depth, only valid and safe text, bounded sizes), is an object with
+// only a submission's fields, and each field has the right JSON type. The
+// error names the first offending field: CodeMalformedJSON, CodeTooLarge,
+// CodeDuplicateField, CodeUnknownField or CodeInvalidType, or
+// CodeInvalidValue for a text or number CheckJSON refuses. It does not
+// check the submission against the catalogue: that is Validate's work.
+func DecodeSubmission(body []byte) (*Submission, *FieldError) {
+	if fe := CheckJSON(body, SubmissionLimits()); fe != nil {
+		return nil, fe
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, &FieldError{CodeMalformedJSON, "body", "the body must be a JSON object"}
+	}
+	if f := unknownField(top, submissionFields, ""); f != "" {
+		return nil, &FieldError{CodeUnknownField, f, fmt.Sprintf("unknown field %q", f)}
+	}
+	if raw, ok := top["citizen"]; ok {
+		var citizen map[string]json.RawMessage
+		if json.Unmarshal(raw, &citizen) == nil {
+			if f := unknownField(citizen, citizenFields, "citizen."); f != "" {
+				return nil, &FieldError{CodeUnknownField, f, fmt.Sprintf("unknown field %q", f)}
+			}
+		}
+	}
+	var sub Submission
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sub); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, &FieldError{CodeInvalidType, typeErr.Field, fmt.Sprintf("%s must be of JSON type %s", typeErr.Field, jsonType(typeErr))}
+		}
+		return nil, &FieldError{CodeMalformedJSON, "body", "the body is not valid JSON"}
+	}
+	return &sub, nil
+}
+
+// unknownField returns the first key of obj, by prefix, that is not among
+// known, or "".
+func unknownField(obj map[string]json.RawMessage, known []string, prefix string) string {
+	for k := range obj {
+		if !slices.Contains(known, k) {
+			return prefix + k
+		}
+	}
+	return ""
+}
+
+func jsonType(e *json.UnmarshalTypeError) string {
+	switch e.Type.Kind().String() {
+	case "string":
+		return "string"
+	case "map", "struct", "ptr":
+		return "object"
+	case "slice":
+		return "array"
+	}
+	return e.Type.String()
+}
+
 // Validate checks s against the catalogue and the service's attributes,
 // compacts attribute values in place, and returns the service. The error is a
 // *FieldError naming the first offending field.
 func (c *Catalog) Validate(s *Submission) (*Service, error) {
 	if s.ServiceCode == "" {
 		return nil, &FieldError{CodeRequired, "service_code", "service_code is required"}
+	}
+	if fault := TextFault(s.ServiceCode, false); fault != "" {
+		return nil, textError("service_code", fault)
 	}
 	svc, ok := c.Service(s.ServiceCode)
 	if !ok {
@@ -71,6 +144,9 @@ func validateCitizen(c *Citizen) error {
 	case utf8.RuneCountInString(c.Name) > maxStringLen:
 		return &FieldError{CodeInvalidValue, "citizen.name", fmt.Sprintf("citizen.name is longer than %d characters", maxStringLen)}
 	}
+	if fault := TextFault(c.Name, false); fault != "" {
+		return textError("citizen.name", fault)
+	}
 	return nil
 }
 
@@ -79,14 +155,20 @@ func notIDRune(r rune) bool {
 }
 
 func checkShortID(field, v string) error {
-	if len(v) > maxIDLen || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+	if len(v) > maxIDLen {
 		return &FieldError{CodeInvalidValue, field, fmt.Sprintf("%s must be at most %d printable characters", field, maxIDLen)}
+	}
+	if fault := TextFault(v, false); fault != "" {
+		return textError(field, fault)
 	}
 	return nil
 }
 
 func (s *Service) validateAttributes(attrs map[string]json.RawMessage) error {
 	for code := range attrs {
+		if fault := TextFault(code, false); fault != "" {
+			return &FieldError{CodeUnknownField, "attributes", "the code of an attribute " + fault}
+		}
 		if !slices.ContainsFunc(s.Attributes, func(a Attribute) bool { return a.Code == code }) {
 			return &FieldError{CodeUnknownField, "attributes." + code, fmt.Sprintf("service %q has no attribute %q", s.Code, code)}
 		}
@@ -99,6 +181,9 @@ func (s *Service) validateAttributes(attrs map[string]json.RawMessage) error {
 			}
 			continue
 		}
+		if err := checkRaw(a.Code, raw); err != nil {
+			return err
+		}
 		if err := a.check(raw); err != nil {
 			return err
 		}
@@ -106,6 +191,28 @@ func (s *Service) validateAttributes(attrs map[string]json.RawMessage) error {
 		if err := json.Compact(&buf, raw); err == nil {
 			attrs[a.Code] = buf.Bytes()
 		}
+	}
+	return nil
+}
+
+// checkRaw refuses an attribute's raw JSON that decoding would change
+// silently: a byte that is not UTF-8 or an escape of half a surrogate
+// (both replaced). A desk's JSON was checked whole already
+// (DecodeSubmission); this is for submissions made otherwise, and costs a
+// full check (CheckJSON's) only for JSON with escapes or bytes that are
+// not UTF-8. What else CheckJSON refuses makes the value of the wrong type
+// for every datatype (a key twice, nesting) or check refuses it (long
+// strings, long lists).
+func checkRaw(code string, raw json.RawMessage) error {
+	if utf8.Valid(raw) && !bytes.Contains(raw, []byte(`\u`)) {
+		return nil
+	}
+	fe := checkJSON(raw, SubmissionLimits(), "attributes."+code)
+	if fe != nil && fe.Code == CodeMalformedJSON {
+		return &FieldError{CodeInvalidType, fe.Field, fmt.Sprintf("attribute %q is not valid JSON", code)}
+	}
+	if fe != nil {
+		return fe
 	}
 	return nil
 }
@@ -136,11 +243,13 @@ func (a *Attribute) check(raw json.RawMessage) error {
 		if a.Datatype == DatatypeText {
 			limit = maxTextLen
 		}
-		switch {
+		switch fault := TextFault(v, a.Datatype == DatatypeText); {
 		case a.Required && strings.TrimSpace(v) == "":
 			return &FieldError{CodeRequired, field, fmt.Sprintf("attribute %q is required", a.Code)}
 		case utf8.RuneCountInString(v) > limit:
 			return badValue(fmt.Sprintf("is longer than %d characters", limit))
+		case fault != "":
+			return textError(field, fault)
 		case a.Datatype == DatatypeDatetime && !isDatetime(v):
 			return badValue("must be an ISO 8601 date-time such as 2026-01-31T09:30:00Z")
 		case a.Datatype == DatatypeSingleValueList && !a.allows(v):
@@ -154,7 +263,13 @@ func (a *Attribute) check(raw json.RawMessage) error {
 		if a.Required && len(vs) == 0 {
 			return &FieldError{CodeRequired, field, fmt.Sprintf("attribute %q needs at least one value", a.Code)}
 		}
+		if len(vs) > MaxJSONMembers {
+			return &FieldError{CodeTooLarge, field, fmt.Sprintf("attribute %q has more than %d values", a.Code, MaxJSONMembers)}
+		}
 		for _, v := range vs {
+			if fault := TextFault(v, false); fault != "" {
+				return textError(field, fault)
+			}
 			if !a.allows(v) {
 				return badValue(fmt.Sprintf("has no value %q", v))
 			}

@@ -95,6 +95,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	consumers := make([]jetstream.Consumer, len(agencies))
 	for i, agency := range agencies {
 		cons, err := d.cfg.JetStream.Consumer(ctx, events.WorkStream, events.AgencyConsumer(agency))
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		if err != nil {
 			return fmt.Errorf("dispatcher: agency %s: %w", agency, err)
 		}
@@ -255,6 +258,10 @@ func decodeWorkItem(data []byte) (*events.WorkItem, error) {
 	}
 	if item.Schema != events.SchemaWorkItem || item.ID == "" || item.RequestID == "" || item.Agency == "" {
 		return nil, events.Permanent(fmt.Errorf("decode work item: unexpected schema %q or missing ids", item.Schema))
+	}
+	// Nor could its dead letter be recorded by IDs Postgres refuses.
+	if err := item.CheckText(); err != nil {
+		return nil, events.Permanent(fmt.Errorf("decode work item %q: %w", item.ID, err))
 	}
 	return &item, nil
 }

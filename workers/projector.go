@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -229,21 +230,40 @@ func decodeChange(msg jetstream.Msg) (events.Change, error) {
 		req, err := decodeRequest(msg.Data())
 		return events.Change{Request: req}, err
 	}
-	var ev events.StatusEvent
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		return events.Change{}, events.Permanent(fmt.Errorf("decode status event: %w", err))
-	}
-	if ev.Schema != events.SchemaStatus || ev.ID == "" || ev.RequestID == "" || ev.At.IsZero() {
-		return events.Change{}, events.Permanent(fmt.Errorf("decode status event: unexpected schema %q or missing fields", ev.Schema))
-	}
-	// A source speaks only for itself, within the rules every event keeps.
-	source, _ := events.StatusSource(msg.Subject())
 	arrived := time.Now()
 	if meta, err := msg.Metadata(); err == nil {
 		arrived = meta.Timestamp
 	}
-	if err := ev.CheckFrom(source, arrived); err != nil {
+	ev, err := decodeStatus(msg.Subject(), msg.Data(), arrived)
+	if err != nil {
 		return events.Change{}, err
 	}
-	return events.Change{Event: &ev}, nil
+	return events.Change{Event: ev}, nil
+}
+
+// decodeStatus decodes the status event data published on subject and
+// stored by JetStream at arrived, and checks it against the rules every
+// event keeps. Its errors are permanent.
+func decodeStatus(subject string, data []byte, arrived time.Time) (*events.StatusEvent, error) {
+	var ev events.StatusEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, events.Permanent(fmt.Errorf("decode status event: %w", err))
+	}
+	if ev.Schema != events.SchemaStatus || ev.ID == "" || ev.RequestID == "" || ev.At.IsZero() {
+		return nil, events.Permanent(fmt.Errorf("decode status event: unexpected schema %q or missing fields", ev.Schema))
+	}
+	// Decoding replaced what is not UTF-8; the projection could not store
+	// or look up IDs that are not clean text.
+	if !utf8.Valid(data) {
+		return nil, events.Permanent(errors.New("decode status event: not UTF-8"))
+	}
+	if err := ev.CheckText(); err != nil {
+		return nil, events.Permanent(fmt.Errorf("decode status event %q: %w", ev.ID, err))
+	}
+	// A source speaks only for itself, within the rules every event keeps.
+	source, _ := events.StatusSource(subject)
+	if err := ev.CheckFrom(source, arrived); err != nil {
+		return nil, err
+	}
+	return &ev, nil
 }

@@ -1,8 +1,6 @@
 package deskapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +31,11 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, desk events.Desk) {
 	}
 	id, _, err := a.cfg.Intake.Accept(r.Context(), desk, key, sub)
 	var fe *events.FieldError
+	var th *events.Throttled
 	switch {
+	case errors.As(err, &th):
+		jsonapi.WriteTooMany(w, th.RetryAfterSeconds(), jsonapi.Error{Code: "too_many_requests", Message: "this desk is " + th.Error()})
+		return
 	case errors.As(err, &fe):
 		jsonapi.WriteError(w, http.StatusUnprocessableEntity, jsonapi.Error{Code: fe.Code, Message: fe.Message, Field: fe.Field})
 		return
@@ -52,14 +54,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, desk events.Desk) {
 	jsonapi.Write(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
 }
 
-// Fields a submission may carry, by the object they belong to.
-var (
-	submissionFields = []string{"service_code", "citizen", "attributes", "visit_id", "mediator"}
-	citizenFields    = []string{"national_id", "name"}
-)
-
-// decodeSubmission reads the body strictly: JSON only, within MaxBody, no
-// unknown fields, every field of the right JSON type.
+// decodeSubmission reads the body strictly: JSON only, within MaxBody, and
+// as events.DecodeSubmission reads a submission. What is wrong with the
+// JSON itself is 400; a text or number that is not acceptable is 422, as
+// anything else that does not fit the service is.
 func (a *API) decodeSubmission(w http.ResponseWriter, r *http.Request) (*events.Submission, int, *jsonapi.Error) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, http.StatusUnsupportedMediaType, &jsonapi.Error{Code: "unsupported_media_type", Message: "the body must be application/json", Field: "Content-Type"}
@@ -70,57 +68,15 @@ func (a *API) decodeSubmission(w http.ResponseWriter, r *http.Request) (*events.
 		return nil, http.StatusRequestEntityTooLarge, &jsonapi.Error{Code: "body_too_large", Message: fmt.Sprintf("the body is larger than %d bytes", a.cfg.MaxBody), Field: "body"}
 	}
 	if err != nil {
-		return nil, http.StatusBadRequest, &jsonapi.Error{Code: "malformed_json", Message: "cannot read the body", Field: "body"}
+		return nil, http.StatusBadRequest, &jsonapi.Error{Code: events.CodeMalformedJSON, Message: "cannot read the body", Field: "body"}
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return nil, http.StatusBadRequest, &jsonapi.Error{Code: "malformed_json", Message: "the body must be a JSON object", Field: "body"}
-	}
-	if f := unknownField(top, submissionFields, ""); f != "" {
-		return nil, http.StatusBadRequest, &jsonapi.Error{Code: events.CodeUnknownField, Message: fmt.Sprintf("unknown field %q", f), Field: f}
-	}
-	if raw, ok := top["citizen"]; ok {
-		var citizen map[string]json.RawMessage
-		if json.Unmarshal(raw, &citizen) == nil {
-			if f := unknownField(citizen, citizenFields, "citizen."); f != "" {
-				return nil, http.StatusBadRequest, &jsonapi.Error{Code: events.CodeUnknownField, Message: fmt.Sprintf("unknown field %q", f), Field: f}
-			}
+	sub, fe := events.DecodeSubmission(body)
+	if fe != nil {
+		status := http.StatusBadRequest
+		if fe.Code == events.CodeInvalidType || fe.Code == events.CodeInvalidValue {
+			status = http.StatusUnprocessableEntity
 		}
+		return nil, status, &jsonapi.Error{Code: fe.Code, Message: fe.Message, Field: fe.Field}
 	}
-	var sub events.Submission
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sub); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return nil, http.StatusUnprocessableEntity, &jsonapi.Error{Code: events.CodeInvalidType, Message: fmt.Sprintf("%s must be of JSON type %s", typeErr.Field, jsonType(typeErr)), Field: typeErr.Field}
-		}
-		return nil, http.StatusBadRequest, &jsonapi.Error{Code: "malformed_json", Message: "the body is not valid JSON", Field: "body"}
-	}
-	return &sub, 0, nil
-}
-
-func unknownField(obj map[string]json.RawMessage, known []string, prefix string) string {
-	for k := range obj {
-		found := false
-		for _, f := range known {
-			found = found || f == k
-		}
-		if !found {
-			return prefix + k
-		}
-	}
-	return ""
-}
-
-func jsonType(e *json.UnmarshalTypeError) string {
-	switch e.Type.Kind().String() {
-	case "string":
-		return "string"
-	case "map", "struct", "ptr":
-		return "object"
-	case "slice":
-		return "array"
-	}
-	return e.Type.String()
+	return sub, 0, nil
 }

@@ -213,6 +213,11 @@ func writeError(w http.ResponseWriter, format string, status, code int, descript
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request, format string, required bool) (desk events.Desk, ok bool) {
 	key := r.Form.Get("api_key")
 	jurisdiction := r.Form.Get("jurisdiction_id")
+	if fault := events.TextFault(jurisdiction, false); fault != "" {
+		// No municipality is named so; the database would refuse to look.
+		writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, "jurisdiction_id: the value "+fault)
+		return desk, false
+	}
 	if key == "" {
 		if required {
 			writeError(w, format, http.StatusForbidden, http.StatusForbidden, "api_key was not provided: send the desk token as api_key")

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -74,18 +73,43 @@ func (a *API) writeRequests(w http.ResponseWriter, r *http.Request, format strin
 	write(w, format, http.StatusOK, "service_requests", requestList{list})
 }
 
+// maxListEntries caps the entries of a comma list argument of GET
+// requests (service_request_id, service_code, status), as sent: duplicates
+// count.
+const maxListEntries = 100
+
 // commaList gathers a parameter given as a comma-separated list, several
-// times, or both.
-func commaList(form url.Values, name string) []string {
+// times, or both, in the order given and without duplicates, in time
+// linear in its length. It refuses, with a description that names the
+// parameter, more than maxListEntries entries and an entry that is not
+// clean text (events.TextFault).
+func commaList(form url.Values, name string) ([]string, string) {
 	var out []string
+	var seen map[string]struct{}
+	entries := 0
 	for _, v := range form[name] {
-		for _, item := range strings.Split(v, ",") {
-			if item = strings.TrimSpace(item); item != "" && !slices.Contains(out, item) {
+		for rest := v; rest != ""; {
+			var item string
+			item, rest, _ = strings.Cut(rest, ",")
+			if item = strings.TrimSpace(item); item == "" {
+				continue
+			}
+			if entries++; entries > maxListEntries {
+				return nil, fmt.Sprintf("%s: more than %d entries", name, maxListEntries)
+			}
+			if fault := events.TextFault(item, false); fault != "" {
+				return nil, fmt.Sprintf("%s: an entry %s", name, fault)
+			}
+			if seen == nil {
+				seen = make(map[string]struct{})
+			}
+			if _, dup := seen[item]; !dup {
+				seen[item] = struct{}{}
 				out = append(out, item)
 			}
 		}
 	}
-	return out
+	return out, ""
 }
 
 // parseW3 reads a date-time in the specification's format, or a date (taken
@@ -97,24 +121,30 @@ func parseW3(s string) (time.Time, error) {
 	return time.Parse(time.DateOnly, s)
 }
 
-func (a *API) serveRequests(w http.ResponseWriter, r *http.Request, format string) {
-	_ = r.ParseForm()
-	desk, ok := a.authenticate(w, r, format, true)
-	if !ok {
-		return
+// requestsQuery reads the arguments of GET requests into a query of
+// desk's requests as of now. When they are wrong, desc says why, naming the
+// argument as the client sent it, and q is empty.
+func requestsQuery(form url.Values, desk string, now time.Time) (q events.RequestQuery, desc string) {
+	q = events.RequestQuery{DeskID: desk, Limit: requestsLimit}
+	ids, desc := commaList(form, "service_request_id")
+	if desc != "" {
+		return events.RequestQuery{}, desc
 	}
-	q := events.RequestQuery{DeskID: desk.ID, Limit: requestsLimit}
-	if ids := commaList(r.Form, "service_request_id"); len(ids) > 0 {
+	if len(ids) > 0 {
 		// The specification: this overrides all other arguments.
 		q.IDs = ids
-		a.search(w, r, format, q)
-		return
+		return q, ""
 	}
-	q.ServiceCodes = commaList(r.Form, "service_code")
-	for _, st := range commaList(r.Form, "status") {
+	if q.ServiceCodes, desc = commaList(form, "service_code"); desc != "" {
+		return events.RequestQuery{}, desc
+	}
+	statuses, desc := commaList(form, "status")
+	if desc != "" {
+		return events.RequestQuery{}, desc
+	}
+	for _, st := range statuses {
 		if st != "open" && st != "closed" {
-			writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, fmt.Sprintf("status %q is neither open nor closed", st))
-			return
+			return events.RequestQuery{}, fmt.Sprintf("status %q is neither open nor closed", st)
 		}
 		for _, s := range events.Statuses {
 			if s.Open311() == st {
@@ -127,15 +157,13 @@ func (a *API) serveRequests(w http.ResponseWriter, r *http.Request, format strin
 		param string
 		into  *time.Time
 	}{{"start_date", &q.From}, {"end_date", &q.To}} {
-		if v := r.Form.Get(d.param); v != "" {
+		if v := form.Get(d.param); v != "" {
 			if *d.into, err = parseW3(v); err != nil {
-				writeError(w, format, http.StatusBadRequest, http.StatusBadRequest,
-					fmt.Sprintf("%s %q is not a w3 date-time such as 2010-01-01T00:00:00Z", d.param, v))
-				return
+				return events.RequestQuery{}, fmt.Sprintf("%s %q is not a w3 date-time such as 2010-01-01T00:00:00Z", d.param, v)
 			}
 		}
 	}
-	switch now := time.Now(); {
+	switch {
 	case q.From.IsZero() && q.To.IsZero():
 		q.From, q.To = now.Add(-requestsWindow), now
 	case q.To.IsZero():
@@ -143,10 +171,22 @@ func (a *API) serveRequests(w http.ResponseWriter, r *http.Request, format strin
 	case q.From.IsZero():
 		q.From = q.To.Add(-requestsWindow)
 	case q.To.Before(q.From):
-		writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, "end_date is before start_date")
-		return
+		return events.RequestQuery{}, "end_date is before start_date"
 	case q.To.Sub(q.From) > requestsWindow:
-		writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, "start_date and end_date may not span more than 90 days")
+		return events.RequestQuery{}, "start_date and end_date may not span more than 90 days"
+	}
+	return q, ""
+}
+
+func (a *API) serveRequests(w http.ResponseWriter, r *http.Request, format string) {
+	_ = r.ParseForm()
+	desk, ok := a.authenticate(w, r, format, true)
+	if !ok {
+		return
+	}
+	q, desc := requestsQuery(r.Form, desk.ID, time.Now())
+	if desc != "" {
+		writeError(w, format, http.StatusBadRequest, http.StatusBadRequest, desc)
 		return
 	}
 	a.search(w, r, format, q)
@@ -172,6 +212,11 @@ func (a *API) findOne(w http.ResponseWriter, r *http.Request, name, what string)
 	_ = r.ParseForm()
 	desk, ok := a.authenticate(w, r, format, true)
 	if !ok {
+		return found, format, false
+	}
+	if events.TextFault(id, false) != "" {
+		// No request has such an id; the database would refuse to look.
+		writeError(w, format, http.StatusNotFound, http.StatusNotFound, fmt.Sprintf("%s %q was not found", what, id))
 		return found, format, false
 	}
 	list, err := a.cfg.Store.SearchRequests(r.Context(), events.RequestQuery{DeskID: desk.ID, IDs: []string{id}, Limit: 1})

@@ -72,7 +72,12 @@ func (a *API) serveSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	id, svc, err := a.cfg.Intake.Accept(r.Context(), desk, key, sub)
 	var fe *events.FieldError
+	var th *events.Throttled
 	switch {
+	case errors.As(err, &th):
+		w.Header().Set("Retry-After", strconv.Itoa(th.RetryAfterSeconds()))
+		writeError(w, format, http.StatusTooManyRequests, http.StatusTooManyRequests, "this desk is "+th.Error())
+		return
 	case errors.As(err, &fe) && fe.Code == events.CodeUnknownService:
 		writeError(w, format, http.StatusNotFound, http.StatusNotFound, fmt.Sprintf("service_code %q was not found", sub.ServiceCode))
 		return
@@ -107,12 +112,19 @@ func (a *API) serveSubmit(w http.ResponseWriter, r *http.Request) {
 // submission turns a POST requests form into a submission, typing
 // each attribute by the service's definition so that Validate judges it as
 // it would a desk's JSON. When the form cannot be one (no service_code, an
-// unknown service, several values for an attribute that takes one), desc
-// says why and status is the HTTP status to answer with.
+// unknown service, several values for an attribute that takes one, a value
+// that is not clean text), desc says why, naming the field as the client
+// sent it, and status is the HTTP status to answer with.
+//
+// Values are checked as sent: encoding an attribute's value as JSON would
+// replace what is not UTF-8, hiding it from Validate.
 func submission(form url.Values, catalog *events.Catalog) (sub *events.Submission, status int, desc string) {
 	code := form.Get("service_code")
 	if code == "" {
 		return nil, http.StatusBadRequest, "service_code was not provided"
+	}
+	if fault := events.TextFault(code, false); fault != "" {
+		return nil, http.StatusBadRequest, "service_code: the value " + fault
 	}
 	svc, ok := catalog.Service(code)
 	if !ok {
@@ -124,6 +136,10 @@ func submission(form url.Values, catalog *events.Catalog) (sub *events.Submissio
 		Attributes:  map[string]json.RawMessage{},
 		Mediator:    form.Get("account_id"),
 	}
+	attrs := make(map[string]*events.Attribute, len(svc.Attributes))
+	for i := range svc.Attributes {
+		attrs[svc.Attributes[i].Code] = &svc.Attributes[i]
+	}
 	values := map[string][]string{}
 	var order []string
 	for param, vs := range form {
@@ -131,15 +147,23 @@ func submission(form url.Values, catalog *events.Catalog) (sub *events.Submissio
 		if m == nil {
 			continue
 		}
+		if fault := events.TextFault(m[1], false); fault != "" {
+			return nil, http.StatusBadRequest, fmt.Sprintf("%q: the attribute's code %s", param, fault)
+		}
+		multiline := attrs[m[1]] != nil && attrs[m[1]].Datatype == events.DatatypeText
 		if _, seen := values[m[1]]; !seen {
 			order = append(order, m[1])
 		}
 		for _, v := range vs {
 			// An empty value is no value, as Open311's optional
 			// arguments are.
-			if v = strings.TrimSpace(v); v != "" {
-				values[m[1]] = append(values[m[1]], v)
+			if v = strings.TrimSpace(v); v == "" {
+				continue
 			}
+			if fault := events.TextFault(v, multiline); fault != "" {
+				return nil, http.StatusBadRequest, param + ": the value " + fault
+			}
+			values[m[1]] = append(values[m[1]], v)
 		}
 	}
 	slices.Sort(order)
@@ -148,11 +172,9 @@ func submission(form url.Values, catalog *events.Catalog) (sub *events.Submissio
 		if len(vs) == 0 {
 			continue
 		}
-		if len(vs) > 1 {
-			i := slices.IndexFunc(svc.Attributes, func(a events.Attribute) bool { return a.Code == attr })
-			if i < 0 || svc.Attributes[i].Datatype != events.DatatypeMultiValueList {
-				return nil, http.StatusBadRequest, fmt.Sprintf("attribute[%s]: takes one value, got %d", attr, len(vs))
-			}
+		a := attrs[attr]
+		if len(vs) > 1 && (a == nil || a.Datatype != events.DatatypeMultiValueList) {
+			return nil, http.StatusBadRequest, fmt.Sprintf("attribute[%s]: takes one value, got %d", attr, len(vs))
 		}
 		switch attr {
 		case citizenNationalIDAttribute, citizenNameAttribute:
@@ -163,19 +185,15 @@ func submission(form url.Values, catalog *events.Catalog) (sub *events.Submissio
 			}
 			continue
 		}
-		i := slices.IndexFunc(svc.Attributes, func(a events.Attribute) bool { return a.Code == attr })
-		if i < 0 {
+		switch {
+		case a == nil:
 			// Unknown to the service: Validate names it.
 			sub.Attributes[attr], _ = json.Marshal(vs[0])
-			continue
-		}
-		a := svc.Attributes[i]
-		switch {
 		case a.Datatype == events.DatatypeMultiValueList:
 			sub.Attributes[attr], _ = json.Marshal(vs)
 		case a.Datatype == events.DatatypeNumber:
-			if f, err := strconv.ParseFloat(vs[0], 64); err == nil {
-				sub.Attributes[attr], _ = json.Marshal(f)
+			if number, ok := jsonNumber(vs[0]); ok {
+				sub.Attributes[attr] = number
 			} else {
 				// Validate refuses a string where a number is due.
 				sub.Attributes[attr], _ = json.Marshal(vs[0])
@@ -185,9 +203,30 @@ func submission(form url.Values, catalog *events.Catalog) (sub *events.Submissio
 		}
 	}
 	if sub.Citizen.Name == "" {
+		for _, name := range []string{"first_name", "last_name"} {
+			if fault := events.TextFault(form.Get(name), false); fault != "" {
+				return nil, http.StatusBadRequest, name + ": the value " + fault
+			}
+		}
 		sub.Citizen.Name = strings.TrimSpace(strings.TrimSpace(form.Get("first_name")) + " " + strings.TrimSpace(form.Get("last_name")))
 	}
 	return sub, 0, ""
+}
+
+// jsonNumber is v as the JSON of a finite number, when v is a decimal
+// number: digits with a sign, a decimal point or an exponent, as
+// strconv.ParseFloat reads them, but not the Inf, NaN, hexadecimal or
+// underscored numbers it also reads, which JSON cannot carry.
+func jsonNumber(v string) (json.RawMessage, bool) {
+	if v == "" || strings.ContainsFunc(v, func(r rune) bool { return !strings.ContainsRune("0123456789+-.eE", r) }) {
+		return nil, false
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return nil, false
+	}
+	number, err := json.Marshal(f)
+	return number, err == nil
 }
 
 // fieldName names a field of a submission the way an Open311 client sent it.

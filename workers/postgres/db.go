@@ -59,10 +59,16 @@ func ConnectConfig(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, err
 // classify marks err as an outage (events.ErrUnavailable) when it says the
 // database could not be reached or used at all, rather than refusing one
 // statement: no connection, a connection lost, a server shutting down or out
-// of resources. Errors the server raised about a statement are returned as
-// they are.
+// of resources. It marks err permanent (events.Permanent) when the server
+// refused the statement's data (SQLSTATE class 22, data exception: text that
+// is not UTF-8 or holds NUL, a string too long for its column, a number or
+// time out of range): the same data would be refused again, so a consumer
+// dead-letters the message rather than retry it for ever. Other errors the
+// server raised about a statement are returned as they are; an error
+// classified already is returned unchanged.
 func classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, events.ErrUnavailable) || events.IsPermanent(err) {
 		return err
 	}
 	var pgErr *pgconn.PgError
@@ -72,15 +78,24 @@ func classify(err error) error {
 			strings.HasPrefix(pgErr.Code, "53"),  // insufficient resources
 			strings.HasPrefix(pgErr.Code, "57P"): // operator intervention: shutdown
 			return events.Unavailable(err)
+		case strings.HasPrefix(pgErr.Code, "22"): // data exception
+			return events.Permanent(err)
 		}
 		return err
 	}
-	var perm *events.PermanentError
-	if errors.As(err, &perm) || errors.Is(err, events.ErrUnknownRequest) || errors.Is(err, events.ErrNotFound) {
+	if errors.Is(err, events.ErrUnknownRequest) || errors.Is(err, events.ErrNotFound) {
 		return err
 	}
 	// Anything else is the client failing to talk to the server.
 	return events.Unavailable(err)
+}
+
+// storable makes s text Postgres stores: what is not UTF-8 is dropped and
+// NUL becomes a space. For what spotflow must store whatever it holds, such
+// as a dead letter's reason and IDs: refused, the dead letter would never be
+// recorded.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\x00", " ")
 }
 
 // migrationLock is the advisory lock that serialises migrations across
