@@ -16,12 +16,20 @@ const debianRoot = "/usr/lib/postgresql"
 
 // ErrNoBinaries means no PostgreSQL server binaries (initdb and pg_ctl) were
 // found. Open wraps it; test with errors.Is.
-var ErrNoBinaries = errors.New("no PostgreSQL server binaries (initdb, pg_ctl) found; install the postgresql package (e.g. apt-get install postgresql) or set Config.BinDir")
+var ErrNoBinaries = errors.New("no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; install the postgresql package (e.g. apt-get install postgresql) or set Config.BinDir")
 
 // binaries are the paths of the PostgreSQL programs localpg runs.
 type binaries struct {
 	initdb string
 	pgCtl  string
+	// postgres is the server itself, which localpg runs directly only in
+	// single-user mode, to provision the cluster while no server runs.
+	postgres string
+}
+
+// binariesIn are the programs of the directory dir.
+func binariesIn(dir string) binaries {
+	return binaries{initdb: filepath.Join(dir, "initdb"), pgCtl: filepath.Join(dir, "pg_ctl"), postgres: filepath.Join(dir, "postgres")}
 }
 
 // findBinaries returns binDir's programs when binDir is set. Otherwise it
@@ -30,7 +38,7 @@ type binaries struct {
 // Debian version, then PATH.
 func findBinaries(binDir, want string) (binaries, error) {
 	if binDir != "" {
-		b := binaries{initdb: filepath.Join(binDir, "initdb"), pgCtl: filepath.Join(binDir, "pg_ctl")}
+		b := binariesIn(binDir)
 		if !b.present() {
 			return binaries{}, fmt.Errorf("find postgres binaries in Config.BinDir %s: %w", binDir, ErrNoBinaries)
 		}
@@ -39,10 +47,11 @@ func findBinaries(binDir, want string) (binaries, error) {
 	if b, ok := debianBinaries(want); ok {
 		return b, nil
 	}
-	initdb, ierr := exec.LookPath("initdb")
-	pgCtl, perr := exec.LookPath("pg_ctl")
-	if ierr == nil && perr == nil {
-		return binaries{initdb: initdb, pgCtl: pgCtl}, nil
+	// pg_ctl starts the postgres beside it, so the three live together.
+	if pgCtl, err := exec.LookPath("pg_ctl"); err == nil {
+		if b := binariesIn(filepath.Dir(pgCtl)); b.present() {
+			return b, nil
+		}
 	}
 	return binaries{}, fmt.Errorf("find postgres binaries in %s/*/bin and PATH: %w", debianRoot, ErrNoBinaries)
 }
@@ -61,8 +70,7 @@ func debianBinaries(want string) (binaries, bool) {
 		if !ok {
 			continue
 		}
-		bin := filepath.Join(debianRoot, e.Name(), "bin")
-		b := binaries{initdb: filepath.Join(bin, "initdb"), pgCtl: filepath.Join(bin, "pg_ctl")}
+		b := binariesIn(filepath.Join(debianRoot, e.Name(), "bin"))
 		if !b.present() {
 			continue
 		}
@@ -76,9 +84,9 @@ func debianBinaries(want string) (binaries, bool) {
 	return best, bestVersion != nil
 }
 
-// present reports whether both programs exist and are executable.
+// present reports whether the programs exist and are executable.
 func (b binaries) present() bool {
-	return executable(b.initdb) && executable(b.pgCtl)
+	return executable(b.initdb) && executable(b.pgCtl) && executable(b.postgres)
 }
 
 func executable(path string) bool {

@@ -49,11 +49,14 @@ func (c *Cluster) ensureInitialised(ctx context.Context) error {
 	return nil
 }
 
-// initdb creates the cluster. initdb writes into a sibling directory that is
-// renamed into place once the cluster is complete, so a process killed half
-// way leaves no half-made cluster behind, only a leftover that the next call
-// removes. initdb's instructions go to the captured output, which is shown
-// only on failure, so --no-instructions (PostgreSQL 14+) is not needed.
+// initdb creates and provisions the cluster. initdb writes into a sibling
+// directory that is renamed into place once the cluster is complete and
+// provisioned, so a process killed half way leaves no half-made cluster
+// behind, only a leftover that the next call removes. initdb's instructions
+// go to the captured output, which is shown only on failure, so
+// --no-instructions (PostgreSQL 14+) is not needed. initdb's authentication
+// settings never serve: provision replaces them before the server first
+// starts.
 func (c *Cluster) initdb(ctx context.Context) error {
 	// A directory without PG_VERSION is only removed when empty: whatever is
 	// in it is not localpg's to delete.
@@ -78,7 +81,8 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	c.log.Info("initialising postgres cluster", "port", port, "initdb", c.bins.initdb, "relocated", c.relocated)
 	out, err := c.run.command(ctx, tmp, c.bins.initdb,
 		"--pgdata", tmp,
-		"--auth", "trust",
+		"--auth-local", "peer",
+		"--auth-host", "reject",
 		"--username", superuser,
 		"--encoding", "UTF8",
 		"--locale", initdbLocale(),
@@ -91,6 +95,9 @@ func (c *Cluster) initdb(ctx context.Context) error {
 		return fmt.Errorf("initialise postgres cluster in %s: initdb: %w%s", c.dir, err, tail(out))
 	}
 	if err := c.writeConf(tmp, port); err != nil {
+		return err
+	}
+	if err := c.provision(ctx, tmp, port); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, c.dir); err != nil {

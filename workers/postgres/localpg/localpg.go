@@ -3,10 +3,22 @@
 //
 // `spotflow run` opens the cluster and stops it on exit, commands such as
 // `spotflow desk create` open the same cluster, and `make test` starts one for
-// the test suite. The cluster lives in DataDir/postgres, listens only on
-// 127.0.0.1 on a port picked when the cluster is created, and trusts local
-// connections as the superuser "spotflow". It is meant for development and
-// tests, never for production.
+// the test suite. The cluster lives in DataDir/postgres and listens only on
+// 127.0.0.1, on a port picked when the cluster is created. It is meant for
+// development and tests, never for production.
+//
+// Nothing is trusted. spotflow connects as the role "spotflow", which owns
+// the database "spotflow" and is not a superuser, over TCP with a password
+// generated when the cluster is created (stored as a SCRAM-SHA-256 verifier)
+// and kept in the cluster's spotflow.pgpass, mode 0600, which the URL names
+// (passfile), so that the URL itself holds no secret. The superuser,
+// "postgres", is for provisioning only: localpg provisions a new cluster
+// with the server in single-user mode before it first starts, and
+// otherwise the superuser logs in only over the Unix socket inside the
+// cluster, as the OS user that runs the server (peer authentication). Any
+// other connection is refused. A cluster made by an earlier spotflow, which
+// trusted every local connection and made "spotflow" its superuser, is
+// upgraded in place, keeping its data, the first time Open finds it.
 //
 // PostgreSQL refuses to run as root. When the process is root, initdb and the
 // server run as the "postgres" OS user, and when that user cannot reach
@@ -16,24 +28,30 @@
 //
 // Besides the cluster, DataDir holds postgres.lock, which Open and Stop lock
 // with flock so that processes sharing DataDir take turns. The cluster holds
-// the server's log, server.log, and spotflow.conf, the settings localpg adds
-// to PostgreSQL's defaults, including the port; given a certificate, it also
-// holds server.crt and server.key, for TLS.
+// the server's log, server.log; spotflow.conf, the settings localpg adds to
+// PostgreSQL's defaults, including the port; spotflow.pgpass; and, given a
+// certificate, server.crt and server.key, for TLS.
 package localpg
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 const (
-	// superuser is the role initdb creates; local connections need no password.
-	superuser = "spotflow"
-	// database is the database Open makes sure exists.
+	// superuser is the role initdb creates, for provisioning only.
+	superuser = "postgres"
+	// role is the role spotflow connects as: it owns database and is not a
+	// superuser.
+	role = "spotflow"
+	// database is spotflow's database.
 	database = "spotflow"
 	// clusterName is the cluster's directory inside DataDir.
 	clusterName = "postgres"
@@ -79,10 +97,11 @@ type Cluster struct {
 	log       *slog.Logger
 }
 
-// Open initialises the cluster if it does not exist yet, starts it if it is
-// not running, waits until it accepts connections, makes sure a database named
-// "spotflow" exists, and returns it. Concurrent calls on the same DataDir, from
-// any number of processes, take turns, so only one of them runs initdb.
+// Open initialises and provisions the cluster if it does not exist yet,
+// upgrades one made by an earlier spotflow, starts it if it is not running,
+// waits until it accepts connections, checks that spotflow's role reaches its
+// database, and returns it. Concurrent calls on the same DataDir, from any
+// number of processes, take turns, so only one of them runs initdb.
 func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("open postgres cluster: Config.DataDir is empty")
@@ -133,19 +152,33 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c.port, err = readPort(c.dir); err != nil {
 		return nil, err
 	}
-	if err := c.ensureRunning(ctx); err != nil {
+	legacy, err := isLegacy(c.dir)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.ensureDatabase(ctx); err != nil {
+	if err := c.ensureRunning(ctx, legacy); err != nil {
+		return nil, err
+	}
+	if legacy {
+		if err := c.upgrade(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// URL is the connection string of the "spotflow" database, e.g.
-// postgres://spotflow@127.0.0.1:PORT/spotflow?sslmode=disable.
+// URL is the connection string of the "spotflow" database as the role
+// "spotflow", e.g.
+// postgres://spotflow@127.0.0.1:PORT/spotflow?sslmode=disable&passfile=/DIR/spotflow.pgpass.
+// It holds no password: the password file it names does, readable only by
+// the user that runs spotflow (and the one that runs PostgreSQL). pgx and
+// libpq (psql) read it; other clients take the password from its last field.
 func (c *Cluster) URL() string {
-	return c.urlFor(database)
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable&passfile=%s",
+		role, c.port, database, strings.ReplaceAll(url.QueryEscape(c.passfile()), "%2F", "/"))
 }
 
 // Started reports whether Open started the server (false when it was already
@@ -187,6 +220,44 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop postgres server in %s: %w%s", c.dir, err, tail(out))
 	}
 	return nil
+}
+
+// Stop stops the server of the cluster of cfg.DataDir, if there is one and
+// it runs, without opening the cluster first: it neither creates, starts
+// nor upgrades one, and needs no connection to it. See Cluster.Stop.
+func Stop(ctx context.Context, cfg Config) error {
+	if cfg.DataDir == "" {
+		return errors.New("stop postgres cluster: Config.DataDir is empty")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	dataDir, err := prepareDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	run, err := newRunner()
+	if err != nil {
+		return err
+	}
+	place, err := locate(dataDir, run)
+	if err != nil {
+		return err
+	}
+	version := clusterVersion(place.dir)
+	if version == "" {
+		return nil
+	}
+	bins, err := findBinaries(cfg.BinDir, version)
+	if err != nil {
+		return err
+	}
+	c := &Cluster{dir: place.dir, relocated: place.relocated, dataDir: dataDir, bins: bins, run: run, log: log.With("dir", place.dir)}
+	return c.Stop(ctx)
 }
 
 // prepareDataDir creates dataDir if needed and returns its absolute path with

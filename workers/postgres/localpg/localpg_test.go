@@ -34,8 +34,9 @@ func TestOpen_StartsClusterServingTheSpotflowDatabase(t *testing.T) {
 	if want := filepath.Join(dataDir, "postgres"); c.Dir() != want {
 		t.Errorf("Dir() = %q, want %q", c.Dir(), want)
 	}
-	if !strings.HasPrefix(c.URL(), "postgres://spotflow@127.0.0.1:") || !strings.HasSuffix(c.URL(), "/spotflow?sslmode=disable") {
-		t.Errorf("URL() = %q, want postgres://spotflow@127.0.0.1:PORT/spotflow?sslmode=disable", c.URL())
+	wantSuffix := "/spotflow?sslmode=disable&passfile=" + filepath.Join(c.Dir(), "spotflow.pgpass")
+	if !strings.HasPrefix(c.URL(), "postgres://spotflow@127.0.0.1:") || !strings.HasSuffix(c.URL(), wantSuffix) {
+		t.Errorf("URL() = %q, want postgres://spotflow@127.0.0.1:PORT%s", c.URL(), wantSuffix)
 	}
 	if got := query(t, c.URL(), "SELECT 1::text"); got != "1" {
 		t.Errorf("SELECT 1 = %q, want 1", got)

@@ -65,18 +65,31 @@ func (c *Cluster) state() (serverState, error) {
 
 // ensureRunning starts the server unless it is running already, with TLS
 // files copied in first when Config names them, then waits until it accepts
-// connections.
-func (c *Cluster) ensureRunning(ctx context.Context) error {
+// connections. Before it starts a cluster of localpg's (not legacy) whose
+// password file has gone missing, it gives spotflow's role a new password.
+func (c *Cluster) ensureRunning(ctx context.Context, legacy bool) error {
 	st, err := c.state()
+	if err != nil {
+		return err
+	}
+	_, hasPassword, err := readPassword(c.passfile())
 	if err != nil {
 		return err
 	}
 	if st.running {
 		c.log.Info("reusing running postgres server", "pid", st.pid, "port", c.port)
+		if !legacy && !hasPassword {
+			return fmt.Errorf("open postgres cluster: its password file %s is missing; stop the server (spotflow postgres stop) and start it again to give spotflow's role a new one", c.passfile())
+		}
 		return c.waitReady(ctx)
 	}
 	if st.stale {
 		if err := c.removeStaleLocks(st.pid); err != nil {
+			return err
+		}
+	}
+	if !legacy && !hasPassword {
+		if err := c.resetPassword(ctx); err != nil {
 			return err
 		}
 	}
@@ -140,17 +153,21 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 }
 
-// waitReady polls until the server accepts connections, for at most
-// readyTimeout.
+// waitReady polls until the server answers connections, for at most
+// readyTimeout. Any answer but "starting up" will do: whether spotflow's role
+// gets in is check's to say.
 func (c *Cluster) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		conn, err := pgx.Connect(ctx, c.urlFor("postgres"))
+		conn, err := pgx.Connect(ctx, c.URL())
 		if err == nil {
 			return conn.Close(ctx)
+		}
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code != "57P03" { // cannot_connect_now
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -161,40 +178,19 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	}
 }
 
-// ensureDatabase creates the "spotflow" database unless it exists.
-func (c *Cluster) ensureDatabase(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, c.urlFor("postgres"))
+// check connects to spotflow's database as spotflow's role, with the
+// password URL names.
+func (c *Cluster) check(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, c.URL())
 	if err != nil {
-		return fmt.Errorf("connect to postgres: %w", err)
+		return fmt.Errorf("connect to the local postgres cluster in %s as %s: %w", c.dir, role, err)
 	}
-	defer conn.Close(ctx)
-
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", database).Scan(&exists); err != nil {
-		return fmt.Errorf("look up database %s: %w", database, err)
-	}
-	if exists {
-		return nil
-	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{database}.Sanitize())
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "42P04" {
-		return nil // duplicate_database: created meanwhile by someone else
-	}
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", database, err)
-	}
-	c.log.Info("created postgres database", "database", database)
-	return nil
+	return conn.Close(ctx)
 }
 
 // pgCtl runs pg_ctl with args and returns its output.
 func (c *Cluster) pgCtl(ctx context.Context, args ...string) ([]byte, error) {
 	return c.run.command(ctx, c.dir, c.bins.pgCtl, args...).CombinedOutput()
-}
-
-// urlFor is the connection string of database db.
-func (c *Cluster) urlFor(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", superuser, c.port, db)
 }
 
 // alive reports whether process pid exists and is not a zombie.
