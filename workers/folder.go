@@ -49,24 +49,8 @@ func NewFolder(cfg FolderConfig) (*Folder, error) {
 // Run folds until ctx ends, then returns nil. A failed fold (Postgres
 // down) is logged and tried again next time; what waits stays in the inbox.
 func (f *Folder) Run(ctx context.Context) error {
-	t := time.NewTicker(f.cfg.Every)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, f.cfg.Every, f.cfg.Logger, "folder: add projected events to the dashboard's roll-ups", func(ctx context.Context) error {
 		_, err := f.cfg.Store.FoldRollups(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil && !failing:
-			f.cfg.Logger.Warn("folder: add projected events to the dashboard's roll-ups; retrying every tick", "err", err)
-		case err == nil && failing:
-			f.cfg.Logger.Info("folder: dashboard roll-ups up to date again")
-		}
-		failing = err != nil
-	}
+		return err
+	})
 }

@@ -24,7 +24,7 @@ func (s *Store) AddAgencyCredential(ctx context.Context, agency, publicKey, acto
 		if _, err := tx.Exec(ctx, `INSERT INTO agency_credentials (public_key, agency) VALUES ($1, $2)`, publicKey, agency); err != nil {
 			return err
 		}
-		return audit(ctx, tx, actor, "agency_credential_issued", agency, map[string]any{"public_key": publicKey})
+		return audit(ctx, tx, actor, events.AuditAgencyCredentialIssued, agency, map[string]any{"public_key": publicKey})
 	})
 	if err != nil {
 		return fmt.Errorf("add agency credential: %w", err)
@@ -47,7 +47,7 @@ func (s *Store) RevokeAgencyCredential(ctx context.Context, agency, publicKey, a
 		if n = int(tag.RowsAffected()); n == 0 {
 			return events.ErrNotFound
 		}
-		return audit(ctx, tx, actor, "agency_credential_revoked", agency, map[string]any{"public_key": publicKey, "revoked": n})
+		return audit(ctx, tx, actor, events.AuditAgencyCredentialRevoked, agency, map[string]any{"public_key": publicKey, "revoked": n})
 	})
 	if err != nil && !errors.Is(err, events.ErrNotFound) {
 		err = fmt.Errorf("revoke agency credential: %w", err)
@@ -70,7 +70,7 @@ func (s *Store) AddAgencyToken(ctx context.Context, agency, actor string) (token
 		if _, err := tx.Exec(ctx, `INSERT INTO agency_credentials (public_key, agency, kind) VALUES ($1, $2, 'token')`, key, agency); err != nil {
 			return err
 		}
-		return audit(ctx, tx, actor, "agency_credential_issued", agency, map[string]any{"public_key": key, "kind": events.CredentialToken})
+		return audit(ctx, tx, actor, events.AuditAgencyCredentialIssued, agency, map[string]any{"public_key": key, "kind": events.CredentialToken})
 	})
 	if err != nil {
 		return "", "", fmt.Errorf("add agency token: %w", err)
