@@ -144,3 +144,231 @@ type WorkItemState struct {
 	Round  int
 	Status Status
 }
+
+// AuditAction is what a person did, as the audit log records it. The log
+// takes only the actions listed here.
+type AuditAction string
+
+// The actions the audit log records. Those for which NeedsReason is true
+// are sensitive: whoever does them must say why.
+const (
+	// AuditSubmission: a mediator submitted a request at a desk. Recorded
+	// by the database itself as each request is projected.
+	AuditSubmission AuditAction = "submission"
+	// AuditDeskCreated: an operator registered a desk (with its first
+	// credential).
+	AuditDeskCreated AuditAction = "desk_created"
+	// AuditDeskCredentialIssued: an operator issued a desk another
+	// credential.
+	AuditDeskCredentialIssued AuditAction = "desk_credential_issued"
+	// AuditDeskCredentialRotated: an operator issued a desk a new
+	// credential and set its others to end.
+	AuditDeskCredentialRotated AuditAction = "desk_credential_rotated"
+	// AuditDeskCredentialExpiry: an operator set when desk credentials end.
+	AuditDeskCredentialExpiry AuditAction = "desk_credential_expiry"
+	// AuditDeskCredentialRevoked: an operator revoked desk credentials.
+	AuditDeskCredentialRevoked AuditAction = "desk_credential_revoked"
+	// AuditAgencyCredentialIssued: an operator issued an agency a
+	// credential.
+	AuditAgencyCredentialIssued AuditAction = "agency_credential_issued"
+	// AuditAgencyCredentialRevoked: an operator revoked agency credentials.
+	AuditAgencyCredentialRevoked AuditAction = "agency_credential_revoked"
+	// AuditReplay: an operator put a dead letter back in its queue.
+	AuditReplay AuditAction = "replay"
+	// AuditDeadLetterViewed: an operator read a dead letter.
+	AuditDeadLetterViewed AuditAction = "dead_letter_viewed"
+	// AuditCitizenLookedUp: a person looked up a citizen's requests.
+	AuditCitizenLookedUp AuditAction = "citizen_looked_up"
+	// AuditCitizenErased: a person erased a citizen's personal data.
+	AuditCitizenErased AuditAction = "citizen_erased"
+	// AuditOperatorSignedIn: an operator signed in.
+	AuditOperatorSignedIn AuditAction = "operator_signed_in"
+	// AuditMediatorSignedIn: a mediator signed in at a desk.
+	AuditMediatorSignedIn AuditAction = "mediator_signed_in"
+)
+
+// AuditActions are every action the audit log records.
+var AuditActions = []AuditAction{
+	AuditSubmission, AuditDeskCreated, AuditDeskCredentialIssued, AuditDeskCredentialRotated,
+	AuditDeskCredentialExpiry, AuditDeskCredentialRevoked, AuditAgencyCredentialIssued,
+	AuditAgencyCredentialRevoked, AuditReplay, AuditDeadLetterViewed, AuditCitizenLookedUp,
+	AuditCitizenErased, AuditOperatorSignedIn, AuditMediatorSignedIn,
+}
+
+// Known reports whether a is one of AuditActions.
+func (a AuditAction) Known() bool {
+	for _, k := range AuditActions {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedsReason reports whether a is sensitive: recorded only with a reason.
+func (a AuditAction) NeedsReason() bool {
+	switch a {
+	case AuditDeskCredentialRevoked, AuditDeadLetterViewed, AuditCitizenLookedUp, AuditCitizenErased:
+		return true
+	}
+	return false
+}
+
+// By is who does an action, as the audit log names them ("operator:ana",
+// "mediator:rui.lopes", "system:spotflow"), and, for a sensitive action,
+// why.
+type By struct {
+	Actor  string
+	Reason string
+}
+
+// AuditEntry is one entry of the audit log. Kind says which table holds it
+// ("log" for actions recorded by spotflow's commands and APIs,
+// "submission" for submissions, which the database records); ID is its
+// number there. Seq is its place in the hash chain, 0 while the chainer has
+// not linked it yet.
+type AuditEntry struct {
+	Kind   string         `json:"kind"`
+	ID     int64          `json:"id"`
+	Seq    int64          `json:"seq,omitempty"`
+	At     time.Time      `json:"at"`
+	Actor  string         `json:"actor"`
+	Action AuditAction    `json:"action"`
+	Target string         `json:"target"`
+	Reason string         `json:"reason,omitempty"`
+	Detail map[string]any `json:"detail,omitempty"`
+}
+
+// AuditQuery selects audit entries, newest first. Zero fields do not
+// filter.
+type AuditQuery struct {
+	Actor  string
+	Action AuditAction
+	Target string
+	// Since bounds the entries' time from below, included.
+	Since time.Time
+	// Limit caps the entries; 0 means 100.
+	Limit int
+}
+
+// AuditChainState is what a verification of the audit log's hash chain
+// found intact: how many entries are linked, how many wait for the chainer,
+// and the last link (its place and hash), which an operator may note down
+// to check later that the chain still passes through it.
+type AuditChainState struct {
+	Linked   int64  `json:"linked"`
+	Pending  int64  `json:"pending"`
+	HeadSeq  int64  `json:"head_seq"`
+	HeadHash string `json:"head_hash"`
+}
+
+// DeskCredential is what spotflow keeps of a desk's credential: its key
+// (how listings and commands name it) and its life. The token itself was
+// shown once and is kept only as a hash.
+type DeskCredential struct {
+	Key        string     `json:"key"`
+	DeskID     string     `json:"desk_id"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+// InForce reports whether the credential may be used at now.
+func (c DeskCredential) InForce(now time.Time) bool {
+	return c.RevokedAt == nil && (c.ExpiresAt == nil || now.Before(*c.ExpiresAt))
+}
+
+// IssuedDeskCredential is a desk credential as issued: Token is the secret,
+// shown this once and kept nowhere.
+type IssuedDeskCredential struct {
+	DeskCredential
+	Token string `json:"token"`
+}
+
+// DeskListing is a desk with its credentials, oldest first.
+type DeskListing struct {
+	ID           string           `json:"desk_id"`
+	Municipality string           `json:"municipality"`
+	Name         string           `json:"name"`
+	CreatedAt    time.Time        `json:"created_at"`
+	Credentials  []DeskCredential `json:"credentials"`
+}
+
+// DeskAuthentication is what a desk's token stands for when it is in
+// force: the desk, the credential's key, when the credential ends (zero:
+// never) and was last recorded in use (zero: never). Generation is the
+// count of changes to desk credentials' revocations and expiries when this
+// was read: a cache of authentications is good until it changes.
+type DeskAuthentication struct {
+	Desk       Desk
+	Key        string
+	ExpiresAt  time.Time
+	LastUsedAt time.Time
+	Generation int64
+}
+
+// Erasure is what erasing a citizen's personal data did (Store.EraseCitizen):
+// the citizen's requests keep their place in statistics (desk,
+// municipality, service, statuses, times) but no longer hold the keyed hash
+// of the national ID, the visit, agencies' notes or any sealed copy of the
+// request. It names requests, never the citizen.
+type Erasure struct {
+	// ID names the erasure: the target of its entry in the audit log, and a
+	// reference the citizen may be given.
+	ID string `json:"id"`
+	// At is when the erasure was committed.
+	At time.Time `json:"at"`
+	// Requests are the IDs of the requests erased now, in ID order: none
+	// when the citizen had none left to erase (erased before, or never
+	// served).
+	Requests []string `json:"requests"`
+	// UnderWay are those of Requests that had not ended (completed,
+	// rejected or failed) when erased: spotflow still carries them to their
+	// agencies from JetStream, but can no longer re-drive them if they
+	// stall, nor replay their dead letters.
+	UnderWay []string `json:"under_way"`
+	// Agencies are the agencies those requests were routed to. They
+	// received the citizen's data with their work items and keep it under
+	// their own rules: tell them of the erasure.
+	Agencies []string `json:"agencies"`
+	// SealedRequests counts the sealed copies of requests deleted (kept
+	// for the reconciler); DeadLetters the dead letters whose sealed
+	// messages were deleted (they can no longer be replayed).
+	SealedRequests int `json:"sealed_requests"`
+	DeadLetters    int `json:"dead_letters"`
+}
+
+// Pruned counts what a pass of the pruner deleted: sealed copies nothing
+// can use any more, and rows past their retention.
+type Pruned struct {
+	// SealedRequests: requests' sealed copies cleared (intake_keys).
+	SealedRequests int64 `json:"sealed_requests"`
+	// DeadLetterMessages: dead letters' sealed messages cleared.
+	DeadLetterMessages int64 `json:"dead_letter_messages"`
+	// Rows removed past the request retention.
+	Requests    int64 `json:"requests"`
+	WorkItems   int64 `json:"work_items"`
+	Timeline    int64 `json:"timeline"`
+	IntakeKeys  int64 `json:"intake_keys"`
+	DeadLetters int64 `json:"dead_letters"`
+}
+
+// Add returns the sum of p and o.
+func (p Pruned) Add(o Pruned) Pruned {
+	return Pruned{
+		SealedRequests: p.SealedRequests + o.SealedRequests, DeadLetterMessages: p.DeadLetterMessages + o.DeadLetterMessages,
+		Requests: p.Requests + o.Requests, WorkItems: p.WorkItems + o.WorkItems, Timeline: p.Timeline + o.Timeline,
+		IntakeKeys: p.IntakeKeys + o.IntakeKeys, DeadLetters: p.DeadLetters + o.DeadLetters,
+	}
+}
+
+// ErrPersonalDataDeleted: what was asked for needs a sealed copy that was
+// deleted, because its citizen was erased or because it outlived its use
+// (a dead letter of a request that ended): a dead letter without its
+// message cannot be replayed.
+var ErrPersonalDataDeleted error = deletedError("its sealed copy was deleted (the citizen was erased, or the request ended)")
+
+type deletedError string
+
+func (e deletedError) Error() string { return string(e) }

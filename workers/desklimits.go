@@ -12,6 +12,15 @@ import (
 	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
+// DeskAdmission decides whether a desk may submit now (*DeskLimits).
+type DeskAdmission interface {
+	// Admit takes one of desk's submissions at now, or refuses it with an
+	// *events.Throttled.
+	Admit(desk string, now time.Time) error
+	// Accepted counts a request of desk accepted.
+	Accepted(desk string)
+}
+
 // OpenRequestCounter counts the requests of each desk under way.
 type OpenRequestCounter interface {
 	OpenRequestsByDesk(ctx context.Context, window time.Duration, now time.Time) (map[string]int, error)

@@ -16,9 +16,24 @@ import (
 	"github.com/spotflow/spotflow/events/natsbus"
 )
 
+// DeskCredentialStore is what intake needs of the database to authenticate
+// desks.
+type DeskCredentialStore interface {
+	// AuthenticateDesk finds the credential in force that token is, with
+	// the generation of revocations it was read at, or
+	// events.ErrUnauthenticated.
+	AuthenticateDesk(ctx context.Context, token string) (events.DeskAuthentication, error)
+	// DeskCredentialGeneration counts the changes to credentials'
+	// revocations and expiries so far.
+	DeskCredentialGeneration(ctx context.Context) (int64, error)
+	// NoteDeskCredentialsUsed records when credentials, by key, were last
+	// used.
+	NoteDeskCredentialsUsed(ctx context.Context, used map[string]time.Time) error
+}
+
 // IntakeStore is what intake needs of the database.
 type IntakeStore interface {
-	DeskByToken(ctx context.Context, token string) (events.Desk, error)
+	DeskCredentialStore
 	ClaimKey(ctx context.Context, c events.KeyClaim) (id string, published bool, err error)
 	MarkPublished(ctx context.Context, requestID string, message []byte) error
 }
@@ -40,9 +55,19 @@ type IntakeConfig struct {
 	// PublishTimeout bounds the wait for JetStream to store a request; past
 	// it the desk gets 503 and retries with the same key. Default 5 seconds.
 	PublishTimeout time.Duration
-	// DeskCacheTTL is how long a desk's credential is trusted without asking
-	// the database again. Default 30 seconds.
+	// DeskCacheTTL is how long a desk's credential is trusted without
+	// reading it again, unless a revocation comes first (see
+	// DeskRevocationCheck). Default 30 seconds.
 	DeskCacheTTL time.Duration
+	// DeskRevocationCheck is how often intake asks the database whether
+	// any desk credential was revoked or shortened since it last asked
+	// (one row read, whatever the number of desks); when one was, it
+	// forgets every credential it trusted. A revocation takes effect on
+	// every intake process within about twice this. Default 1 second.
+	DeskRevocationCheck time.Duration
+	// Limits keeps each desk within its share. Optional: without it no
+	// desk is limited.
+	Limits DeskAdmission
 	// Metrics counts accepted submissions. Optional.
 	Metrics *Metrics
 	// Logger; default slog.Default().
@@ -57,15 +82,8 @@ type IntakeConfig struct {
 // processes need; the APIs over HTTP are packages of their own that call
 // it.
 type Intake struct {
-	cfg IntakeConfig
-
-	mu    sync.Mutex
-	desks map[string]cachedDesk
-}
-
-type cachedDesk struct {
-	desk    events.Desk
-	expires time.Time
+	cfg   IntakeConfig
+	desks *deskCache
 }
 
 // NewIntake validates cfg and returns the intake.
@@ -74,33 +92,20 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 		return nil, errors.New("new intake: Store, Publisher and Catalog are required")
 	}
 	cfg.DeskCacheTTL = cmp.Or(cfg.DeskCacheTTL, 30*time.Second)
+	cfg.DeskRevocationCheck = cmp.Or(cfg.DeskRevocationCheck, time.Second)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, 5*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	return &Intake{cfg: cfg, desks: make(map[string]cachedDesk)}, nil
+	return &Intake{cfg: cfg, desks: newDeskCache(cfg.Store, cfg.DeskCacheTTL, cfg.DeskRevocationCheck, cfg.Logger)}, nil
 }
 
 // Authenticate returns the desk whose credential token is, or an error
-// wrapping events.ErrUnauthenticated when there is none. A desk is trusted
-// for DeskCacheTTL without asking the database again.
+// wrapping events.ErrUnauthenticated when there is none in force. A
+// credential is trusted for DeskCacheTTL without reading it again, as long
+// as no desk credential is revoked or shortened meanwhile (checked every
+// DeskRevocationCheck); its use is recorded about once a minute, off the
+// request's path.
 func (in *Intake) Authenticate(ctx context.Context, token string) (events.Desk, error) {
-	now := time.Now()
-	in.mu.Lock()
-	c, ok := in.desks[token]
-	in.mu.Unlock()
-	if ok && now.Before(c.expires) {
-		return c.desk, nil
-	}
-	desk, err := in.cfg.Store.DeskByToken(ctx, token)
-	if err != nil {
-		return desk, err
-	}
-	in.mu.Lock()
-	if len(in.desks) > 100000 {
-		clear(in.desks)
-	}
-	in.desks[token] = cachedDesk{desk: desk, expires: now.Add(in.cfg.DeskCacheTTL)}
-	in.mu.Unlock()
-	return desk, nil
+	return in.desks.authenticate(ctx, token)
 }
 
 // Accept is the one path every submission takes, whatever API it came by:
@@ -119,6 +124,11 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 	svc, err := in.cfg.Catalog.Current().Validate(sub)
 	if err != nil {
 		return "", nil, err
+	}
+	if in.cfg.Limits != nil {
+		if err := in.cfg.Limits.Admit(desk.ID, time.Now()); err != nil {
+			return "", nil, err
+		}
 	}
 	canonical, err := json.Marshal(sub)
 	if err != nil {
@@ -174,6 +184,9 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 		in.cfg.Logger.Error("intake: mark request published", "request", id, "err", err)
 		return "", nil, events.Unavailable(fmt.Errorf("accept: mark request %s published: %w", id, err))
 	}
+	if in.cfg.Limits != nil {
+		in.cfg.Limits.Accepted(desk.ID)
+	}
 	in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
 	return id, svc, nil
 }
@@ -189,4 +202,179 @@ func (in *Intake) PublishStatus(ctx context.Context, ev events.StatusEvent) erro
 		return fmt.Errorf("publish %s's status event %s: %w", ev.Agency, ev.ID, err)
 	}
 	return nil
+}
+
+// deskCache keeps the desk credentials intake has checked, so that a
+// submission does not read the database to authenticate its desk. It stays
+// right without a query per request:
+//   - A credential's expiry is kept with it and checked at every use.
+//   - Every check interval, one request past it starts a read of the count
+//     of revocations and expiry changes (DeskCredentialGeneration) in the
+//     background, and goes on; when the count moved, every credential is
+//     forgotten and read again at its next use. After a quiet spell longer
+//     than two intervals, the first request waits for that read instead.
+//   - Uses are noted in memory, at most once a minute per credential, and
+//     written by the same background read.
+//
+// It is safe for concurrent use. Its background work runs only while
+// there is something to do, one at a time (like the store's group commits).
+type deskCache struct {
+	store DeskCredentialStore
+	ttl   time.Duration // a credential is read again after it
+	every time.Duration // how often the generation is read
+	log   *slog.Logger
+
+	check sync.Mutex // one generation read at a time
+
+	mu        sync.Mutex
+	entries   map[[sha256.Size]byte]*cachedDesk
+	gen       int64     // the generation the entries are good for
+	checked   time.Time // when the last successful read of it started
+	tried     time.Time // when the last read of it started
+	used      map[string]time.Time
+	scheduled bool // a background read is scheduled or running
+	failing   bool // the last read failed
+}
+
+type cachedDesk struct {
+	auth  events.DeskAuthentication
+	until time.Time // read again from here on
+	noted time.Time // use last noted (or recorded in the database)
+}
+
+// deskUseEvery is how often a credential's use is recorded.
+const deskUseEvery = time.Minute
+
+func newDeskCache(store DeskCredentialStore, ttl, every time.Duration, log *slog.Logger) *deskCache {
+	return &deskCache{store: store, ttl: ttl, every: every, log: log, entries: make(map[[sha256.Size]byte]*cachedDesk)}
+}
+
+func (c *deskCache) authenticate(ctx context.Context, token string) (events.Desk, error) {
+	now := time.Now()
+	key := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	// At most one read an interval, even while reads fail.
+	if stale, due := now.Sub(c.checked), now.Sub(c.tried) > c.every; due && stale > 2*c.every {
+		// Quiet for a while: nobody checked for revocations lately.
+		c.mu.Unlock()
+		c.refresh(ctx, now)
+		c.mu.Lock()
+	} else if due && stale > c.every {
+		c.schedule(0)
+	}
+	if e, ok := c.entries[key]; ok && now.Before(e.until) && (e.auth.ExpiresAt.IsZero() || now.Before(e.auth.ExpiresAt)) {
+		c.noteUse(e, now)
+		c.mu.Unlock()
+		return e.auth.Desk, nil
+	}
+	c.mu.Unlock()
+
+	auth, err := c.store.AuthenticateDesk(ctx, token)
+	if err != nil {
+		return events.Desk{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if auth.Generation > c.gen {
+		// A credential changed since the last check: trust none read before.
+		clear(c.entries)
+		c.gen = auth.Generation
+	}
+	if auth.Generation == c.gen {
+		if len(c.entries) >= 100000 {
+			clear(c.entries)
+		}
+		e := &cachedDesk{auth: auth, until: now.Add(c.ttl), noted: auth.LastUsedAt}
+		c.entries[key] = e
+		c.noteUse(e, now)
+	}
+	return auth.Desk, nil
+}
+
+// noteUse notes that e was used at now, if its use was not noted in the
+// last minute, to be recorded in the background. c.mu is held.
+func (c *deskCache) noteUse(e *cachedDesk, now time.Time) {
+	if now.Sub(e.noted) < deskUseEvery {
+		return
+	}
+	e.noted = now
+	if c.used == nil {
+		c.used = make(map[string]time.Time)
+	}
+	c.used[e.auth.Key] = now
+	c.schedule(c.every)
+}
+
+// schedule starts a background refresh after delay unless one is
+// scheduled or running. c.mu is held.
+func (c *deskCache) schedule(delay time.Duration) {
+	if c.scheduled {
+		return
+	}
+	c.scheduled = true
+	time.AfterFunc(delay, c.background)
+}
+
+// background records the uses noted, then reads the generation.
+func (c *deskCache) background() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.mu.Lock()
+	used := c.used
+	c.used = nil
+	c.mu.Unlock()
+	if err := c.store.NoteDeskCredentialsUsed(ctx, used); err != nil {
+		c.log.Warn("intake: record desk credentials' last use; retrying", "err", err)
+		c.mu.Lock()
+		for k, at := range used {
+			if _, newer := c.used[k]; !newer {
+				if c.used == nil {
+					c.used = make(map[string]time.Time)
+				}
+				c.used[k] = at
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.refresh(ctx, time.Now())
+	c.mu.Lock()
+	c.scheduled = false
+	if len(c.used) > 0 {
+		c.schedule(c.every)
+	}
+	c.mu.Unlock()
+}
+
+// refresh reads the generation, unless another read started since asked,
+// and forgets every credential when it moved.
+func (c *deskCache) refresh(ctx context.Context, asked time.Time) {
+	c.check.Lock()
+	defer c.check.Unlock()
+	c.mu.Lock()
+	if !c.tried.Before(asked) {
+		c.mu.Unlock()
+		return
+	}
+	start := time.Now()
+	c.tried = start
+	c.mu.Unlock()
+	gen, err := c.store.DeskCredentialGeneration(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if !c.failing {
+			c.log.Warn("intake: check desk credentials for revocations; trusting those checked before, retrying every interval", "err", err)
+		}
+		c.failing = true
+		return
+	}
+	if c.failing {
+		c.log.Info("intake: checking desk credentials for revocations again")
+		c.failing = false
+	}
+	if gen != c.gen {
+		clear(c.entries)
+		c.gen = gen
+	}
+	c.checked = start
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/spotflow/spotflow/events"
 )
 
 // RollupPruning deletes roll-up rows that no dashboard range reads any more.
@@ -13,19 +15,51 @@ type RollupPruning interface {
 	PruneDashboard(ctx context.Context, now time.Time) (int64, error)
 }
 
+// PersonalDataPruning deletes personal data once nothing needs it: sealed
+// copies no worker can use any more (as of now, with the reconciler
+// re-driving requests stalled for reconcileAfter), and requests that ended
+// before a time, with everything that belongs to them.
+type PersonalDataPruning interface {
+	ClearSealedCopies(ctx context.Context, now time.Time, reconcileAfter time.Duration) (events.Pruned, error)
+	PruneRequests(ctx context.Context, before time.Time) (events.Pruned, error)
+}
+
+// PrunerStore is what the pruner needs of the database.
+type PrunerStore interface {
+	RollupPruning
+	PersonalDataPruning
+}
+
 // PrunerConfig configures a Pruner.
 type PrunerConfig struct {
-	// Store whose roll-ups are pruned. Required.
-	Store RollupPruning
+	// Store whose roll-ups, sealed copies and requests are pruned. Required.
+	Store PrunerStore
 	// Every is how often to prune. Default 10 minutes.
 	Every time.Duration
+	// RequestRetention is how long a request is kept once it ended
+	// (completed, rejected or failed, counted from its last change), with
+	// its work items, timeline, idempotency key and dead letters; 0 keeps
+	// them for ever. Requests under way are kept however old. Keep it
+	// longer than the events stream's max age, or a projector reading the
+	// stream again would record a removed request anew.
+	RequestRetention time.Duration
+	// ReconcileAfter is the reconciler's After (ReconcilerConfig.After): a
+	// request's sealed copy is kept at most a day past it. Default 5
+	// minutes, the reconciler's default.
+	ReconcileAfter time.Duration
+	// Now tells the time; default time.Now.
+	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
 
-// Pruner keeps the dashboard's minute and hour roll-ups from growing
-// without bound: at start and then every Every, it deletes the rows past
-// their retention. Several processes may run it; deleting twice is harmless.
+// Pruner deletes what is kept past its use: at start and then every Every,
+// the dashboard's minute and hour roll-ups past their retention, the sealed
+// copies of requests and dead letters that nothing can use any more, and,
+// with a RequestRetention, the requests that ended longer ago than that. It
+// works in batches of a few thousand rows and adds nothing to the
+// projector's work. Several processes may run it; pruning twice is
+// harmless.
 type Pruner struct {
 	cfg PrunerConfig
 }
@@ -35,7 +69,14 @@ func NewPruner(cfg PrunerConfig) (*Pruner, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("new pruner: Store is required")
 	}
+	if cfg.RequestRetention < 0 {
+		return nil, errors.New("new pruner: RequestRetention must not be negative (0 keeps requests for ever)")
+	}
 	cfg.Every = cmp.Or(cfg.Every, 10*time.Minute)
+	cfg.ReconcileAfter = cmp.Or(cfg.ReconcileAfter, 5*time.Minute)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Pruner{cfg: cfg}, nil
 }
@@ -46,14 +87,8 @@ func (p *Pruner) Run(ctx context.Context) error {
 	t := time.NewTicker(p.cfg.Every)
 	defer t.Stop()
 	for {
-		n, err := p.cfg.Store.PruneDashboard(ctx, time.Now())
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			p.cfg.Logger.Warn("pruner: prune dashboard roll-ups", "err", err)
-		case n > 0:
-			p.cfg.Logger.Info("pruner: pruned dashboard roll-ups", "rows", n)
+		if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+			p.cfg.Logger.Warn("pruner: pruning failed; trying again later", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -61,4 +96,40 @@ func (p *Pruner) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Prune prunes once: roll-ups, sealed copies, then requests past their
+// retention. Each goes on when one before it failed; the errors are
+// returned joined.
+func (p *Pruner) Prune(ctx context.Context) error {
+	now := p.cfg.Now()
+	log := p.cfg.Logger
+	var errs []error
+	n, err := p.cfg.Store.PruneDashboard(ctx, now)
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case n > 0:
+		log.Info("pruner: pruned dashboard roll-ups", "rows", n)
+	}
+	cleared, err := p.cfg.Store.ClearSealedCopies(ctx, now, p.cfg.ReconcileAfter)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if cleared.SealedRequests > 0 || cleared.DeadLetterMessages > 0 {
+		log.Info("pruner: deleted sealed copies no longer needed",
+			"requests", cleared.SealedRequests, "dead_letters", cleared.DeadLetterMessages)
+	}
+	if p.cfg.RequestRetention > 0 {
+		pruned, err := p.cfg.Store.PruneRequests(ctx, now.Add(-p.cfg.RequestRetention))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if pruned.Requests > 0 || pruned.IntakeKeys > 0 || pruned.DeadLetters > 0 {
+			log.Info("pruner: removed requests past their retention", "requests", pruned.Requests,
+				"work_items", pruned.WorkItems, "timeline", pruned.Timeline, "intake_keys", pruned.IntakeKeys,
+				"dead_letters", pruned.DeadLetters)
+		}
+	}
+	return errors.Join(errs...)
 }

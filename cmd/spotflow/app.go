@@ -32,13 +32,16 @@ import (
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
+	"github.com/spotflow/spotflow/workers/access"
 	"github.com/spotflow/spotflow/workers/agencyapi"
 	"github.com/spotflow/spotflow/workers/dashboard"
 	"github.com/spotflow/spotflow/workers/deskapi"
 	"github.com/spotflow/spotflow/workers/open311"
+	"github.com/spotflow/spotflow/workers/opendata"
 	"github.com/spotflow/spotflow/workers/opsapi"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 	"github.com/spotflow/spotflow/workers/simagency"
 )
 
@@ -139,11 +142,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// The dashboard, /metrics and profiles need the operator's credential
+	// unless HTTP is bound to loopback.
+	gate := access.NewPolicy(cfg.HTTPAddr, cfg.OperatorToken)
+	if cfg.HTTPAddr != "" && !gate.Loopback && gate.Operators == nil {
+		log.Warn("the dashboard and /metrics answer 403: HTTP is not bound to loopback and no operator token is set")
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	p := &process{
 		Main: m, ctx: gctx, g: g, log: log, catalogs: catalogs, catalog: catalog,
-		store: store, bus: bus, metrics: metrics,
-		deadLetters: metrics.DeadLetters(store), mux: m.baseMux(bus, log),
+		store: store, bus: bus, metrics: metrics, access: gate,
+		deadLetters: metrics.DeadLetters(store), mux: m.baseMux(bus, log, gate),
 	}
 	g.Go(func() error { return catalogs.Run(gctx) })
 	if bus.users != nil {
@@ -202,6 +211,7 @@ type process struct {
 	metrics     *workers.Metrics
 	deadLetters workers.DeadLetters
 	mux         *http.ServeMux
+	access      access.Policy
 	onShutdown  []func()
 }
 
@@ -211,16 +221,26 @@ func (p *process) run(w interface{ Run(context.Context) error }) {
 }
 
 // startIntake serves the desk API, Open311, agencies' status reports, the
-// dashboard and, when an operator token is set, the operator API.
+// dashboard, the open data and, when an operator token is set, the operator
+// API.
 func (p *process) startIntake() error {
 	log := p.log.With("role", roleIntake)
-	intake, err := workers.NewIntake(workers.IntakeConfig{
-		Store: p.store, Publisher: p.bus.pub(roleIntake), Catalog: p.catalogs, Metrics: p.metrics, Logger: log,
+	limits, err := workers.NewDeskLimits(workers.DeskLimitsConfig{
+		Rate: p.Config.DeskRate, Burst: p.Config.DeskBurst, MaxOpen: p.Config.DeskMaxOpen, Store: p.store, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	desks, err := deskapi.New(deskapi.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Refused: p.metrics.Refused, Logger: log})
+	p.run(limits)
+	intake, err := workers.NewIntake(workers.IntakeConfig{
+		Store: p.store, Publisher: p.bus.pub(roleIntake), Catalog: p.catalogs, Limits: limits, Metrics: p.metrics, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	failedAuth := ratelimit.New(float64(p.Config.AuthFailures)/60, p.Config.AuthFailures)
+	desks, err := deskapi.New(deskapi.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Refused: p.metrics.Refused,
+		FailedAuth: failedAuth, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -236,7 +256,7 @@ func (p *process) startIntake() error {
 	}
 	p.mux.Handle("/v1/agency/", reports)
 	board, err := dashboard.New(dashboard.Config{
-		Store: p.store, Catalog: p.catalog, Logger: p.log.With("role", "dashboard"),
+		Store: p.store, Catalog: p.catalog, Operators: p.access.Operators, Logger: p.log.With("role", "dashboard"),
 		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) {
 			return natsbus.Backlog(ctx, p.bus.js(roleIntake))
 		},
@@ -245,8 +265,19 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.onShutdown = append(p.onShutdown, board.Close)
-	p.mux.Handle("/dashboard", board)
-	p.mux.Handle("/dashboard/", board)
+	guarded := p.access.Require(board)
+	p.mux.Handle("/dashboard", guarded)
+	p.mux.Handle("/dashboard/", guarded)
+	openData, err := opendata.New(opendata.Config{
+		Store: p.store, Catalog: p.catalogs, License: p.Config.OpenDataLicense,
+		PublisherName: p.Config.OpenDataPublisher, PublisherURL: p.Config.OpenDataPublisherURL, BaseURL: p.Config.PublicURL,
+		Logger: p.log.With("role", "open-data"),
+	})
+	if err != nil {
+		return err
+	}
+	p.mux.Handle("/open-data", openData)
+	p.mux.Handle("/open-data/", openData)
 	if p.Config.OperatorToken == "" {
 		return nil
 	}
@@ -309,8 +340,9 @@ func (p *process) startDispatcher() error {
 	return nil
 }
 
-// startProjector runs the projector, the pruner of old roll-ups and the
-// folder of the dashboard's roll-ups.
+// startProjector runs the projector, the pruner (of old roll-ups, of sealed
+// copies nothing needs and of requests past their retention), the folder of
+// the dashboard's roll-ups and the chainer of the audit log.
 func (p *process) startProjector() error {
 	projector, err := workers.NewProjector(workers.ProjectorConfig{
 		JetStream: p.bus.js(roleProjector), Store: p.store, UnknownRequestFor: p.Config.UnknownEventFor,
@@ -319,7 +351,13 @@ func (p *process) startProjector() error {
 	if err != nil {
 		return err
 	}
-	pruner, err := workers.NewPruner(workers.PrunerConfig{Store: p.store, Logger: p.log.With("role", "pruner")})
+	if err := p.Config.checkRetention(); err != nil {
+		return err
+	}
+	pruner, err := workers.NewPruner(workers.PrunerConfig{
+		Store: p.store, RequestRetention: p.Config.RequestRetention, ReconcileAfter: p.Config.ReconcileAfter,
+		Logger: p.log.With("role", "pruner"),
+	})
 	if err != nil {
 		return err
 	}
@@ -327,9 +365,14 @@ func (p *process) startProjector() error {
 	if err != nil {
 		return err
 	}
+	chainer, err := workers.NewAuditChainer(workers.AuditChainerConfig{Store: p.store, Logger: p.log.With("role", "audit-chainer")})
+	if err != nil {
+		return err
+	}
 	p.run(projector)
 	p.run(pruner)
 	p.run(folder)
+	p.run(chainer)
 	return nil
 }
 
@@ -337,10 +380,10 @@ func (p *process) startProjector() error {
 // the process stops.
 func (p *process) serveHTTP() error {
 	if p.Config.Pprof {
-		p.mux.HandleFunc("/debug/pprof/", pprof.Index)
-		p.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		p.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		p.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		p.mux.Handle("/debug/pprof/", p.access.Require(http.HandlerFunc(pprof.Index)))
+		p.mux.Handle("/debug/pprof/profile", p.access.Require(http.HandlerFunc(pprof.Profile)))
+		p.mux.Handle("/debug/pprof/symbol", p.access.Require(http.HandlerFunc(pprof.Symbol)))
+		p.mux.Handle("/debug/pprof/trace", p.access.Require(http.HandlerFunc(pprof.Trace)))
 	}
 	if p.Config.HTTPAddr == "" {
 		return nil
@@ -350,7 +393,9 @@ func (p *process) serveHTTP() error {
 		return fmt.Errorf("listen for http: %w", err)
 	}
 	p.httpAddr = ln.Addr().String()
-	srv := &http.Server{Handler: p.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	limits := p.Config.httpLimits()
+	ln = limits.listen(ln)
+	srv := limits.server(p.mux, slog.NewLogLogger(p.log.Handler(), slog.LevelWarn))
 	for _, f := range p.onShutdown {
 		srv.RegisterOnShutdown(f)
 	}
@@ -521,6 +566,7 @@ func (m *Main) openBus(ctx context.Context, catalog *events.Catalog, store *post
 func (m *Main) topology(catalog *events.Catalog) natsbus.Topology {
 	return natsbus.Topology{
 		Agencies: catalog.AgencyCodes(), Replicas: m.Config.Replicas, AckWait: m.Config.AckWait, MaxDeliveries: m.Config.MaxDeliveries,
+		MaxAge: m.Config.StreamMaxAge,
 	}
 }
 
@@ -541,9 +587,9 @@ func (m *Main) newMetrics(log *slog.Logger) (*workers.Metrics, error) {
 }
 
 // baseMux serves what every process serves: /metrics, /healthz and /readyz.
-func (m *Main) baseMux(b *bus, log *slog.Logger) *http.ServeMux {
+func (m *Main) baseMux(b *bus, log *slog.Logger, gate access.Policy) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.Handle("GET /metrics", gate.Require(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		pingCtx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -568,7 +614,7 @@ func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 		if m.Config.TLSCert != "" {
 			scheme = "https"
 		}
-		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, agency reports /v1/agency, Open311 /open311/v2, /dashboard, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
+		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, agency reports /v1/agency, Open311 /open311/v2, /dashboard, /open-data, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))

@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
 	"time"
 
+	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
 )
@@ -114,38 +118,191 @@ func migrateCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	})
 }
 
+// deskCommand registers desks and manages their credentials: create,
+// issue, rotate, expire, revoke and list. Every change is in the audit log
+// under --operator.
 func deskCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
+	const line = "desk create --municipality CODE --name NAME [--expires WHEN] | desk list [--municipality CODE] [--json] |\n" +
+		"       desk issue --desk ID [--expires WHEN] | desk rotate --desk ID [--grace 24h] [--expires WHEN] |\n" +
+		"       desk expire --desk ID [--key KEY] --expires WHEN | desk revoke --desk ID [--key KEY] --reason WHY"
+	about := "Registers desks and manages their credentials. A desk may hold several credentials at once;\n" +
+		"each is a token printed once, when it is made, and kept only as a hash. create registers a desk\n" +
+		"with its first credential. issue gives a desk another. rotate issues a new one and sets the\n" +
+		"desk's others to end after --grace (0: at once), so that the desk can switch. expire sets when\n" +
+		"credentials end. revoke ends one credential (--key, as list shows it) or all of a desk's now,\n" +
+		"and needs --reason. A revocation or a shorter expiry takes effect on every intake process within\n" +
+		"about two seconds. list shows every desk with its credentials: created, expires, revoked, last\n" +
+		"used (recorded about once a minute). WHEN is a number of days (90d), a Go duration (36h), a date\n" +
+		"(2027-01-31: the credential ends as that day starts, UTC) or an RFC 3339 time. Every change is\n" +
+		"in the audit log under --operator, with --reason when given."
+	verbs := []string{"create", "list", "issue", "rotate", "expire", "revoke"}
+	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
+		newFlagSet("desk", line, about, stderr).Usage()
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, "Usage: spotflow desk create --municipality CODE --name NAME")
 			return nil
 		}
-		fmt.Fprintln(stderr, "Usage: spotflow desk create --municipality CODE --name NAME")
-		return fmt.Errorf("%w: desk needs a subcommand", errUsage)
+		return fmt.Errorf("%w: desk needs create, list, issue, rotate, expire or revoke", errUsage)
 	}
+	verb := args[0]
 	var cfg Config
-	var municipality, name string
-	fs := newFlagSet("desk create", "desk create --municipality CODE --name NAME [flags]",
-		"Registers a desk and prints its id and token as JSON. The token is shown only once.", stderr)
-	fs.StringVar(&municipality, "municipality", "", "municipality code, e.g. lisboa (required)")
-	fs.StringVar(&name, "name", "", "the desk's name, e.g. \"Loja do Cidadão Laranjeiras\" (required)")
+	var municipality, name, deskID, key, expires, operatorName, reason string
+	var grace time.Duration
+	var asJSON bool
+	fs := newFlagSet("desk "+verb, line, about, stderr)
+	fs.StringVar(&municipality, "municipality", "", "create: the desk's municipality code, e.g. lisboa (required); list: only its desks")
+	fs.StringVar(&name, "name", "", "create: the desk's name, e.g. \"Loja do Cidadão Laranjeiras\" (required)")
+	fs.StringVar(&deskID, "desk", "", "issue, rotate, expire, revoke: the desk's id (required)")
+	fs.StringVar(&key, "key", "", "expire, revoke: the key of one credential, as list shows it; default: every one of the desk's in force")
+	fs.StringVar(&expires, "expires", "", "create, issue, rotate: when the new credential ends (default: never); expire: when the credentials end (required)")
+	fs.DurationVar(&grace, "grace", 24*time.Hour, "rotate: how long the desk's other credentials keep working; 0 ends them at once")
+	fs.BoolVar(&asJSON, "json", false, "list: print JSON instead of a table")
+	fs.StringVar(&operatorName, "operator", defaultOperator(), "who is acting, for the audit log")
+	fs.StringVar(&reason, "reason", "", "why, for the audit log (required by revoke)")
 	cfg.flags(fs, "")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	if municipality == "" || name == "" {
+	usageErr := func(format string, a ...any) error {
 		fs.Usage()
-		return fmt.Errorf("%w: --municipality and --name are required", errUsage)
+		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
 	}
+	switch {
+	case verb == "create" && (municipality == "" || name == ""):
+		return usageErr("--municipality and --name are required")
+	case verb != "create" && verb != "list" && deskID == "":
+		return usageErr("%s needs --desk", verb)
+	case verb == "expire" && expires == "":
+		return usageErr("expire needs --expires")
+	case verb == "revoke" && strings.TrimSpace(reason) == "":
+		return usageErr("revoke needs --reason: say why, for the audit log")
+	}
+	var until time.Time
+	if expires != "" {
+		var err error
+		if until, err = parseExpiry(expires, time.Now()); err != nil {
+			return usageErr("--expires: %v", err)
+		}
+	}
+	by := events.By{Actor: operatorActor(operatorName), Reason: reason}
 	return withDatabase(ctx, &cfg, stderr, func(s *postgres.Store) error {
-		desk, token, err := s.CreateDesk(ctx, municipality, name)
+		switch verb {
+		case "create":
+			desk, cred, err := s.RegisterDesk(ctx, municipality, name, until, by)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, issuedDesk{
+				DeskID: desk.ID, Municipality: desk.Municipality, Name: desk.Name,
+				Key: cred.Key, Token: cred.Token, ExpiresAt: cred.ExpiresAt,
+			})
+		case "issue":
+			cred, err := s.IssueDeskCredential(ctx, deskID, until, by)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, issuedDesk{DeskID: deskID, Key: cred.Key, Token: cred.Token, ExpiresAt: cred.ExpiresAt})
+		case "rotate":
+			if grace < 0 {
+				return fmt.Errorf("%w: --grace %s is negative", errUsage, grace)
+			}
+			endingAt := time.Now().Add(grace).UTC()
+			cred, ending, err := s.RotateDeskCredentials(ctx, deskID, until, endingAt, by)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, issuedDesk{DeskID: deskID, Key: cred.Key, Token: cred.Token, ExpiresAt: cred.ExpiresAt, Ending: ending, EndingAt: &endingAt})
+		case "expire":
+			changed, err := s.ExpireDeskCredentials(ctx, deskID, key, until, by)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "credential(s) %s of desk %s end at %s\n", strings.Join(changed, ", "), deskID, until.UTC().Format(time.RFC3339))
+			return nil
+		case "revoke":
+			revoked, err := s.RevokeDeskCredentials(ctx, deskID, key, by)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "revoked credential(s) %s of desk %s\n", strings.Join(revoked, ", "), deskID)
+			return nil
+		}
+		desks, err := s.Desks(ctx, municipality)
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(map[string]string{
-			"desk_id": desk.ID, "municipality": desk.Municipality, "name": desk.Name, "token": token,
-		})
+		if asJSON {
+			return printJSON(stdout, desks)
+		}
+		return printDesks(stdout, desks)
 	})
+}
+
+// issuedDesk is what desk create, issue and rotate print.
+type issuedDesk struct {
+	DeskID       string     `json:"desk_id"`
+	Municipality string     `json:"municipality,omitempty"`
+	Name         string     `json:"name,omitempty"`
+	Key          string     `json:"key"`
+	Token        string     `json:"token"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	// Ending are the keys of the desk's credentials a rotation set to end
+	// at EndingAt.
+	Ending   []string   `json:"ending,omitempty"`
+	EndingAt *time.Time `json:"ending_at,omitempty"`
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printDesks prints a table of desks, a line per credential.
+func printDesks(w io.Writer, desks []events.DeskListing) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DESK\tMUNICIPALITY\tNAME\tKEY\tCREATED\tEXPIRES\tREVOKED\tLAST USED")
+	when := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, d := range desks {
+		if len(d.Credentials) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\n", d.ID, d.Municipality, d.Name)
+		}
+		for _, c := range d.Credentials {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Municipality, d.Name, c.Key,
+				when(&c.CreatedAt), when(c.ExpiresAt), when(c.RevokedAt), when(c.LastUsedAt))
+		}
+	}
+	return tw.Flush()
+}
+
+// parseExpiry reads when a credential ends: a number of days ("90d"), a Go
+// duration ("36h"), both from now, a date ("2027-01-31", the start of that
+// day in UTC) or an RFC 3339 time. It must be after now.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	var at time.Time
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return time.Time{}, fmt.Errorf("%q: want a positive number of days, like 90d", s)
+		}
+		at = now.AddDate(0, 0, n)
+	} else if d, err := time.ParseDuration(s); err == nil {
+		at = now.Add(d)
+	} else if t, err := time.Parse(time.DateOnly, s); err == nil {
+		at = t
+	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+		at = t
+	} else {
+		return time.Time{}, fmt.Errorf("%q: want days (90d), a duration (36h), a date (2027-01-31) or an RFC 3339 time", s)
+	}
+	if !at.After(now) {
+		return time.Time{}, fmt.Errorf("%q: %s has passed", s, at.UTC().Format(time.RFC3339))
+	}
+	return at, nil
 }
 
 func postgresCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -166,14 +323,17 @@ func postgresCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	cluster, err := localpg.Open(ctx, localpg.Config{DataDir: cfg.DataDir, Logger: cfg.logger(stderr)})
-	if err != nil {
-		return err
-	}
+	pgConfig := localpg.Config{DataDir: cfg.DataDir, Logger: cfg.logger(stderr)}
 	if args[0] == "stop" {
+		// Stopping opens nothing: a cluster that cannot be opened (its
+		// password file lost, say) can still be stopped.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		return cluster.Stop(stopCtx)
+		return localpg.Stop(stopCtx, pgConfig)
+	}
+	cluster, err := localpg.Open(ctx, pgConfig)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, cluster.URL())
 	return nil

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/spotflow/spotflow/events/natsbus"
 )
 
 // Config is everything a spotflow process can be told. Every field has a
@@ -97,6 +99,20 @@ type Config struct {
 	// ReconcileEvery is how often the router looks for stalled requests.
 	// SPOTFLOW_RECONCILE_EVERY, default 30s.
 	ReconcileEvery time.Duration
+	// RequestRetention is how long a request is kept once it ended
+	// (completed, rejected or failed), with its work items, timeline,
+	// idempotency key and dead letters; the roll-ups keep counting it.
+	// Requests under way are kept however old. SPOTFLOW_REQUEST_RETENTION,
+	// default 400d (the flag takes days, "400d", or a Go duration); 0 keeps
+	// them for ever, and so does the zero Config. It must be longer than
+	// StreamMaxAge (docs/personal-data.md).
+	RequestRetention time.Duration
+	// StreamMaxAge is how long the events stream keeps requests (with the
+	// citizen's personal data) and status events, and the advisories
+	// stream its advisories: longer than the longest outage of a consumer
+	// (the router, the projector) to ride out. SPOTFLOW_STREAM_MAX_AGE,
+	// default 7d; the zero Config takes natsbus.DefaultMaxAge.
+	StreamMaxAge time.Duration
 	// DeskRate is how many submissions a second a desk may make to one
 	// intake process, on average; DeskBurst how many at once; 0 is no
 	// limit. SPOTFLOW_DESK_RATE (default 10), SPOTFLOW_DESK_BURST (50).
@@ -109,9 +125,46 @@ type Config struct {
 	// address may make before it is refused without a look at its
 	// credential. SPOTFLOW_AUTH_FAILURES, default 30.
 	AuthFailures int
+	// PublicURL is the address the public reaches spotflow at, for absolute
+	// links in the open data's description; default: links relative to it.
+	// SPOTFLOW_PUBLIC_URL.
+	PublicURL string
+	// OpenDataLicense, OpenDataPublisher and OpenDataPublisherURL describe
+	// the open data: its licence (default CC BY 4.0) and who publishes it.
+	// SPOTFLOW_OPEN_DATA_LICENSE, SPOTFLOW_OPEN_DATA_PUBLISHER,
+	// SPOTFLOW_OPEN_DATA_PUBLISHER_URL.
+	OpenDataLicense, OpenDataPublisher, OpenDataPublisherURL string
 	// OperatorToken enables the operator API (/v1/ops/) for holders of this
 	// bearer token. SPOTFLOW_OPERATOR_TOKEN; empty turns the API off.
 	OperatorToken string
+	// HTTPReadHeaderTimeout is how long a client may take to send a
+	// request's headers. SPOTFLOW_HTTP_READ_HEADER_TIMEOUT, default 10s.
+	//
+	// Of this and the other HTTP limits below, a zero value takes the
+	// default and a negative one turns the limit off.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPReadTimeout is how long a client may take to send a whole
+	// request, headers and body; a handler may work on after it.
+	// SPOTFLOW_HTTP_READ_TIMEOUT, default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPWriteTimeout bounds the time from the end of a request's headers
+	// to the end of its response; on a live stream (the dashboard's
+	// server-sent events), each write instead. SPOTFLOW_HTTP_WRITE_TIMEOUT,
+	// default 60s.
+	HTTPWriteTimeout time.Duration
+	// HTTPIdleTimeout is how long a kept-alive connection may wait for its
+	// next request. SPOTFLOW_HTTP_IDLE_TIMEOUT, default 60s.
+	HTTPIdleTimeout time.Duration
+	// HTTPMaxHeaderBytes caps a request's line and headers; a larger one is
+	// answered 431. SPOTFLOW_HTTP_MAX_HEADER_BYTES, default 32 KiB.
+	HTTPMaxHeaderBytes int
+	// HTTPMaxConns caps the HTTP connections open at once; further clients
+	// wait to be accepted. SPOTFLOW_HTTP_MAX_CONNS, default 2048.
+	HTTPMaxConns int
+	// HTTPMaxStreams caps the live streams (the dashboard's server-sent
+	// events) open at once; a further one is answered 503.
+	// SPOTFLOW_HTTP_MAX_STREAMS, default 100.
+	HTTPMaxStreams int
 	// Pprof serves Go's profiles under /debug/pprof/ on the HTTP address.
 	// SPOTFLOW_PPROF; off by default.
 	Pprof bool
@@ -171,11 +224,26 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.DurationVar(&c.UnknownEventFor, "unknown-event-for", envDuration("SPOTFLOW_UNKNOWN_EVENT_FOR", 2*time.Minute), "how long a status event of an unknown request or unopened round is retried before it is refused (SPOTFLOW_UNKNOWN_EVENT_FOR)")
 	fs.DurationVar(&c.ReconcileAfter, "reconcile-after", envDuration("SPOTFLOW_RECONCILE_AFTER", 5*time.Minute), "re-drive an accepted request that made no progress for this long (SPOTFLOW_RECONCILE_AFTER)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("SPOTFLOW_RECONCILE_EVERY", 30*time.Second), "how often to look for stalled requests (SPOTFLOW_RECONCILE_EVERY)")
+	c.RequestRetention = envDays("SPOTFLOW_REQUEST_RETENTION", defaultRequestRetention)
+	fs.Var((*days)(&c.RequestRetention), "request-retention", "how long a request that ended is kept, with its timeline, work items and dead letters, in days (400d) or as a Go duration; 0 keeps them for ever; longer than --stream-max-age (SPOTFLOW_REQUEST_RETENTION)")
+	c.StreamMaxAge = envDays("SPOTFLOW_STREAM_MAX_AGE", natsbus.DefaultMaxAge)
+	fs.Var((*days)(&c.StreamMaxAge), "stream-max-age", "how long the events stream keeps requests (personal data) and status events, and the advisories stream its advisories, in days (7d) or as a Go duration (SPOTFLOW_STREAM_MAX_AGE)")
 	fs.Float64Var(&c.DeskRate, "desk-rate", envFloat("SPOTFLOW_DESK_RATE", 10), "submissions a second a desk may make to one intake process; 0 for no limit (SPOTFLOW_DESK_RATE)")
 	fs.IntVar(&c.DeskBurst, "desk-burst", envInt("SPOTFLOW_DESK_BURST", 50), "submissions a desk may make at once (SPOTFLOW_DESK_BURST)")
 	fs.IntVar(&c.DeskMaxOpen, "desk-max-open", envInt("SPOTFLOW_DESK_MAX_OPEN", 10000), "requests a desk may have under way; 0 for no limit (SPOTFLOW_DESK_MAX_OPEN)")
 	fs.IntVar(&c.AuthFailures, "auth-failures", envInt("SPOTFLOW_AUTH_FAILURES", 30), "failed authentications a minute one address may make; 0 for no limit (SPOTFLOW_AUTH_FAILURES)")
-	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "bearer token of the operator API /v1/ops/; empty turns it off (SPOTFLOW_OPERATOR_TOKEN)")
+	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SPOTFLOW_PUBLIC_URL"), "the address the public reaches spotflow at, for absolute links in the open data (SPOTFLOW_PUBLIC_URL)")
+	fs.StringVar(&c.OpenDataLicense, "open-data-license", os.Getenv("SPOTFLOW_OPEN_DATA_LICENSE"), "URL of the open data's licence; default CC BY 4.0 (SPOTFLOW_OPEN_DATA_LICENSE)")
+	fs.StringVar(&c.OpenDataPublisher, "open-data-publisher", os.Getenv("SPOTFLOW_OPEN_DATA_PUBLISHER"), "who publishes the open data; default spotflow (SPOTFLOW_OPEN_DATA_PUBLISHER)")
+	fs.StringVar(&c.OpenDataPublisherURL, "open-data-publisher-url", os.Getenv("SPOTFLOW_OPEN_DATA_PUBLISHER_URL"), "the publisher's web address (SPOTFLOW_OPEN_DATA_PUBLISHER_URL)")
+	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "operators' token: the operator API /v1/ops/, and /dashboard and /metrics when --http is not loopback-only; empty turns the operator API off (SPOTFLOW_OPERATOR_TOKEN)")
+	fs.DurationVar(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", envDuration("SPOTFLOW_HTTP_READ_HEADER_TIMEOUT", defaultHTTPReadHeaderTimeout), "how long a client may take to send a request's headers; -1s for no limit (SPOTFLOW_HTTP_READ_HEADER_TIMEOUT)")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", envDuration("SPOTFLOW_HTTP_READ_TIMEOUT", defaultHTTPReadTimeout), "how long a client may take to send a whole request, headers and body; -1s for no limit (SPOTFLOW_HTTP_READ_TIMEOUT)")
+	fs.DurationVar(&c.HTTPWriteTimeout, "http-write-timeout", envDuration("SPOTFLOW_HTTP_WRITE_TIMEOUT", defaultHTTPWriteTimeout), "how long from a request's headers to the end of its response, or to the end of each write of a live stream; -1s for no limit (SPOTFLOW_HTTP_WRITE_TIMEOUT)")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", envDuration("SPOTFLOW_HTTP_IDLE_TIMEOUT", defaultHTTPIdleTimeout), "how long a kept-alive connection may wait for its next request; -1s for no limit (SPOTFLOW_HTTP_IDLE_TIMEOUT)")
+	fs.IntVar(&c.HTTPMaxHeaderBytes, "http-max-header-bytes", envInt("SPOTFLOW_HTTP_MAX_HEADER_BYTES", defaultHTTPMaxHeaderBytes), "largest request line and headers, in bytes; larger is answered 431 (SPOTFLOW_HTTP_MAX_HEADER_BYTES)")
+	fs.IntVar(&c.HTTPMaxConns, "http-max-conns", envInt("SPOTFLOW_HTTP_MAX_CONNS", defaultHTTPMaxConns), "HTTP connections open at once; further clients wait to be accepted; -1 for no limit (SPOTFLOW_HTTP_MAX_CONNS)")
+	fs.IntVar(&c.HTTPMaxStreams, "http-max-streams", envInt("SPOTFLOW_HTTP_MAX_STREAMS", defaultHTTPMaxStreams), "live streams (the dashboard's server-sent events) open at once; a further one is answered 503; -1 for no limit (SPOTFLOW_HTTP_MAX_STREAMS)")
 	fs.BoolVar(&c.Pprof, "pprof", envBool("SPOTFLOW_PPROF"), "serve Go's profiles under /debug/pprof/ (SPOTFLOW_PPROF)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SPOTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (SPOTFLOW_LOG_LEVEL)")
 }
@@ -268,4 +336,75 @@ func (c *Config) natsOptions(embedded bool) []nats.Option {
 		return nil
 	}
 	return []nats.Option{nats.RootCAs(ca)}
+}
+
+// defaultRequestRetention keeps a request that ended for 400 days: a year
+// of follow-up and year-on-year reading at the desk and in BI tools, and a
+// month more for late complaints and appeals. The roll-ups keep counting it
+// after.
+const defaultRequestRetention = 400 * 24 * time.Hour
+
+// days is a duration flag that also takes whole days ("400d"); "0" is 0.
+type days time.Duration
+
+func (d *days) String() string {
+	if d == nil {
+		return "0"
+	}
+	v := time.Duration(*d)
+	if v > 0 && v%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
+	}
+	return v.String()
+}
+
+func (d *days) Set(s string) error {
+	v, err := parseDays(s)
+	if err != nil {
+		return err
+	}
+	*d = days(v)
+	return nil
+}
+
+// parseDays reads a number of days ("400d") or a Go duration; it refuses a
+// negative one.
+func parseDays(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var v time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		d, err := strconv.ParseUint(n, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("want a number of days (400d) or a Go duration (36h), got %q", s)
+		}
+		v = time.Duration(d) * 24 * time.Hour
+	} else {
+		var err error
+		if v, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("want a number of days (400d) or a Go duration (36h), got %q", s)
+		}
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return v, nil
+}
+
+func envDays(name string, def time.Duration) time.Duration {
+	if d, err := parseDays(os.Getenv(name)); err == nil && os.Getenv(name) != "" {
+		return d
+	}
+	return def
+}
+
+// checkRetention refuses a request retention the events stream outlives:
+// a projector reading the stream again would record a removed request
+// anew, counted twice.
+func (c *Config) checkRetention() error {
+	maxAge := cmp.Or(c.StreamMaxAge, natsbus.DefaultMaxAge)
+	if c.RequestRetention > 0 && c.RequestRetention <= maxAge {
+		return fmt.Errorf("--request-retention (%v) must be 0 (for ever) or longer than --stream-max-age (%v)",
+			(*days)(&c.RequestRetention), (*days)(&maxAge))
+	}
+	return nil
 }

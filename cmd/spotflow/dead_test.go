@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"github.com/spotflow/spotflow/workers/workertest"
@@ -41,8 +44,13 @@ func TestDead_ListsShowsAndReplaysADeadLetter(t *testing.T) {
 		id = strings.Fields(lines[1])[0]
 		return nil
 	})
+	var stderr bytes.Buffer
+	if err := dispatch(t.Context(), []string{"dead", "show", id, "--database-url", dbURL, "--citizen-key", m.Config.CitizenKey,
+		"--data-dir", t.TempDir(), "--log-level", "warn"}, io.Discard, &stderr); err == nil {
+		t.Error("dead show without --reason showed the dead letter")
+	}
 	var shown events.DeadLetter
-	if err := json.Unmarshal([]byte(dead("show", id)), &shown); err != nil {
+	if err := json.Unmarshal([]byte(dead("show", id, "--operator", "ana", "--reason", "why it failed")), &shown); err != nil {
 		t.Fatal(err)
 	}
 	if strconv.FormatInt(shown.ID, 10) != id || shown.Reason != events.ReasonPermanent || !strings.Contains(shown.LastError, "not-a-request") {
@@ -51,9 +59,13 @@ func TestDead_ListsShowsAndReplaysADeadLetter(t *testing.T) {
 	if out := dead("replay", id, "--operator", "ana"); out != "replayed dead letter "+id+"\n" {
 		t.Errorf("dead replay printed %q", out)
 	}
-	var actor, action string
-	if err := pgtest.Pool(t, dbURL).QueryRow(t.Context(), `SELECT actor, action FROM audit_log`).Scan(&actor, &action); err != nil || actor != "operator:ana" || action != "replay" {
-		t.Errorf("audit log holds %q %q (err %v), want operator:ana's replay", actor, action, err)
+	rows, err := pgtest.Pool(t, dbURL).Query(t.Context(), `SELECT actor || ' ' || action || ' ' || coalesce(reason, '') FROM audit_log ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if want := []string{"operator:ana dead_letter_viewed why it failed", "operator:ana replay "}; err != nil || !slices.Equal(audited, want) {
+		t.Errorf("audit log holds %q (err %v), want %q", audited, err, want)
 	}
 	// Still not a request: the replayed copy is dead-lettered again.
 	workertest.WaitFor(t, "the replayed copy to be dead-lettered again", func() error {

@@ -22,7 +22,7 @@ import (
 
 // startMain runs the all-in-one on ":0" ports, a temporary data directory
 // and a fresh schema, and returns it once ready.
-func startMain(t *testing.T, agencies string) (*Main, string) {
+func startMain(t *testing.T, agencies string, settings ...func(*Config)) (*Main, string) {
 	t.Helper()
 	dbURL := pgtest.Schema(t)
 	m := &Main{
@@ -36,6 +36,9 @@ func startMain(t *testing.T, agencies string) (*Main, string) {
 		},
 		Roles: allRoles,
 		Embed: true,
+	}
+	for _, set := range settings {
+		set(&m.Config)
 	}
 	runMain(t, m)
 	return m, dbURL

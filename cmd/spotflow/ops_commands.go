@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/httpadapter"
@@ -142,14 +142,15 @@ func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		mux.Handle("/", httpadapter.RequireSignature(key, handler))
 		handler = mux
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	limits := cfg.httpLimits()
+	hs := limits.server(handler, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(shutdownCtx)
 	}()
-	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := hs.Serve(limits.listen(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -157,10 +158,11 @@ func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 
 // deadCommand lists, shows and replays dead letters.
 func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const line = "dead list [--agency A] [--pending] | dead show ID | dead replay (ID | --all [--agency A]) [flags]"
+	const line = "dead list [--agency A] [--pending] | dead show ID --reason WHY | dead replay (ID | --all [--agency A]) [flags]"
 	about := "Inspects and replays dead letters: work items and messages that left their queue\n" +
 		"unhandled. A replay keeps the work item's idempotency key, starts a new round in the\n" +
-		"request's timeline, and is recorded in the audit log under --operator."
+		"request's timeline, and is recorded in the audit log under --operator; so is each show,\n" +
+		"with its --reason."
 	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
 		newFlagSet("dead", line, about, stderr).Usage()
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
@@ -170,13 +172,14 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	verb := args[0]
 	var cfg Config
-	var agency, operatorName string
+	var agency, operatorName, reason string
 	var pending, all bool
 	fs := newFlagSet("dead "+verb, line, about, stderr)
 	fs.StringVar(&agency, "agency", "", "only this agency's dead letters")
 	fs.BoolVar(&pending, "pending", false, "list: only dead letters never replayed")
 	fs.BoolVar(&all, "all", false, "replay: every dead letter never replayed (of --agency, if given)")
-	fs.StringVar(&operatorName, "operator", os.Getenv("USER"), "replay: who is replaying, for the audit log")
+	fs.StringVar(&operatorName, "operator", os.Getenv("USER"), "who is acting, for the audit log")
+	fs.StringVar(&reason, "reason", "", "show: why, for the audit log (required)")
 	cfg.flags(fs, "")
 	// Accept the ID before or after the flags.
 	var id int64
@@ -200,13 +203,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		case "list":
 			return listDeadLetters(ctx, store, stdout, agency, pending)
 		case "show":
-			d, err := store.DeadLetter(ctx, id)
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(d)
+			return showDeadLetter(ctx, store, id, events.By{Actor: operatorActor(operatorName), Reason: reason}, stdout)
 		}
 		ids := []int64{id}
 		if all {
@@ -219,7 +216,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				ids = append(ids, d.ID)
 			}
 		}
-		return replayDeadLetters(ctx, &cfg, store, ids, "operator:"+cmp.Or(operatorName, "unnamed"), stdout, stderr)
+		return replayDeadLetters(ctx, &cfg, store, ids, operatorActor(operatorName), stdout, stderr)
 	})
 }
 

@@ -17,9 +17,14 @@ type Topology struct {
 	Agencies []string
 	// Replicas per stream: 1 on a single server, 3 on a cluster. Default 1.
 	Replicas int
-	// Retention is how long the events stream keeps requests and status
-	// events. Default 7 days.
-	Retention time.Duration
+	// MaxAge is how long the events stream keeps requests (which hold the
+	// citizen's personal data) and status events, and the advisories
+	// stream its advisories; JetStream deletes older messages, consumed or
+	// not, so keep it longer than the longest outage of a consumer. It may
+	// not be shorter than Duplicates. Default DefaultMaxAge. The work
+	// stream has none: a work item leaves it when its agency (or the
+	// dead-letter path) acknowledges it, never unhandled.
+	MaxAge time.Duration
 	// MaxBytes caps each stream; past it, publishes are refused (Discard:
 	// New) rather than old messages silently dropped. Default 8 GiB.
 	MaxBytes int64
@@ -38,19 +43,29 @@ type Topology struct {
 	MaxDeliveries int
 }
 
+// DefaultMaxAge is how long the events and advisories streams keep their
+// messages unless Topology.MaxAge says otherwise.
+const DefaultMaxAge = 7 * 24 * time.Hour
+
 // Provision creates or updates the streams and durable consumers of the
-// pipeline. It is idempotent: every role calls it at start.
+// pipeline. It is idempotent: every role calls it at start. A changed
+// MaxAge applies to the streams as they are: a shorter one deletes the
+// messages older than it at once.
 func Provision(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	replicas := cmp.Or(t.Replicas, 1)
 	maxBytes := cmp.Or(t.MaxBytes, 8<<30)
 	dups := cmp.Or(t.Duplicates, 2*time.Minute)
+	maxAge := cmp.Or(t.MaxAge, DefaultMaxAge)
+	if maxAge < dups {
+		return fmt.Errorf("provision: the streams' max age (%v) is shorter than their duplicates window (%v)", maxAge, dups)
+	}
 	ackWait := cmp.Or(t.AckWait, 30*time.Second)
 	streams := []jetstream.StreamConfig{{
 		Name:        events.EventsStream,
 		Description: "spotflow: submitted requests and status events",
 		Subjects:    []string{events.RequestSubjects, events.StatusSubjects},
 		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      cmp.Or(t.Retention, 7*24*time.Hour),
+		MaxAge:      maxAge,
 		MaxBytes:    maxBytes,
 		Discard:     jetstream.DiscardNew,
 		Storage:     jetstream.FileStorage,
@@ -74,7 +89,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Description: "spotflow: advisories of work items whose deliveries ran out",
 		Subjects:    []string{events.MaxDeliveriesAdvisories},
 		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      cmp.Or(t.Retention, 7*24*time.Hour),
+		MaxAge:      maxAge,
 		MaxBytes:    1 << 30,
 		Discard:     jetstream.DiscardNew,
 		Storage:     jetstream.FileStorage,

@@ -3,7 +3,8 @@
 // agency and service, drawn on the server as SVG, and updated by
 // server-sent events. It reads aggregates only (never personal data)
 // through the small Store interface declared here; its page, stylesheet and
-// script are embedded from web/.
+// script are embedded from web/. A viewer without the operator's credential
+// sees no count from 1 to 4 and no figure drawn from fewer than 5 cases.
 package dashboard
 
 import (
@@ -18,10 +19,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/access"
 )
 
 // Store reads the aggregates the dashboard shows. Implementations
@@ -40,6 +43,15 @@ type Config struct {
 	// Backlog reads the agencies' work queues. Optional: without it the
 	// backlog shows as unknown.
 	Backlog func(ctx context.Context) ([]events.QueueBacklog, error)
+	// Operators tells whether a viewer carries an operator's credential.
+	// An operator sees every figure; anyone else sees a count from 1 to
+	// MinCount-1 as "fewer than 5" and no figure drawn from fewer than
+	// MinCount cases, and is offered to sign in (/dashboard?operator=1,
+	// which asks for the credential). Optional: without it every viewer
+	// sees small counts suppressed and no one is offered to sign in.
+	// Whether the dashboard may be reached at all is for the HTTP server
+	// to decide (access.Policy.Require).
+	Operators access.Operators
 	// Every is how often a live page is updated. Default 2 seconds.
 	Every time.Duration
 	// Now tells the time; default time.Now.
@@ -58,10 +70,17 @@ type Dashboard struct {
 	mux    *http.ServeMux
 	page   *template.Template
 	mu     sync.Mutex
-	cached map[events.DashboardFilter]*cachedView
+	cached map[viewKey]*cachedView
 	// closed ends every live stream.
 	closed    chan struct{}
 	closeOnce sync.Once
+}
+
+// viewKey names a cached view: the filter and the audience, so that a view
+// rendered for an operator is never served to anyone else.
+type viewKey struct {
+	filter   events.DashboardFilter
+	operator bool
 }
 
 type cachedView struct {
@@ -94,7 +113,7 @@ func New(cfg Config) (*Dashboard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new dashboard: %w", err)
 	}
-	d := &Dashboard{cfg: cfg, mux: http.NewServeMux(), page: page, cached: make(map[events.DashboardFilter]*cachedView),
+	d := &Dashboard{cfg: cfg, mux: http.NewServeMux(), page: page, cached: make(map[viewKey]*cachedView),
 		closed: make(chan struct{})}
 	d.mux.HandleFunc("GET /dashboard", d.serveSnapshot(false))
 	d.mux.HandleFunc("GET /dashboard/", func(w http.ResponseWriter, r *http.Request) {
@@ -134,28 +153,60 @@ func filterOf(r *http.Request) events.DashboardFilter {
 	return f
 }
 
+// audienceOf is who r comes from: an operator, if it carries the
+// operator's credential.
+func (d *Dashboard) audienceOf(r *http.Request) audience {
+	return audience{operator: d.cfg.Operators != nil && d.cfg.Operators.Operator(r)}
+}
+
+// signIn is where a viewer of f who is not an operator signs in; empty when
+// no operator's credential is configured.
+func (d *Dashboard) signIn(f events.DashboardFilter) string {
+	if d.cfg.Operators == nil {
+		return ""
+	}
+	q := url.Values{"operator": {"1"}, "range": {string(f.Range)}}
+	if f.Municipality != "" {
+		q.Set("municipality", f.Municipality)
+	}
+	return "/dashboard?" + q.Encode()
+}
+
 // serveSnapshot serves the whole page, or with figures set, the live part
-// of it as JSON, for scripts and tests.
+// of it as JSON, for scripts and tests. A request with ?operator asks for
+// the operator's credential (so that a browser prompts for it) when it
+// does not carry it.
 func (d *Dashboard) serveSnapshot(figures bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		f := filterOf(r)
+		a := d.audienceOf(r)
+		if !a.operator && d.cfg.Operators != nil && r.URL.Query().Has("operator") {
+			access.Challenge(w, r)
+			return
+		}
 		if figures {
-			view, err := d.view(r.Context(), f)
+			view, err := d.view(r.Context(), f, a)
 			if err != nil {
 				http.Error(w, "the dashboard cannot read its figures right now", http.StatusServiceUnavailable)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
 			_ = json.NewEncoder(w).Encode(view.Figures)
 			return
 		}
-		live, municipalities, err := d.live(r.Context(), f)
+		live, municipalities, err := d.live(r.Context(), f, a)
 		if err != nil {
 			http.Error(w, "the dashboard cannot read its figures right now", http.StatusServiceUnavailable)
 			return
 		}
+		pv := pageView{Filter: f, Ranges: events.Ranges, Municipalities: municipalities, Live: template.HTML(live),
+			Suppressed: !a.operator}
+		if !a.operator {
+			pv.SignIn = d.signIn(f)
+		}
 		var buf bytes.Buffer
-		err = d.page.ExecuteTemplate(&buf, "page", pageView{Filter: f, Ranges: events.Ranges, Municipalities: municipalities, Live: template.HTML(live)})
+		err = d.page.ExecuteTemplate(&buf, "page", pv)
 		if err != nil {
 			d.cfg.Logger.Error("dashboard: render page", "err", err)
 			http.Error(w, "cannot render the dashboard", http.StatusInternalServerError)
@@ -168,7 +219,8 @@ func (d *Dashboard) serveSnapshot(figures bool) http.HandlerFunc {
 }
 
 // serveLive streams the live part of the page as server-sent events, one
-// every Every, until the viewer goes away.
+// every Every, until the viewer goes away. The viewer's audience is
+// decided once, from the credential the stream was opened with.
 func (d *Dashboard) serveLive(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -176,6 +228,7 @@ func (d *Dashboard) serveLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := filterOf(r)
+	a := d.audienceOf(r)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -185,7 +238,7 @@ func (d *Dashboard) serveLive(w http.ResponseWriter, r *http.Request) {
 	t := time.NewTicker(d.cfg.Every)
 	defer t.Stop()
 	for {
-		html, _, err := d.live(r.Context(), f)
+		html, _, err := d.live(r.Context(), f, a)
 		if r.Context().Err() != nil {
 			return
 		}
@@ -208,17 +261,19 @@ func (d *Dashboard) serveLive(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// live renders the live part of the page for f, once per Every whatever the
-// number of viewers, and returns it with the municipalities to choose from.
-func (d *Dashboard) live(ctx context.Context, f events.DashboardFilter) ([]byte, []string, error) {
+// live renders the live part of the page for f as a sees it, once per Every
+// whatever the number of viewers, and returns it with the municipalities to
+// choose from. Operators and everyone else never share a rendering.
+func (d *Dashboard) live(ctx context.Context, f events.DashboardFilter, a audience) ([]byte, []string, error) {
+	key := viewKey{filter: f, operator: a.operator}
 	d.mu.Lock()
-	c := d.cached[f]
+	c := d.cached[key]
 	if c == nil {
 		if len(d.cached) > 1000 {
 			clear(d.cached)
 		}
 		c = new(cachedView)
-		d.cached[f] = c
+		d.cached[key] = c
 	}
 	d.mu.Unlock()
 	c.mu.Lock()
@@ -227,7 +282,7 @@ func (d *Dashboard) live(ctx context.Context, f events.DashboardFilter) ([]byte,
 	if c.ready && now.Sub(c.at) < d.cfg.Every*3/4 {
 		return c.html, c.municipalities, c.err
 	}
-	view, err := d.view(ctx, f)
+	view, err := d.view(ctx, f, a)
 	if err == nil {
 		var buf bytes.Buffer
 		if err = d.page.ExecuteTemplate(&buf, "live", view); err == nil {
@@ -244,8 +299,8 @@ func (d *Dashboard) live(ctx context.Context, f events.DashboardFilter) ([]byte,
 	return c.html, c.municipalities, err
 }
 
-// view reads the store and the queues and shapes what the page shows.
-func (d *Dashboard) view(ctx context.Context, f events.DashboardFilter) (*liveView, error) {
+// view reads the store and the queues and shapes what the page shows a.
+func (d *Dashboard) view(ctx context.Context, f events.DashboardFilter, a audience) (*liveView, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	now := d.cfg.Now()
@@ -261,5 +316,5 @@ func (d *Dashboard) view(ctx context.Context, f events.DashboardFilter) (*liveVi
 			backlogKnown = false
 		}
 	}
-	return buildView(d.cfg.Catalog, data, backlog, backlogKnown, now), nil
+	return buildView(d.cfg.Catalog, data, backlog, backlogKnown, now, a), nil
 }

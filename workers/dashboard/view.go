@@ -19,27 +19,135 @@ type pageView struct {
 	Ranges         []events.Range
 	Municipalities []string
 	Live           template.HTML
+	// Suppressed says the viewer is not an operator and sees no small
+	// count; SignIn, when set, is where an operator signs in to see them.
+	Suppressed bool
+	SignIn     string
+}
+
+// MinCount is the smallest count the dashboard shows a viewer without the
+// operator's credential: a count from 1 to MinCount-1 shows as "fewer than
+// 5", and a figure drawn from fewer than MinCount cases is not shown.
+const MinCount = 5
+
+// audience is who a view is for. An operator sees every figure; anyone
+// else sees no count from 1 to MinCount-1 and no figure drawn from so few
+// cases (see docs/dashboard.md).
+type audience struct{ operator bool }
+
+// count is n as the audience may see it.
+func (a audience) count(n int64) figure {
+	return figure{N: n, Hidden: !a.operator && n > 0 && n < MinCount}
+}
+
+// enough says whether a figure drawn from n cases may be shown: always to
+// an operator, and to anyone when n is 0 (the figure is then "—" anyway) or
+// at least MinCount.
+func (a audience) enough(n int64) bool { return a.operator || n == 0 || n >= MinCount }
+
+// rank is what rows are sorted by: n, except that every hidden count ranks
+// alike, so that the order of rows does not tell them apart.
+func (a audience) rank(n int64) int64 {
+	if a.count(n).Hidden {
+		return 1
+	}
+	return n
+}
+
+// quantileMin is the fewest completions whose q-quantile the audience
+// without a credential sees: MinCount, and enough that the quantile is not
+// the slowest completion's time (20 for the 95th, 100 for the 99th).
+func quantileMin(q float64) int64 { return max(MinCount, int64(math.Round(1/(1-q)))) }
+
+// quantile is h's q-quantile for people and in milliseconds, hidden when
+// it rests on too few completions for the audience.
+func (a audience) quantile(h *events.Histogram, q float64) (string, figure, time.Duration) {
+	n, d := h.Count(), h.Quantile(q)
+	if !a.operator && n > 0 && n < quantileMin(q) {
+		return "—", figure{Hidden: true}, 0
+	}
+	return duration(d, n), figure{N: d.Milliseconds()}, d
+}
+
+// share is t's share of completions within the expected time, hidden when
+// the completions within or past it number 1 to MinCount-1: with the
+// completions shown beside it, the share would give both away.
+func (a audience) share(t events.Tally) (string, bool) {
+	if !a.enough(t.WithinSLA) || !a.enough(t.Breached) {
+		return "—", false
+	}
+	_, ok := t.SLAShare()
+	return share(t), ok
+}
+
+// mean is t's mean time to complete, hidden when drawn from fewer than
+// MinCount completions.
+func (a audience) mean(t events.Tally) string {
+	if !a.enough(t.Completed) {
+		return "—"
+	}
+	return duration(t.MeanLatency(), t.Completed)
+}
+
+// figure is a number as its viewer may see it: Hidden when the viewer has
+// no operator's credential and the number is a count from 1 to MinCount-1,
+// or is drawn from fewer cases than it needs. A hidden figure is null in
+// JSON; on the page a hidden count reads "fewer than 5" (web/dashboard.html
+// writes MinCount out) and a hidden time or share "—", never its value.
+type figure struct {
+	N      int64
+	Hidden bool
+}
+
+// MarshalJSON writes N, or null when hidden.
+func (f figure) MarshalJSON() ([]byte, error) {
+	if f.Hidden {
+		return []byte("null"), nil
+	}
+	return strconv.AppendInt(nil, f.N, 10), nil
+}
+
+// Text is the figure in words, for text alternatives.
+func (f figure) Text() string {
+	if f.Hidden {
+		return fmt.Sprintf("fewer than %d", MinCount)
+	}
+	return strconv.FormatInt(f.N, 10)
+}
+
+// Short is the figure in a few characters, where it is also given in words.
+func (f figure) Short() string {
+	if f.Hidden {
+		return fmt.Sprintf("<%d", MinCount)
+	}
+	return strconv.FormatInt(f.N, 10)
 }
 
 // figures are the dashboard's headline numbers, shown on the page with
-// data-figure attributes and served as JSON at /dashboard/figures.
+// data-figure attributes and served as JSON at /dashboard/figures, where a
+// hidden one is null and Suppressed is true.
 type figures struct {
 	Range             events.Range `json:"range"`
 	Municipality      string       `json:"municipality"`
 	Since             time.Time    `json:"since"`
-	Submitted         int64        `json:"submitted"`
-	Completed         int64        `json:"completed"`
-	Rejected          int64        `json:"rejected"`
-	Failed            int64        `json:"failed"`
-	WithinSLA         int64        `json:"within_sla"`
-	Breached          int64        `json:"breached"`
-	P50Millis         int64        `json:"p50_ms"`
-	P95Millis         int64        `json:"p95_ms"`
-	P99Millis         int64        `json:"p99_ms"`
-	LastHourSubmitted int64        `json:"last_hour_submitted"`
-	LastHourCompleted int64        `json:"last_hour_completed"`
-	Backlog           uint64       `json:"backlog"`
-	DeadLetters       int64        `json:"pending_dead_letters"`
+	Submitted         figure       `json:"submitted"`
+	Completed         figure       `json:"completed"`
+	Rejected          figure       `json:"rejected"`
+	Failed            figure       `json:"failed"`
+	WithinSLA         figure       `json:"within_sla"`
+	Breached          figure       `json:"breached"`
+	P50Millis         figure       `json:"p50_ms"`
+	P95Millis         figure       `json:"p95_ms"`
+	P99Millis         figure       `json:"p99_ms"`
+	LastHourSubmitted figure       `json:"last_hour_submitted"`
+	LastHourCompleted figure       `json:"last_hour_completed"`
+	// Backlog and DeadLetters count messages of the system, not
+	// requests of a place: never hidden.
+	Backlog     uint64 `json:"backlog"`
+	DeadLetters int64  `json:"pending_dead_letters"`
+	// Suppressed says that at least one figure above is null because it
+	// was too small to show without the operator's credential.
+	Suppressed bool `json:"suppressed"`
 }
 
 // liveView is the part of the page that server-sent events replace.
@@ -63,23 +171,31 @@ type liveView struct {
 	Tables         []tallyTable
 }
 
+// backlogRow is one agency's work queue, a state of the system shown to
+// everyone, and its failed work items, requests of the range, which are
+// counts like any other.
 type backlogRow struct {
 	Agency                           string
 	Pending, AckPending, Redelivered uint64
-	DeadLetters, Failed              int64
+	DeadLetters                      int64
+	Failed                           figure
 }
 
 type latencyRow struct {
 	Service, Expected string
-	Completed         int64
+	Completed         figure
 	P50, P95, P99     string
+	// quantiles are p50, p95 and p99 for the chart, 0 where hidden.
+	quantiles [3]time.Duration
 }
 
 type slaRow struct {
-	Name, Expected      string
-	Completed, Breached int64
-	Within              int64
-	Share               string
+	Name, Expected              string
+	Completed, Breached, Within figure
+	Share                       string
+	// shareShown says the share is shown and drawn.
+	shareShown bool
+	within     float64
 }
 
 type tallyTable struct {
@@ -89,14 +205,17 @@ type tallyTable struct {
 
 type tallyRow struct {
 	Name                                           string
-	Submitted, Completed, Rejected, Failed, Breach int64
+	Submitted, Completed, Rejected, Failed, Breach figure
 	Share, Mean                                    string
 }
 
 // buildView shapes data, the backlog and the catalogue into what the page
-// shows.
-func buildView(catalog *events.Catalog, data *events.DashboardData, backlog []events.QueueBacklog, backlogKnown bool, now time.Time) *liveView {
-	total := data.Tallies[events.DimensionTotal][0]
+// shows to a.
+func buildView(catalog *events.Catalog, data *events.DashboardData, backlog []events.QueueBacklog, backlogKnown bool, now time.Time, a audience) *liveView {
+	var total events.Tally
+	if ts := data.Tallies[events.DimensionTotal]; len(ts) > 0 {
+		total = ts[0]
+	}
 	all := data.Latencies[""]
 	if all == nil {
 		all = new(events.Histogram)
@@ -107,26 +226,27 @@ func buildView(catalog *events.Catalog, data *events.DashboardData, backlog []ev
 		Scope:          cmp.Or(data.Filter.Municipality, "every municipality"),
 		Since:          data.Since.UTC().Format("2006-01-02 15:04 UTC"),
 		Updated:        now.UTC().Format("15:04:05 UTC"),
-		SLAShare:       share(total),
-		P50:            duration(all.Quantile(0.5), all.Count()),
-		P95:            duration(all.Quantile(0.95), all.Count()),
-		P99:            duration(all.Quantile(0.99), all.Count()),
 		BacklogKnown:   backlogKnown,
 	}
+	v.SLAShare, _ = a.share(total)
 	v.Figures = figures{
 		Range: data.Filter.Range, Municipality: data.Filter.Municipality, Since: data.Since,
-		Submitted: total.Submitted, Completed: total.Completed, Rejected: total.Rejected, Failed: total.Failed,
-		WithinSLA: total.WithinSLA, Breached: total.Breached,
-		P50Millis: all.Quantile(0.5).Milliseconds(), P95Millis: all.Quantile(0.95).Milliseconds(), P99Millis: all.Quantile(0.99).Milliseconds(),
+		Submitted: a.count(total.Submitted), Completed: a.count(total.Completed), Rejected: a.count(total.Rejected),
+		Failed: a.count(total.Failed), WithinSLA: a.count(total.WithinSLA), Breached: a.count(total.Breached),
 	}
+	v.P50, v.Figures.P50Millis, _ = a.quantile(all, 0.5)
+	v.P95, v.Figures.P95Millis, _ = a.quantile(all, 0.95)
+	v.P99, v.Figures.P99Millis, _ = a.quantile(all, 0.99)
+	var lastHourSubmitted, lastHourCompleted int64
 	for _, m := range data.Minutes {
-		v.Figures.LastHourSubmitted += m.Submitted
-		v.Figures.LastHourCompleted += m.Completed
+		lastHourSubmitted += m.Submitted
+		lastHourCompleted += m.Completed
 	}
+	v.Figures.LastHourSubmitted, v.Figures.LastHourCompleted = a.count(lastHourSubmitted), a.count(lastHourCompleted)
 	for _, n := range data.PendingDeadLetters {
 		v.Figures.DeadLetters += n
 	}
-	v.Throughput = throughputChart(data.Minutes)
+	v.Throughput = throughputChart(data.Minutes, a)
 
 	// Backlog and dead letters, by agency: every agency of the catalogue.
 	agencyTallies := byKey(data.Tallies[events.DimensionAgency])
@@ -135,11 +255,11 @@ func buildView(catalog *events.Catalog, data *events.DashboardData, backlog []ev
 		queues[b.Agency] = b
 		v.Figures.Backlog += b.Pending + b.AckPending
 	}
-	for _, a := range catalog.Agencies {
-		q := queues[a.Code]
+	for _, ag := range catalog.Agencies {
+		q := queues[ag.Code]
 		v.BacklogRows = append(v.BacklogRows, backlogRow{
-			Agency: a.Name.In(events.DefaultLanguage), Pending: q.Pending, AckPending: q.AckPending, Redelivered: q.Redelivered,
-			DeadLetters: data.PendingDeadLetters[a.Code], Failed: agencyTallies[a.Code].Failed,
+			Agency: ag.Name.In(events.DefaultLanguage), Pending: q.Pending, AckPending: q.AckPending, Redelivered: q.Redelivered,
+			DeadLetters: data.PendingDeadLetters[ag.Code], Failed: a.count(agencyTallies[ag.Code].Failed),
 		})
 	}
 	v.Backlog = backlogChart(v.BacklogRows)
@@ -159,28 +279,26 @@ func buildView(catalog *events.Catalog, data *events.DashboardData, backlog []ev
 			codes = append(codes, code)
 		}
 	}
-	v.LatencyRows = append(v.LatencyRows, latencyRow{Service: "All services", Completed: all.Count(), P50: v.P50, P95: v.P95, P99: v.P99})
-	var latencies []events.Latency
+	v.LatencyRows = append(v.LatencyRows, latencyRow{Service: "All services", Completed: a.count(all.Count()), P50: v.P50, P95: v.P95, P99: v.P99})
+	var chartRows []latencyRow
 	for _, code := range codes {
 		name, expected := serviceName(catalog, code)
 		h := data.Latencies[code]
 		if h == nil {
 			h = new(events.Histogram)
 		}
-		l := events.LatencyOf(name, h)
-		latencies = append(latencies, l)
-		v.LatencyRows = append(v.LatencyRows, latencyRow{Service: name, Expected: expected, Completed: l.Completed,
-			P50: duration(l.P50, l.Completed), P95: duration(l.P95, l.Completed), P99: duration(l.P99, l.Completed)})
-		t := services[code]
-		v.SLAServices = append(v.SLAServices, slaRow{Name: name, Expected: expected, Completed: t.Completed,
-			Within: t.WithinSLA, Breached: t.Breached, Share: share(t)})
+		r := latencyRow{Service: name, Expected: expected, Completed: a.count(h.Count())}
+		r.P50, _, r.quantiles[0] = a.quantile(h, 0.5)
+		r.P95, _, r.quantiles[1] = a.quantile(h, 0.95)
+		r.P99, _, r.quantiles[2] = a.quantile(h, 0.99)
+		chartRows = append(chartRows, r)
+		v.SLAServices = append(v.SLAServices, slaRowOf(name, expected, services[code], a))
 	}
-	v.LatencyChart = latencyChart(latencies)
+	v.LatencyRows = append(v.LatencyRows, chartRows...)
+	v.LatencyChart = latencyChart(chartRows)
 	v.SLAChart = slaChart(v.SLAServices)
-	for _, a := range catalog.Agencies {
-		t := agencyTallies[a.Code]
-		v.SLAAgencies = append(v.SLAAgencies, slaRow{Name: a.Name.In(events.DefaultLanguage), Completed: t.Completed,
-			Within: t.WithinSLA, Breached: t.Breached, Share: share(t)})
+	for _, ag := range catalog.Agencies {
+		v.SLAAgencies = append(v.SLAAgencies, slaRowOf(ag.Name.In(events.DefaultLanguage), "", agencyTallies[ag.Code], a))
 	}
 
 	names := func(dim events.Dimension) func(string) string {
@@ -203,18 +321,33 @@ func buildView(catalog *events.Catalog, data *events.DashboardData, backlog []ev
 		{events.DimensionService, "By service", "Service", "Submitted"},
 		{events.DimensionAgency, "By agency", "Agency", "Dispatched"},
 	} {
-		v.Tables = append(v.Tables, tallies(string(t.dim), t.title, t.header, t.subm, data.Tallies[t.dim], names(t.dim)))
+		v.Tables = append(v.Tables, tallies(string(t.dim), t.title, t.header, t.subm, data.Tallies[t.dim], names(t.dim), a))
+	}
+	f := &v.Figures
+	for _, x := range []figure{f.Submitted, f.Completed, f.Rejected, f.Failed, f.WithinSLA, f.Breached,
+		f.P50Millis, f.P95Millis, f.P99Millis, f.LastHourSubmitted, f.LastHourCompleted} {
+		f.Suppressed = f.Suppressed || x.Hidden
 	}
 	return v
+}
+
+func slaRowOf(name, expected string, t events.Tally, a audience) slaRow {
+	r := slaRow{Name: name, Expected: expected, Completed: a.count(t.Completed), Within: a.count(t.WithinSLA), Breached: a.count(t.Breached)}
+	r.Share, r.shareShown = a.share(t)
+	if r.shareShown {
+		r.within, _ = t.SLAShare()
+	}
+	return r
 }
 
 // maxTableRows caps the rows of a table; the busiest come first.
 const maxTableRows = 50
 
-func tallies(id, title, header, submittedHeader string, ts []events.Tally, name func(string) string) tallyTable {
+func tallies(id, title, header, submittedHeader string, ts []events.Tally, name func(string) string, a audience) tallyTable {
 	ts = slices.Clone(ts)
-	slices.SortFunc(ts, func(a, b events.Tally) int {
-		return cmp.Or(cmp.Compare(b.Submitted, a.Submitted), cmp.Compare(b.Completed, a.Completed), cmp.Compare(a.Key, b.Key))
+	slices.SortFunc(ts, func(x, y events.Tally) int {
+		return cmp.Or(cmp.Compare(a.rank(y.Submitted), a.rank(x.Submitted)), cmp.Compare(a.rank(y.Completed), a.rank(x.Completed)),
+			cmp.Compare(x.Key, y.Key))
 	})
 	t := tallyTable{ID: id, Title: title, KeyHeader: header, SubmittedHeader: submittedHeader}
 	if len(ts) > maxTableRows {
@@ -222,8 +355,10 @@ func tallies(id, title, header, submittedHeader string, ts []events.Tally, name 
 		ts = ts[:maxTableRows]
 	}
 	for _, x := range ts {
-		t.Rows = append(t.Rows, tallyRow{Name: name(x.Key), Submitted: x.Submitted, Completed: x.Completed,
-			Rejected: x.Rejected, Failed: x.Failed, Breach: x.Breached, Share: share(x), Mean: duration(x.MeanLatency(), x.Completed)})
+		r := tallyRow{Name: name(x.Key), Submitted: a.count(x.Submitted), Completed: a.count(x.Completed),
+			Rejected: a.count(x.Rejected), Failed: a.count(x.Failed), Breach: a.count(x.Breached), Mean: a.mean(x)}
+		r.Share, _ = a.share(x)
+		t.Rows = append(t.Rows, r)
 	}
 	return t
 }
@@ -286,14 +421,23 @@ type lineChart struct {
 	Left, Right, Top, Bo int
 	Series               []lineSeries
 	YTicks, XTicks       []tick
-	Rows                 []events.MinuteCount
-	RowLabels            []string
+	Rows                 []minuteRow
 	Max                  int64
+	// Gaps says some minutes are left out of the lines: their counts are
+	// hidden.
+	Gaps bool
 }
 
+type minuteRow struct {
+	Label                string
+	Submitted, Completed figure
+}
+
+// lineSeries is one line of a chart, drawn as a path that a hidden value
+// interrupts.
 type lineSeries struct {
-	Name, Class, Points string
-	Total               int64
+	Name, Class, Path string
+	Total             figure
 }
 
 type tick struct {
@@ -301,11 +445,24 @@ type tick struct {
 	Label string
 }
 
-func throughputChart(minutes []events.MinuteCount) lineChart {
-	c := lineChart{Width: 720, Height: 240, Left: 56, Right: 704, Top: 16, Bo: 208, Rows: minutes}
+func throughputChart(minutes []events.MinuteCount, a audience) lineChart {
+	c := lineChart{Width: 720, Height: 240, Left: 56, Right: 704, Top: 16, Bo: 208}
+	// The scale follows the counts shown only, so that it tells nothing of
+	// the hidden ones.
 	var top int64 = 1
+	if !a.operator {
+		top = MinCount
+	}
 	for _, m := range minutes {
-		top = max(top, m.Submitted, m.Completed)
+		r := minuteRow{Label: m.At.UTC().Format("15:04"), Submitted: a.count(m.Submitted), Completed: a.count(m.Completed)}
+		for _, f := range []figure{r.Submitted, r.Completed} {
+			if f.Hidden {
+				c.Gaps = true
+			} else {
+				top = max(top, f.N)
+			}
+		}
+		c.Rows = append(c.Rows, r)
 	}
 	c.Max = niceCeil(top)
 	x := func(i int) int {
@@ -315,26 +472,59 @@ func throughputChart(minutes []events.MinuteCount) lineChart {
 		return c.Left + i*(c.Right-c.Left)/(len(minutes)-1)
 	}
 	y := func(v int64) int { return c.Bo - int(v*int64(c.Bo-c.Top)/c.Max) }
-	var sub, done strings.Builder
+	var sub, done linePath
 	var subTotal, doneTotal int64
 	for i, m := range minutes {
-		fmt.Fprintf(&sub, "%d,%d ", x(i), y(m.Submitted))
-		fmt.Fprintf(&done, "%d,%d ", x(i), y(m.Completed))
+		r := c.Rows[i]
+		sub.add(x(i), y(r.Submitted.N), r.Submitted.Hidden)
+		done.add(x(i), y(r.Completed.N), r.Completed.Hidden)
 		subTotal += m.Submitted
 		doneTotal += m.Completed
-		c.RowLabels = append(c.RowLabels, m.At.UTC().Format("15:04"))
 		if i%10 == 0 || i == len(minutes)-1 {
-			c.XTicks = append(c.XTicks, tick{Pos: x(i), Label: m.At.UTC().Format("15:04")})
+			c.XTicks = append(c.XTicks, tick{Pos: x(i), Label: r.Label})
 		}
 	}
 	c.Series = []lineSeries{
-		{Name: "Submitted", Class: "submitted", Points: strings.TrimSpace(sub.String()), Total: subTotal},
-		{Name: "Completed", Class: "completed", Points: strings.TrimSpace(done.String()), Total: doneTotal},
+		{Name: "Submitted", Class: "submitted", Path: sub.String(), Total: a.count(subTotal)},
+		{Name: "Completed", Class: "completed", Path: done.String(), Total: a.count(doneTotal)},
 	}
 	for _, v := range []int64{0, c.Max / 2, c.Max} {
 		c.YTicks = append(c.YTicks, tick{Pos: y(v), Label: strconv.FormatInt(v, 10)})
 	}
 	return c
+}
+
+// linePath is the d attribute of an SVG path through points, broken where a
+// point is hidden; a point alone between two gaps is drawn as a dot (the
+// line's round caps on a segment of length 0).
+type linePath struct {
+	b   strings.Builder
+	run int
+}
+
+func (p *linePath) add(x, y int, hidden bool) {
+	switch {
+	case hidden:
+		p.end()
+		return
+	case p.run == 0:
+		fmt.Fprintf(&p.b, "M%d,%d ", x, y)
+	default:
+		fmt.Fprintf(&p.b, "L%d,%d ", x, y)
+	}
+	p.run++
+}
+
+func (p *linePath) end() {
+	if p.run == 1 {
+		p.b.WriteString("h0 ")
+	}
+	p.run = 0
+}
+
+func (p *linePath) String() string {
+	p.end()
+	return strings.TrimSpace(p.b.String())
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten.
@@ -437,16 +627,19 @@ func backlogChart(rows []backlogRow) barChart {
 	return c
 }
 
-func latencyChart(ls []events.Latency) barChart {
+// latencyChart draws rows' quantiles; a hidden one is left out, and the
+// scale follows those shown.
+func latencyChart(rows []latencyRow) barChart {
 	var top time.Duration
-	labels := make([]string, len(ls))
-	values := make([][]float64, len(ls))
-	texts := make([]string, len(ls))
-	for i, l := range ls {
-		labels[i] = l.Service
-		values[i] = []float64{float64(l.P50), float64(l.P95), float64(l.P99)}
-		texts[i] = "p99 " + duration(l.P99, l.Completed)
-		top = max(top, l.P99)
+	labels := make([]string, len(rows))
+	values := make([][]float64, len(rows))
+	texts := make([]string, len(rows))
+	for i, r := range rows {
+		labels[i] = r.Service
+		q := r.quantiles
+		values[i] = []float64{float64(q[0]), float64(q[1]), float64(q[2])}
+		texts[i] = "p99 " + r.P99
+		top = max(top, q[0], q[1], q[2])
 	}
 	c := barsOf(labels, values, texts, []string{"p50", "p95", "p99"}, []string{"p50", "p95", "p99"}, false, float64(top))
 	c.Scale = "Scale: 0 to " + duration(top, 1)
@@ -459,11 +652,9 @@ func slaChart(rows []slaRow) barChart {
 	texts := make([]string, len(rows))
 	for i, r := range rows {
 		labels[i] = r.Name
-		n := r.Within + r.Breached
-		if n > 0 {
-			values[i] = []float64{float64(r.Within) / float64(n), float64(r.Breached) / float64(n)}
-		} else {
-			values[i] = []float64{0, 0}
+		values[i] = []float64{0, 0}
+		if r.shareShown {
+			values[i] = []float64{r.within, 1 - r.within}
 		}
 		texts[i] = r.Share
 	}

@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/deskapi"
 	"github.com/spotflow/spotflow/workers/intaketest"
 	"github.com/spotflow/spotflow/workers/ratelimit"
@@ -57,4 +60,46 @@ func TestDeskAPI_RefusesAnAddressThatFailedTooOftenWithoutLookingItsTokenUp(t *t
 	if n := intake.lookups.Load(); n != 3 {
 		t.Errorf("%d lookups in all: a refused address had its token looked up", n)
 	}
+}
+
+func TestDeskAPI_RefusesADeskOverItsRateWith429AndLetsTheOthersIn(t *testing.T) {
+	t.Parallel()
+	d := intaketest.Start(t, nil)
+	limits, err := workers.NewDeskLimits(workers.DeskLimitsConfig{Rate: 0.5, Burst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intake, err := workers.NewIntake(workers.IntakeConfig{Store: d.Store, Publisher: natsbus.NewPublisher(d.JS), Catalog: d.Catalog,
+		Limits: limits, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := deskapi.New(deskapi.Config{Intake: intake, Store: d.Store, Catalog: d.Catalog, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	noisy := &deskAPI{Desk: d, srv: srv}
+
+	mustAccept(t, noisy.submit(t, "rate-1", changeOfAddressBody))
+	mustAccept(t, noisy.submit(t, "rate-2", changeOfAddressBody))
+	r := noisy.submit(t, "rate-3", changeOfAddressBody)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "2" {
+		t.Fatalf("third at once: %d, Retry-After %q; want 429, 2", r.status, r.header.Get("Retry-After"))
+	}
+	if e := r.err(t); e.Code != "too_many_requests" || !strings.Contains(e.Message, "rate") {
+		t.Errorf("third at once: %+v", e)
+	}
+	// Nothing of the refused one was stored.
+	var keys int
+	if err := d.Store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM intake_keys WHERE idempotency_key = 'rate-3'`).Scan(&keys); err != nil || keys != 0 {
+		t.Errorf("the refused submission's key was claimed (%d, %v)", keys, err)
+	}
+	// Another desk has a bucket of its own.
+	_, other, err := d.Store.CreateDesk(t.Context(), "lisboa", "Another desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAccept(t, noisy.do(t, call{method: "POST", path: "/v1/requests", token: other, contentType: "application/json", key: "rate-1", body: changeOfAddressBody}))
 }

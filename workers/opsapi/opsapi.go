@@ -1,12 +1,14 @@
 // Package opsapi serves the operator API under /v1/ops/: list, inspect and
-// replay dead letters. It calls the pipeline through the small interfaces
-// declared here (Store, Replayer), so it imports events and jsonapi only.
+// replay dead letters, and erase a citizen. It calls the pipeline through
+// the small interfaces declared here (Store, Replayer), so it imports events
+// and jsonapi only.
 package opsapi
 
 import (
 	"cmp"
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -19,8 +21,13 @@ import (
 
 // Store reads dead letters.
 type Store interface {
-	DeadLetter(ctx context.Context, id int64) (events.DeadLetter, error)
+	// ViewDeadLetter reads a dead letter and records, in the audit log,
+	// who viewed it and why.
+	ViewDeadLetter(ctx context.Context, id int64, by events.By) (events.DeadLetter, error)
 	ListDeadLetters(ctx context.Context, agency string, pending bool, limit int) ([]events.DeadLetter, error)
+	// EraseCitizen erases the personal data kept of the citizen with a
+	// national ID, and records in the audit log who did and why.
+	EraseCitizen(ctx context.Context, nationalID string, by events.By) (events.Erasure, error)
 }
 
 // Replayer puts a dead letter back in its queue on behalf of an operator
@@ -43,9 +50,9 @@ type Config struct {
 }
 
 // API is the operator API under /v1/ops/: list, inspect and replay dead
-// letters. Operators name themselves in the X-Operator header; every replay
-// is in the audit log under that name. Dead letters are shown without their
-// payloads, which hold personal data.
+// letters, and erase a citizen. Operators name themselves in the X-Operator
+// header; every replay and erasure is in the audit log under that name.
+// Dead letters are shown without their payloads, which hold personal data.
 type API struct {
 	cfg Config
 	mux *http.ServeMux
@@ -62,6 +69,7 @@ func New(cfg Config) (*API, error) {
 	o.mux.HandleFunc("GET /v1/ops/dead-letters/{id}", o.show)
 	o.mux.HandleFunc("POST /v1/ops/dead-letters/{id}/replay", o.replayOne)
 	o.mux.HandleFunc("POST /v1/ops/dead-letters/replay", o.replayAll)
+	o.mux.HandleFunc("POST /v1/ops/citizens/erase", o.eraseCitizen)
 	return o, nil
 }
 
@@ -95,10 +103,17 @@ func (o *API) show(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := o.cfg.Store.DeadLetter(r.Context(), id)
+	reason := strings.TrimSpace(r.Header.Get("X-Reason"))
+	if reason == "" {
+		jsonapi.WriteError(w, http.StatusBadRequest, jsonapi.Error{Code: events.CodeRequired, Message: "say why you view this dead letter, in X-Reason: it is recorded in the audit log", Field: "X-Reason"})
+		return
+	}
+	d, err := o.cfg.Store.ViewDeadLetter(r.Context(), id, events.By{Actor: operator(r), Reason: reason})
 	switch {
 	case errors.Is(err, events.ErrNotFound):
 		jsonapi.WriteError(w, http.StatusNotFound, jsonapi.Error{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
+	case errors.Is(err, events.ErrPersonalDataDeleted):
+		jsonapi.Write(w, http.StatusOK, d) // its record, without the message it no longer has
 	case err != nil:
 		o.unavailable(w, err)
 	default:
@@ -115,6 +130,8 @@ func (o *API) replayOne(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, events.ErrNotFound):
 		jsonapi.WriteError(w, http.StatusNotFound, jsonapi.Error{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
+	case errors.Is(err, events.ErrPersonalDataDeleted):
+		jsonapi.WriteError(w, http.StatusGone, messageDeleted)
 	case err != nil:
 		o.unavailable(w, err)
 	default:
@@ -130,19 +147,69 @@ func (o *API) replayAll(w http.ResponseWriter, r *http.Request) {
 		o.unavailable(w, err)
 		return
 	}
-	replayed := []int64{}
+	replayed, deleted := []int64{}, []int64{}
 	for _, d := range dead {
-		if err := o.cfg.Replayer.Replay(r.Context(), d.ID, operator(r)); err != nil {
+		err := o.cfg.Replayer.Replay(r.Context(), d.ID, operator(r))
+		if errors.Is(err, events.ErrPersonalDataDeleted) {
+			deleted = append(deleted, d.ID)
+			continue
+		}
+		if err != nil {
 			o.cfg.Logger.Error("ops: replay", "dead_letter", d.ID, "err", err)
 			jsonapi.Write(w, http.StatusServiceUnavailable, map[string]any{
-				"replayed": replayed,
-				"error":    jsonapi.Error{Code: "unavailable", Message: "replay stopped at dead letter " + strconv.FormatInt(d.ID, 10) + "; run it again"},
+				"replayed":        replayed,
+				"message_deleted": deleted,
+				"error":           jsonapi.Error{Code: "unavailable", Message: "replay stopped at dead letter " + strconv.FormatInt(d.ID, 10) + "; run it again"},
 			})
 			return
 		}
 		replayed = append(replayed, d.ID)
 	}
-	jsonapi.Write(w, http.StatusAccepted, map[string]any{"replayed": replayed})
+	jsonapi.Write(w, http.StatusAccepted, map[string]any{"replayed": replayed, "message_deleted": deleted})
+}
+
+// messageDeleted answers a replay of a dead letter whose message was
+// deleted.
+var messageDeleted = jsonapi.Error{
+	Code:    "message_deleted",
+	Message: "this dead letter's message was deleted (its citizen was erased, or its request ended): it cannot be replayed",
+	Field:   "id",
+}
+
+// eraseCitizen erases the citizen whose national ID the body gives,
+// {"national_id": "..."}, on behalf of the operator, who must say why in
+// X-Reason, and answers what was erased (events.Erasure). The national ID
+// is never logged nor answered.
+func (o *API) eraseCitizen(w http.ResponseWriter, r *http.Request) {
+	reason := strings.TrimSpace(r.Header.Get("X-Reason"))
+	if reason == "" {
+		jsonapi.WriteError(w, http.StatusBadRequest, jsonapi.Error{Code: events.CodeRequired, Message: "say why you erase this citizen, in X-Reason: it is recorded in the audit log", Field: "X-Reason"})
+		return
+	}
+	var body struct {
+		NationalID string `json:"national_id"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || dec.More() {
+		jsonapi.WriteError(w, http.StatusBadRequest, jsonapi.Error{Code: events.CodeMalformedJSON, Message: `the body must be {"national_id": "..."}`, Field: "body"})
+		return
+	}
+	e, err := o.cfg.Store.EraseCitizen(r.Context(), body.NationalID, events.By{Actor: operator(r), Reason: reason})
+	var fe *events.FieldError
+	switch {
+	case errors.As(err, &fe):
+		jsonapi.WriteError(w, http.StatusBadRequest, jsonapi.Error{Code: fe.Code, Message: fe.Message, Field: fe.Field})
+	case errors.Is(err, events.ErrUnavailable) || r.Context().Err() != nil:
+		o.unavailable(w, err)
+	case err != nil:
+		// Such as a citizen key that is not the pipeline's: retrying
+		// will not help. The error never holds the national ID.
+		o.cfg.Logger.Error("ops: erase citizen", "err", err)
+		jsonapi.WriteError(w, http.StatusInternalServerError, jsonapi.Error{Code: "erasure_failed", Message: err.Error()})
+	default:
+		jsonapi.Write(w, http.StatusOK, e)
+	}
 }
 
 func deadLetterID(w http.ResponseWriter, r *http.Request) (int64, bool) {

@@ -135,7 +135,7 @@ func (s *Store) DashboardLatency(ctx context.Context, f events.DashboardFilter, 
 // PendingDeadLetters counts the dead letters never replayed, by agency ("" for
 // messages of no agency).
 func (s *Store) PendingDeadLetters(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT agency, count(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY agency`)
+	rows, err := s.pool.Query(ctx, `SELECT agency, count(*) FROM dead_letters WHERE replayed_at IS NULL AND payload IS NOT NULL GROUP BY agency`)
 	if err != nil {
 		return nil, fmt.Errorf("count dead letters: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spotflow/spotflow/events"
@@ -22,17 +23,24 @@ func (s *Store) RecordDeadLetter(ctx context.Context, d events.DeadLetter) (bool
 		                          reason, last_error, attempts, payload)
 		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7, $8, $9, $10)
 		ON CONFLICT (stream, stream_seq) DO NOTHING`,
-		d.Stream, int64(d.StreamSeq), d.Subject, d.RequestID, d.WorkItemID, d.Agency,
-		d.Reason, truncate(d.LastError, 2000), d.Attempts, sealed)
+		// What a dead letter holds may be why its message failed (an ID
+		// with NUL, say): stored as it is, it would be refused in turn.
+		storable(d.Stream), int64(d.StreamSeq), storable(d.Subject), storable(d.RequestID), storable(d.WorkItemID),
+		storable(d.Agency), storable(d.Reason), truncate(storable(d.LastError), 2000), d.Attempts, sealed)
 	if err != nil {
 		return false, fmt.Errorf("record dead letter: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
+// truncate cuts s to at most n bytes, on a character's boundary: cut
+// within one, it would not be UTF-8, and Postgres would refuse it.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }
@@ -51,14 +59,15 @@ func scanDeadLetter(row pgx.Row) (events.DeadLetter, error) {
 
 // ListDeadLetters returns up to limit dead letters (1,000 when limit is 0),
 // newest first, without their payloads: of agency only when it is not empty,
-// and only those never replayed when pending is set.
+// and only those that wait for a replay when pending is set (never
+// replayed, and their message not deleted).
 func (s *Store) ListDeadLetters(ctx context.Context, agency string, pending bool, limit int) ([]events.DeadLetter, error) {
 	if limit <= 0 || limit > 10000 {
 		limit = 1000
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+deadLetterColumns+` FROM dead_letters
-		WHERE ($1 = '' OR agency = $1) AND (NOT $2 OR replays = 0)
+		WHERE ($1 = '' OR agency = $1) AND (NOT $2 OR (replays = 0 AND payload IS NOT NULL))
 		ORDER BY id DESC LIMIT $3`, agency, pending, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
@@ -109,14 +118,4 @@ func (s *Store) MarkReplayed(ctx context.Context, id int64, actor string) (int, 
 		err = fmt.Errorf("mark dead letter replayed: %w", err)
 	}
 	return n, err
-}
-
-// audit appends an action by a person to the audit log.
-func audit(ctx context.Context, db DBTX, actor, action, target string, detail map[string]any) error {
-	_, err := db.Exec(ctx, `INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)`,
-		actor, action, target, detail)
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
 }

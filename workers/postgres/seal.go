@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+
+	"github.com/spotflow/spotflow/events"
 )
 
 // aead is the cipher that seals what must be kept but holds personal data (requests kept
@@ -34,8 +36,12 @@ func (s *Store) seal(plain []byte) ([]byte, error) {
 	return a.Seal(nonce, nonce, plain, nil), nil
 }
 
-// unseal reverses seal.
+// unseal reverses seal. Nothing sealed (NULL) is a copy that was deleted:
+// events.ErrPersonalDataDeleted.
 func (s *Store) unseal(sealed []byte) ([]byte, error) {
+	if len(sealed) == 0 {
+		return nil, events.ErrPersonalDataDeleted
+	}
 	a, err := s.aead()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,167 @@
+// Package access decides who may reach spotflow's operator-facing HTTP
+// surfaces: the dashboard and the Prometheus metrics. It checks the
+// operator's credential (today the operators' shared token, later personal
+// sessions, through the Operators interface) and applies one policy: on an
+// HTTP address bound to loopback only, anyone on the machine may look; on
+// any other, only an operator may. It uses the standard library alone.
+package access
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// Realm is the protection space named in the challenges: a browser keeps
+// the operator's credential for it.
+const Realm = "spotflow operators"
+
+// Operators tells whether a request carries an operator's credential. The
+// operators' shared token (Token) satisfies it today; a check of personal
+// operator sessions can satisfy it later. Implementations are safe for
+// concurrent use and fail closed: a check that cannot decide says false.
+type Operators interface {
+	Operator(r *http.Request) bool
+}
+
+// Token is the operators' shared secret (spotflow's --operator-token),
+// accepted as "Authorization: Bearer <token>" (Prometheus, scripts) or as
+// the password of HTTP Basic authentication (a browser's prompt), whatever
+// the user name. It keeps only the token's SHA-256 and compares in constant
+// time. It is immutable and safe for concurrent use.
+type Token struct {
+	sum [sha256.Size]byte
+}
+
+var _ Operators = (*Token)(nil)
+
+// NewToken returns the check of secret, which must not be empty.
+func NewToken(secret string) (*Token, error) {
+	if secret == "" {
+		return nil, errors.New("operator token: empty")
+	}
+	return &Token{sum: sha256.Sum256([]byte(secret))}, nil
+}
+
+// Operator reports whether r presents the token, as a Bearer token or as a
+// Basic password. Both sides are hashed first, so the comparison takes the
+// same time whatever the length or content of what was presented.
+func (t *Token) Operator(r *http.Request) bool {
+	given, ok := presented(r)
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(given))
+	return subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1
+}
+
+// presented is the secret r's Authorization header carries: a Bearer token
+// or a Basic password; false when it carries neither.
+func presented(r *http.Request) (string, bool) {
+	scheme, rest, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	switch {
+	case !ok:
+		return "", false
+	case strings.EqualFold(scheme, "Bearer"):
+		token := strings.TrimSpace(rest)
+		return token, token != ""
+	case strings.EqualFold(scheme, "Basic"):
+		_, password, ok := r.BasicAuth()
+		return password, ok && password != ""
+	}
+	return "", false
+}
+
+// Policy is who may see the operator-facing surfaces of one HTTP address.
+// Its zero value lets no one in and says so (403). Policy is a value; it is
+// safe for concurrent use if Operators is.
+type Policy struct {
+	// Operators recognises an operator's credential; nil when none is
+	// configured.
+	Operators Operators
+	// Loopback says the HTTP address is bound to loopback only (see
+	// Loopback): then anyone who reaches it is on this machine and may
+	// look without a credential.
+	Loopback bool
+}
+
+// NewPolicy is the policy of an HTTP server listening on addr, with the
+// operators' shared token; an empty token configures no credential.
+func NewPolicy(addr, token string) Policy {
+	p := Policy{Loopback: Loopback(addr)}
+	if token != "" {
+		p.Operators, _ = NewToken(token) // not empty: cannot fail
+	}
+	return p
+}
+
+// Operator reports whether r carries an operator's credential.
+func (p Policy) Operator(r *http.Request) bool {
+	return p.Operators != nil && p.Operators.Operator(r)
+}
+
+// Require serves next to whoever the policy lets in: anyone when the
+// address is loopback-only; otherwise only a request with an operator's
+// credential. Without one the answer is 401 with a Basic and a Bearer
+// challenge (see Challenge); when no credential is configured at all, 403
+// with a message saying how to configure one.
+func (p Policy) Require(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case p.Loopback:
+		case p.Operators == nil:
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "spotflow: this HTTP address is reachable from other machines, so this page "+
+				"is for operators only, and no operator token is set. Start spotflow with --operator-token "+
+				"(or SPOTFLOW_OPERATOR_TOKEN) set to a long random secret and send it as \"Authorization: Bearer <token>\", "+
+				"or listen on loopback only (--http 127.0.0.1:8080).", http.StatusForbidden)
+			return
+		case !p.Operators.Operator(r):
+			Challenge(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Challenge answers 401 and asks for an operator's credential twice: HTTP
+// Basic first, so that a browser prompts for it (the token is the password,
+// the user name is ignored), then Bearer, for Prometheus and scripts. A
+// Bearer token that was presented and refused is named invalid_token (RFC
+// 6750).
+func Challenge(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Add("WWW-Authenticate", fmt.Sprintf(`Basic realm=%q, charset="UTF-8"`, Realm))
+	bearer := fmt.Sprintf(`Bearer realm=%q`, Realm)
+	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+		bearer += `, error="invalid_token"`
+	}
+	h.Add("WWW-Authenticate", bearer)
+	h.Set("Cache-Control", "no-store")
+	http.Error(w, "spotflow: this page needs the operator's credential: send \"Authorization: Bearer <operator token>\", "+
+		"or sign in with the operator token as the password (any user name).", http.StatusUnauthorized)
+}
+
+// Loopback reports whether a listen address ("host:port", or a host alone)
+// binds loopback interfaces only: an IP address in 127.0.0.0/8 or ::1 (also
+// IPv4-mapped), or the name localhost. An empty host or an unspecified
+// address (0.0.0.0, ::) binds every interface and is not loopback; nor is
+// any other name, which is not resolved here.
+func Loopback(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	} else if strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") {
+		host = addr[1 : len(addr)-1]
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}

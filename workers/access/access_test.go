@@ -1,0 +1,192 @@
+package access_test
+
+import (
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/spotflow/spotflow/workers/access"
+)
+
+const secret = "op-secret-0123456789"
+
+func basic(user, password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+}
+
+func TestToken_AcceptsTheTokenAsBearerOrBasicPasswordOnly(t *testing.T) {
+	t.Parallel()
+	token, err := access.NewToken(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, authorization string
+		want                bool
+	}{
+		{"a bearer token is accepted", "Bearer " + secret, true},
+		{"the scheme's case does not matter", "bearer " + secret, true},
+		{"a basic password is accepted whatever the user name", basic("anyone", secret), true},
+		{"a basic password with no user name is accepted", basic("", secret), true},
+		{"a wrong bearer token is refused", "Bearer " + secret + "x", false},
+		{"a prefix of the token is refused", "Bearer " + secret[:len(secret)-1], false},
+		{"a wrong basic password is refused", basic("operator", "guess"), false},
+		{"the token as basic user name is refused", basic(secret, ""), false},
+		{"an empty bearer token is refused", "Bearer ", false},
+		{"the bare token is refused", secret, false},
+		{"another scheme is refused", "Token " + secret, false},
+		{"no credential is refused", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if tc.authorization != "" {
+				r.Header.Set("Authorization", tc.authorization)
+			}
+			if got := token.Operator(r); got != tc.want {
+				t.Errorf("Operator with %q = %v, want %v", tc.authorization, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewToken_RefusesAnEmptySecret(t *testing.T) {
+	t.Parallel()
+	if _, err := access.NewToken(""); err == nil {
+		t.Fatal("NewToken(\"\") succeeded; an empty token would let anyone in")
+	}
+}
+
+// serve sends a GET with authorization (if any) through p.Require.
+func serve(t *testing.T, p access.Policy, authorization string) *http.Response {
+	t.Helper()
+	h := p.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") }))
+	r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Result()
+}
+
+func TestPolicy_RequireBeyondLoopbackLetsOnlyOperatorsIn(t *testing.T) {
+	t.Parallel()
+	p := access.NewPolicy("0.0.0.0:8080", secret)
+	if p.Loopback {
+		t.Fatal("0.0.0.0 taken for loopback")
+	}
+	for _, tc := range []struct {
+		name, authorization string
+		want                int
+	}{
+		{"the bearer token passes", "Bearer " + secret, http.StatusOK},
+		{"the basic password passes", basic("me", secret), http.StatusOK},
+		{"a wrong token is challenged", "Bearer nope", http.StatusUnauthorized},
+		{"a wrong password is challenged", basic("me", "nope"), http.StatusUnauthorized},
+		{"no credential is challenged", "", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp := serve(t, p, tc.authorization)
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+			if tc.want == http.StatusOK {
+				if string(body) != "metrics" {
+					t.Errorf("body %q, want the handler's", body)
+				}
+				return
+			}
+			if strings.Contains(string(body), "metrics") {
+				t.Errorf("a refused request got the handler's body: %q", body)
+			}
+			challenges := resp.Header.Values("WWW-Authenticate")
+			if len(challenges) != 2 || challenges[0] != `Basic realm="spotflow operators", charset="UTF-8"` ||
+				!strings.HasPrefix(challenges[1], `Bearer realm="spotflow operators"`) {
+				t.Errorf("challenges %q, want Basic then Bearer for realm \"spotflow operators\"", challenges)
+			}
+			wantInvalid := strings.HasPrefix(tc.authorization, "Bearer ")
+			if got := strings.Contains(challenges[len(challenges)-1], `error="invalid_token"`); got != wantInvalid {
+				t.Errorf("Bearer challenge %q: invalid_token %v, want %v", challenges[len(challenges)-1], got, wantInvalid)
+			}
+		})
+	}
+}
+
+func TestPolicy_RequireBeyondLoopbackWithoutATokenSaysHowToSetOne(t *testing.T) {
+	t.Parallel()
+	p := access.NewPolicy(":8080", "")
+	for _, authorization := range []string{"", "Bearer anything", basic("me", "anything")} {
+		resp := serve(t, p, authorization)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "--operator-token") {
+			t.Errorf("with %q: %d %q, want 403 naming --operator-token", authorization, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestPolicy_RequireOnLoopbackLetsAnyoneIn(t *testing.T) {
+	t.Parallel()
+	for _, token := range []string{"", secret} {
+		p := access.NewPolicy("127.0.0.1:8080", token)
+		for _, authorization := range []string{"", "Bearer wrong", "Bearer " + secret} {
+			if resp := serve(t, p, authorization); resp.StatusCode != http.StatusOK {
+				t.Errorf("token %q, authorization %q: status %d, want 200 on loopback", token, authorization, resp.StatusCode)
+			}
+		}
+	}
+}
+
+func TestPolicy_OperatorTellsTheDashboardsTwoAudiencesApart(t *testing.T) {
+	t.Parallel()
+	r := httptest.NewRequest(http.MethodGet, "/dashboard", nil)
+	withToken := httptest.NewRequest(http.MethodGet, "/dashboard", nil)
+	withToken.SetBasicAuth("", secret)
+	on := access.NewPolicy("127.0.0.1:8080", secret)
+	off := access.NewPolicy("127.0.0.1:8080", "")
+	if on.Operator(r) || !on.Operator(withToken) {
+		t.Errorf("with a token: Operator without a credential %v, with %v; want false, true", on.Operator(r), on.Operator(withToken))
+	}
+	if off.Operator(withToken) {
+		t.Error("without a token configured, a request was taken for an operator's")
+	}
+	if (access.Policy{}).Operator(withToken) {
+		t.Error("the zero Policy took a request for an operator's")
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080":         true,
+		"127.0.0.1:0":            true,
+		"127.8.9.10:80":          true,
+		"[::1]:8080":             true,
+		"::1":                    true,
+		"[::1]":                  true,
+		"[::ffff:127.0.0.1]:80":  true,
+		"localhost:8080":         true,
+		"LocalHost:8080":         true,
+		"localhost":              true,
+		"127.0.0.1":              true,
+		"0.0.0.0:8080":           false,
+		":8080":                  false,
+		"":                       false,
+		"[::]:8080":              false,
+		"192.168.1.10:8080":      false,
+		"10.0.0.1:8080":          false,
+		"[fe80::1%eth0]:8080":    false,
+		"example.org:8080":       false,
+		"localhost.example:8080": false,
+		"128.0.0.1:8080":         false,
+	} {
+		if got := access.Loopback(addr); got != want {
+			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
