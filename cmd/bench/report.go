@@ -36,6 +36,10 @@ func (r report) write(w io.Writer) {
 		}
 	}()
 	fmt.Fprintf(w, "## End to end, %s\n\n", r.When.Format("2006-01-02 15:04 UTC"))
+	if len(r.Settings) == 0 {
+		fmt.Fprintf(w, "Machine: %s, %d × %s. Command: `%s`; took %s.\n", r.Host, r.CPUs, r.CPU, r.Command, r.Took.Round(time.Second))
+		return
+	}
 	fmt.Fprintf(w, "Machine: %s, %d × %s. Command: `%s`; took %s. Simulated agencies at zero latency; every stage submits for its duration from 50 desks, then waits for its requests to finish. CPU is per completed request: of the all-in-one process, and of the whole machine (Postgres and the load generator included).\n\n",
 		r.Host, r.CPUs, r.CPU, r.Command, r.Took.Round(time.Second))
 	fmt.Fprintln(w, "| setting | rate (req/s) | accepted/s | completed/s | submit→accepted p99 | submit→completed p50 | p95 | p99 | max | CPU ms/req spotflow | CPU ms/req machine | peak RSS | errors |")
