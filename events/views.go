@@ -95,6 +95,7 @@ type StalledRequest struct {
 
 // RequestQuery selects a desk's requests for a listing, newest first. Zero
 // fields do not filter; IDs, when set, overrides every filter but the desk.
+// Without a desk (a public read) only IDs may select.
 type RequestQuery struct {
 	DeskID       string
 	IDs          []string

@@ -1014,7 +1014,23 @@ func TestOpen311_ReadsRequestsBackWithoutPersonalData(t *testing.T) {
 				t.Errorf("Greek service_notice %q", one[0].Notice)
 			}
 			wantOpen311Error(t, api.open311(t, "GET", "/open311/v2/requests/"+theirID+"."+format, key), format, 404, 404, "was not found")
-			wantOpen311Error(t, api.open311(t, "GET", "/open311/v2/requests/"+record+"."+format, nil), format, 403, 403, "api_key")
+			// Without api_key, as clients that send it only with a POST read
+			// back: the same public fields, by ID alone, of any desk's.
+			public := api.open311(t, "GET", "/open311/v2/requests/"+record+"."+format, url.Values{"lang": {"el"}})
+			if got := readRequests(t, public, format); len(got) != 1 || got[0] != one[0] {
+				t.Errorf("GET requests/%s without api_key = %+v, want what the desk reads, %+v", record, got, one)
+			}
+			if got := readRequests(t, api.open311(t, "GET", path, url.Values{"service_request_id": {theirID + "," + record}}), format); !slices.Equal(ids(got), []string{theirID, record}) &&
+				!slices.Equal(ids(got), []string{record, theirID}) {
+				t.Errorf("GET requests by service_request_id without api_key listed %v, want both", ids(got))
+			}
+			for _, personal := range []string{"87654321", "Μαρία", "Rua Augusta", "mediador-7", "desk-"} {
+				if strings.Contains(string(public.body), personal) {
+					t.Errorf("a public read shows %q", personal)
+				}
+			}
+			wantOpen311Error(t, api.open311(t, "GET", "/open311/v2/requests/no-such-request."+format, nil), format, 404, 404, "was not found")
+			wantOpen311Error(t, api.open311(t, "GET", path, url.Values{"status": {"open"}}), format, 403, 403, "api_key")
 
 			r = api.open311(t, "GET", "/open311/v2/tokens/"+licence+"."+format, key)
 			if r.status != http.StatusOK {

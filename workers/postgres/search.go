@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,6 +15,14 @@ import (
 // the projection has not recorded yet is listed as submitted.
 func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error) {
 	args := pgx.NamedArgs{"desk": q.DeskID}
+	// Of one desk, or, for public reads by ID, of any.
+	ofRequests, ofKeys := "desk_id = @desk", "k.desk_id = @desk AND "
+	if q.DeskID == "" {
+		if len(q.IDs) == 0 {
+			return nil, errors.New("search requests: without a desk, only by ID")
+		}
+		ofRequests, ofKeys = "id = ANY(@ids)", "k.request_id = ANY(@ids) AND "
+	}
 	var where []string
 	if len(q.IDs) > 0 {
 		where = append(where, "id = ANY(@ids)")
@@ -52,11 +61,11 @@ func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]ev
 	rows, err := s.pool.Query(ctx, `
 		WITH found AS (
 			SELECT id, service_code, status, submitted_at, updated_at
-			FROM requests WHERE desk_id = @desk
+			FROM requests WHERE `+ofRequests+`
 			UNION ALL
 			SELECT k.request_id, k.service_code, 'submitted', k.created_at, k.created_at
 			FROM intake_keys k
-			WHERE k.desk_id = @desk AND k.published_at IS NOT NULL
+			WHERE `+ofKeys+`k.published_at IS NOT NULL
 			  AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = k.request_id)
 		)
 		SELECT f.id, f.service_code, f.status,
