@@ -245,7 +245,7 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.mux.Handle("/v1/", desks)
-	geo, err := open311.New(open311.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Logger: log})
+	geo, err := open311.New(open311.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, FailedAuth: failedAuth, Logger: log})
 	if err != nil {
 		return err
 	}
