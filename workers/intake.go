@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type Publisher interface {
 type IntakeConfig struct {
 	// Store for desks and idempotency keys. Required.
 	Store IntakeStore
+	// FailedAuth counts failed authentications by source address and
+	// refuses an address that failed too often before its credential is
+	// looked up (a *ratelimit.Buckets). Optional: without it none is.
+	FailedAuth AddressLimiter
 	// Publisher of submitted requests. Required.
 	Publisher Publisher
 	// Catalog to validate submissions against, as it stands at each
@@ -98,14 +103,43 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	return &Intake{cfg: cfg, desks: newDeskCache(cfg.Store, cfg.DeskCacheTTL, cfg.DeskRevocationCheck, cfg.Logger)}, nil
 }
 
-// Authenticate returns the desk whose credential token is, or an error
-// wrapping events.ErrUnauthenticated when there is none in force. A
-// credential is trusted for DeskCacheTTL without reading it again, as long
-// as no desk credential is revoked or shortened meanwhile (checked every
-// DeskRevocationCheck); its use is recorded about once a minute, off the
-// request's path.
-func (in *Intake) Authenticate(ctx context.Context, token string) (events.Desk, error) {
-	return in.desks.authenticate(ctx, token)
+// AddressLimiter counts failures by source address (*ratelimit.Buckets).
+type AddressLimiter interface {
+	// Empty reports whether the address has no failure left, and for how
+	// long, without counting one.
+	Empty(address string, now time.Time) (bool, time.Duration)
+	// Take counts a failure of the address.
+	Take(address string, now time.Time) (bool, time.Duration)
+}
+
+// Authenticate returns the desk whose credential token is, for a caller at
+// remoteAddr (host and port, as http.Request.RemoteAddr has it), or an
+// error wrapping events.ErrUnauthenticated when there is none in force (an
+// empty token included), counted against the caller's address; an address
+// that failed too often is refused with an *events.Throttled before its
+// token is looked at. A credential is trusted for DeskCacheTTL without
+// reading it again, as long as no desk credential is revoked or shortened
+// meanwhile (checked every DeskRevocationCheck); its use is recorded about
+// once a minute, off the request's path.
+func (in *Intake) Authenticate(ctx context.Context, remoteAddr, token string) (events.Desk, error) {
+	address := remoteAddr
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		address = host
+	}
+	if in.cfg.FailedAuth != nil {
+		if empty, wait := in.cfg.FailedAuth.Empty(address, time.Now()); empty {
+			return events.Desk{}, &events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
+		}
+	}
+	desk := events.Desk{}
+	err := fmt.Errorf("authenticate: no credential: %w", events.ErrUnauthenticated)
+	if token != "" {
+		desk, err = in.desks.authenticate(ctx, token)
+	}
+	if errors.Is(err, events.ErrUnauthenticated) && in.cfg.FailedAuth != nil {
+		in.cfg.FailedAuth.Take(address, time.Now())
+	}
+	return desk, err
 }
 
 // Accept is the one path every submission takes, whatever API it came by:

@@ -32,7 +32,7 @@ func TestIntake_RefusesARevokedDeskCredentialOnEveryProcessWithinSeconds(t *test
 	}
 	for _, in := range []*workers.Intake{d.Intake, other} {
 		for _, token := range []string{d.Token, fresh.Token} {
-			if desk, err := in.Authenticate(ctx, token); err != nil || desk != d.Desk {
+			if desk, err := in.Authenticate(ctx, testAddr, token); err != nil || desk != d.Desk {
 				t.Fatalf("Authenticate = %+v, %v; want %+v", desk, err, d.Desk)
 			}
 		}
@@ -61,7 +61,7 @@ func TestIntake_RefusesARevokedDeskCredentialOnEveryProcessWithinSeconds(t *test
 	revoked := time.Now()
 	for name, in := range map[string]*workers.Intake{"one intake": d.Intake, "another": other} {
 		workertest.WaitWithin(t, 5*time.Second, name+" to refuse the revoked credential", func() error {
-			_, err := in.Authenticate(ctx, d.Token)
+			_, err := in.Authenticate(ctx, testAddr, d.Token)
 			switch {
 			case err == nil:
 				return errors.New("still let in")
@@ -70,7 +70,7 @@ func TestIntake_RefusesARevokedDeskCredentialOnEveryProcessWithinSeconds(t *test
 			}
 			return nil
 		})
-		if desk, err := in.Authenticate(ctx, after.Token); err != nil || desk != d.Desk {
+		if desk, err := in.Authenticate(ctx, testAddr, after.Token); err != nil || desk != d.Desk {
 			t.Errorf("%s with the credential issued after: %+v, %v", name, desk, err)
 		}
 	}
@@ -78,3 +78,6 @@ func TestIntake_RefusesARevokedDeskCredentialOnEveryProcessWithinSeconds(t *test
 		t.Errorf("the revocation took %s to reach both intakes, want about two seconds at most", took)
 	}
 }
+
+// testAddr is where the tests' callers connect from.
+const testAddr = "192.0.2.1:40000"

@@ -233,19 +233,18 @@ func (p *process) startIntake() error {
 	}
 	p.run(limits)
 	intake, err := workers.NewIntake(workers.IntakeConfig{
-		Store: p.store, Publisher: p.bus.pub(roleIntake), Catalog: p.catalogs, Limits: limits, Metrics: p.metrics, Logger: log,
+		Store: p.store, Publisher: p.bus.pub(roleIntake), Catalog: p.catalogs, Limits: limits,
+		FailedAuth: ratelimit.New(float64(p.Config.AuthFailures)/60, p.Config.AuthFailures), Metrics: p.metrics, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	failedAuth := ratelimit.New(float64(p.Config.AuthFailures)/60, p.Config.AuthFailures)
-	desks, err := deskapi.New(deskapi.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Refused: p.metrics.Refused,
-		FailedAuth: failedAuth, Logger: log})
+	desks, err := deskapi.New(deskapi.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Refused: p.metrics.Refused, Logger: log})
 	if err != nil {
 		return err
 	}
 	p.mux.Handle("/v1/", desks)
-	geo, err := open311.New(open311.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, FailedAuth: failedAuth, Logger: log})
+	geo, err := open311.New(open311.Config{Intake: intake, Store: p.store, Catalog: p.catalogs, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/jsonapi"
@@ -25,23 +23,13 @@ import (
 // Intake authenticates desks and accepts their submissions
 // (workers.Intake).
 type Intake interface {
-	Authenticate(ctx context.Context, token string) (events.Desk, error)
+	Authenticate(ctx context.Context, remoteAddr, token string) (events.Desk, error)
 	Accept(ctx context.Context, desk events.Desk, key string, sub *events.Submission) (id string, svc *events.Service, err error)
 }
 
 // Store reads a desk's requests back.
 type Store interface {
 	RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error)
-}
-
-// AddressLimiter counts failed authentications by source address
-// (a *ratelimit.Buckets).
-type AddressLimiter interface {
-	// Empty reports whether the address has no failure left, and for how
-	// long, without counting one.
-	Empty(address string, now time.Time) (bool, time.Duration)
-	// Take counts a failure of the address.
-	Take(address string, now time.Time) (bool, time.Duration)
 }
 
 // Catalogs gives the service catalogue in force.
@@ -63,9 +51,6 @@ type Config struct {
 	// Refused, when set, is told the error code of every submission
 	// refused.
 	Refused func(code string)
-	// FailedAuth, when set, refuses an address that failed to
-	// authenticate too often, without a look at its credential.
-	FailedAuth AddressLimiter
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -100,37 +85,28 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 type deskHandler func(w http.ResponseWriter, r *http.Request, desk events.Desk)
 
 // withDesk authenticates the desk from its bearer token. An address that
-// failed too often is refused before its token is looked at.
+// failed too often is refused (by the intake) before its token is looked at.
 func (a *API) withDesk(h deskHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		address := sourceAddress(r)
-		if a.cfg.FailedAuth != nil {
-			if empty, wait := a.cfg.FailedAuth.Empty(address, time.Now()); empty {
-				th := events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
-				jsonapi.WriteTooMany(w, th.RetryAfterSeconds(), jsonapi.Error{Code: "too_many_requests", Message: "too many failed authentications from this address: " + th.Error(), Field: "Authorization"})
-				return
-			}
-		}
-		failed := func() {
-			if a.cfg.FailedAuth != nil {
-				a.cfg.FailedAuth.Take(address, time.Now())
-			}
-		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" {
-			failed()
+		if !ok {
+			token = ""
+		}
+		desk, err := a.cfg.Intake.Authenticate(r.Context(), r.RemoteAddr, token)
+		var th *events.Throttled
+		switch {
+		case errors.As(err, &th):
+			jsonapi.WriteTooMany(w, th.RetryAfterSeconds(), jsonapi.Error{Code: "too_many_requests", Message: "too many failed authentications from this address: " + th.Error(), Field: "Authorization"})
+			return
+		case errors.Is(err, events.ErrUnauthenticated) && token == "":
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spotflow"`)
 			jsonapi.WriteError(w, http.StatusUnauthorized, jsonapi.Error{Code: "unauthenticated", Message: "a desk token is required: Authorization: Bearer <token>", Field: "Authorization"})
 			return
-		}
-		desk, err := a.cfg.Intake.Authenticate(r.Context(), token)
-		if errors.Is(err, events.ErrUnauthenticated) {
-			failed()
+		case errors.Is(err, events.ErrUnauthenticated):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spotflow", error="invalid_token"`)
 			jsonapi.WriteError(w, http.StatusUnauthorized, jsonapi.Error{Code: "unauthenticated", Message: "unknown desk token", Field: "Authorization"})
 			return
-		}
-		if err != nil {
+		case err != nil:
 			a.cfg.Logger.Error("desk API: authenticate desk", "err", err)
 			jsonapi.WriteError(w, http.StatusServiceUnavailable, jsonapi.Error{Code: "unavailable", Message: "cannot check the desk's credential right now; retry later"})
 			return
@@ -150,15 +126,4 @@ func (a *API) getRequest(w http.ResponseWriter, r *http.Request, desk events.Des
 	default:
 		jsonapi.Write(w, http.StatusOK, v)
 	}
-}
-
-// sourceAddress is the address a request came from: its connection's peer,
-// without the port. Behind a reverse proxy that is the proxy: give the
-// proxy's own limits the job there.
-func sourceAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -14,26 +14,31 @@ import (
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/deskapi"
 	"github.com/spotflow/spotflow/workers/intaketest"
+	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
-// countingIntake counts the credentials it is asked to look up.
-type countingIntake struct {
-	deskapi.Intake
+// countingStore counts the credentials intake looks up in Postgres.
+type countingStore struct {
+	*postgres.Store
 	lookups atomic.Int64
 }
 
-func (c *countingIntake) Authenticate(ctx context.Context, token string) (events.Desk, error) {
+func (c *countingStore) AuthenticateDesk(ctx context.Context, token string) (events.DeskAuthentication, error) {
 	c.lookups.Add(1)
-	return c.Intake.Authenticate(ctx, token)
+	return c.Store.AuthenticateDesk(ctx, token)
 }
 
 func TestDeskAPI_RefusesAnAddressThatFailedTooOftenWithoutLookingItsTokenUp(t *testing.T) {
 	t.Parallel()
 	d := intaketest.Start(t, nil)
-	intake := &countingIntake{Intake: d.Intake}
-	api, err := deskapi.New(deskapi.Config{Intake: intake, Store: d.Store, Catalog: d.Catalog,
+	store := &countingStore{Store: d.Store}
+	intake, err := workers.NewIntake(workers.IntakeConfig{Store: store, Publisher: natsbus.NewPublisher(d.JS), Catalog: d.Catalog,
 		FailedAuth: ratelimit.New(3.0/60, 3), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := deskapi.New(deskapi.Config{Intake: intake, Store: d.Store, Catalog: d.Catalog, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +51,7 @@ func TestDeskAPI_RefusesAnAddressThatFailedTooOftenWithoutLookingItsTokenUp(t *t
 			t.Fatalf("failure %d: %d, want 401", i+1, r.status)
 		}
 	}
-	if n := intake.lookups.Load(); n != 3 {
+	if n := store.lookups.Load(); n != 3 {
 		t.Fatalf("%d lookups for three guesses, want 3", n)
 	}
 	for _, token := range []string{"sfd_guess", "", d.Token} {
@@ -57,7 +62,7 @@ func TestDeskAPI_RefusesAnAddressThatFailedTooOftenWithoutLookingItsTokenUp(t *t
 			t.Errorf("token %q after three failures: %+v", token, e)
 		}
 	}
-	if n := intake.lookups.Load(); n != 3 {
+	if n := store.lookups.Load(); n != 3 {
 		t.Errorf("%d lookups in all: a refused address had its token looked up", n)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/intaketest"
 	"github.com/spotflow/spotflow/workers/open311"
 	"github.com/spotflow/spotflow/workers/ratelimit"
@@ -15,8 +17,12 @@ import (
 func TestOpen311_RefusesAnAddressThatGuessedApiKeysTooOften(t *testing.T) {
 	t.Parallel()
 	d := intaketest.Start(t, nil)
-	api, err := open311.New(open311.Config{Intake: d.Intake, Store: d.Store, Catalog: d.Catalog,
+	intake, err := workers.NewIntake(workers.IntakeConfig{Store: d.Store, Publisher: natsbus.NewPublisher(d.JS), Catalog: d.Catalog,
 		FailedAuth: ratelimit.New(2.0/60, 2), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := open311.New(open311.Config{Intake: intake, Store: d.Store, Catalog: d.Catalog, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,7 +64,7 @@ const (
 // Intake authenticates desks and accepts their submissions
 // (workers.Intake).
 type Intake interface {
-	Authenticate(ctx context.Context, token string) (events.Desk, error)
+	Authenticate(ctx context.Context, remoteAddr, token string) (events.Desk, error)
 	Accept(ctx context.Context, desk events.Desk, key string, sub *events.Submission) (id string, svc *events.Service, err error)
 }
 
@@ -91,18 +90,8 @@ type Config struct {
 	Catalog Catalogs
 	// MaxBody is the largest request body accepted. Default 64 KiB.
 	MaxBody int64
-	// FailedAuth, when set, refuses an address that failed to
-	// authenticate too often, without a look at its api_key.
-	FailedAuth AddressLimiter
 	// Logger; default slog.Default().
 	Logger *slog.Logger
-}
-
-// AddressLimiter counts failed authentications by source address (a
-// *ratelimit.Buckets).
-type AddressLimiter interface {
-	Empty(address string, now time.Time) (bool, time.Duration)
-	Take(address string, now time.Time) (bool, time.Duration)
 }
 
 // API serves Open311 GeoReport v2. It is safe for concurrent use.
@@ -249,21 +238,14 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request, format string
 		}
 		return desk, true
 	}
-	address := sourceAddress(r)
-	if a.cfg.FailedAuth != nil {
-		if empty, wait := a.cfg.FailedAuth.Empty(address, time.Now()); empty {
-			th := events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
-			w.Header().Set("Retry-After", strconv.Itoa(th.RetryAfterSeconds()))
-			writeError(w, format, http.StatusTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from this address: "+th.Error())
-			return desk, false
-		}
-	}
-	desk, err := a.cfg.Intake.Authenticate(r.Context(), key)
+	desk, err := a.cfg.Intake.Authenticate(r.Context(), r.RemoteAddr, key)
+	var th *events.Throttled
 	switch {
+	case errors.As(err, &th):
+		w.Header().Set("Retry-After", strconv.Itoa(th.RetryAfterSeconds()))
+		writeError(w, format, http.StatusTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from this address: "+th.Error())
+		return desk, false
 	case errors.Is(err, events.ErrUnauthenticated):
-		if a.cfg.FailedAuth != nil {
-			a.cfg.FailedAuth.Take(address, time.Now())
-		}
 		writeError(w, format, http.StatusForbidden, http.StatusForbidden, "invalid api_key: it is not the token of any desk")
 		return desk, false
 	case err != nil:
@@ -323,14 +305,4 @@ func (a *API) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 			Formats:       []string{"text/xml", "application/json"},
 		}},
 	})
-}
-
-// sourceAddress is the address a request came from: its connection's peer,
-// without the port.
-func sourceAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
