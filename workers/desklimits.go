@@ -109,18 +109,9 @@ func (l *DeskLimits) Run(ctx context.Context) error {
 	if l.cfg.MaxOpen <= 0 {
 		return nil
 	}
-	t := time.NewTicker(l.cfg.Refresh)
-	defer t.Stop()
-	for {
-		if err := l.Count(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Warn("desk limits: keeping the last count of open requests", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return repeat(ctx, l.cfg.Refresh, l.cfg.Logger, "desk limits: keeping the last count of open requests", func(ctx context.Context) error {
+		return l.Count(ctx, time.Now())
+	})
 }
 
 // Count counts the open requests of every desk again.

@@ -31,3 +31,21 @@ func every(ctx context.Context, interval time.Duration, log *slog.Logger, what s
 		failing = err != nil
 	}
 }
+
+// repeat runs job at once and then every interval until ctx ends, then
+// returns nil. A failure is logged, as what it was doing, unless ctx ended;
+// the job is simply run again at the next tick.
+func repeat(ctx context.Context, interval time.Duration, log *slog.Logger, what string, job func(context.Context) error) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := job(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -84,18 +84,7 @@ func NewPruner(cfg PrunerConfig) (*Pruner, error) {
 // Run prunes until ctx ends, then returns nil. A failed pruning is logged
 // and tried again next time.
 func (p *Pruner) Run(ctx context.Context) error {
-	t := time.NewTicker(p.cfg.Every)
-	defer t.Stop()
-	for {
-		if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
-			p.cfg.Logger.Warn("pruner: pruning failed; trying again later", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return repeat(ctx, p.cfg.Every, p.cfg.Logger, "pruner: pruning failed; trying again later", p.Prune)
 }
 
 // Prune prunes once: roll-ups, sealed copies, then requests past their

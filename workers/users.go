@@ -55,18 +55,7 @@ func NewUsers(cfg UsersConfig) (*Users, error) {
 
 // Run syncs the users every Every until ctx ends, and returns nil.
 func (u *Users) Run(ctx context.Context) error {
-	t := time.NewTicker(u.cfg.Every)
-	defer t.Stop()
-	for {
-		if err := u.Sync(ctx); err != nil && ctx.Err() == nil {
-			u.cfg.Logger.Warn("users: keeping the server's users as they are", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return repeat(ctx, u.cfg.Every, u.cfg.Logger, "users: keeping the server's users as they are", u.Sync)
 }
 
 // Sync reads the agencies' credentials and, when they changed since the
