@@ -123,14 +123,8 @@ func runLocal(t *testing.T, m *Main) {
 	select {
 	case <-m.Ready():
 	case <-done:
-		switch {
-		case errors.Is(err, localpg.ErrNoBinaries) && os.Getenv("CI") == "true":
-			t.Fatalf("CI=true and PostgreSQL is not installed: %v", err)
-		case errors.Is(err, localpg.ErrNoBinaries):
-			t.Skipf("skipping: %v; `make test` installs PostgreSQL", err)
-		default:
-			t.Fatalf("Run ended before it was ready: %v", err)
-		}
+		pgtest.Opened(t, "Run ended before it was ready", err)
+		t.Fatal("Run ended before it was ready")
 	case <-time.After(2 * time.Minute):
 		t.Fatal("not ready after 2 minutes")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -134,14 +133,7 @@ func postgresWithTLS(t *testing.T, cert, key string) *localpg.Cluster {
 		DataDir: dataDir, TLSCert: cert, TLSKey: key,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
-	switch {
-	case errors.Is(err, localpg.ErrNoBinaries) && os.Getenv("CI") == "true":
-		t.Fatalf("CI=true and PostgreSQL is not installed: %v", err)
-	case errors.Is(err, localpg.ErrNoBinaries):
-		t.Skipf("skipping: %v; `make test` installs PostgreSQL", err)
-	case err != nil:
-		t.Fatalf("open a postgres cluster with TLS: %v", err)
-	}
+	pgtest.Opened(t, "open a postgres cluster with TLS", err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

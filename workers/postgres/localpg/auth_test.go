@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 )
 
 func TestOpen_RefusesEveryConnectionButSpotflowsWithItsPassword(t *testing.T) {
@@ -152,7 +153,7 @@ func TestOpen_UpgradesTheClusterOfAnEarlierVersionInPlace(t *testing.T) {
 			if legacy != nil {
 				cleanUp(t, legacy, dataDir)
 			}
-			handleOpenError(t, err)
+			pgtest.Opened(t, "Open", err)
 			exec(t, trusted, `CREATE SCHEMA test_old;
 				CREATE TABLE test_old.notes (id bigserial PRIMARY KEY, body text NOT NULL);
 				INSERT INTO test_old.notes (body) VALUES ('kept');

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"github.com/spotflow/spotflow/workers/workertest"
 )
 
@@ -192,7 +193,7 @@ func TestOpen_InitialisesOnceWhenCalledConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		handleOpenError(t, err)
+		pgtest.Opened(t, "Open", err)
 		cleanUp(t, clusters[i], dataDir)
 	}
 
@@ -247,23 +248,9 @@ func open(t *testing.T, dataDir string) (*localpg.Cluster, error) {
 func mustOpen(t *testing.T, dataDir string) *localpg.Cluster {
 	t.Helper()
 	c, err := open(t, dataDir)
-	handleOpenError(t, err)
+	pgtest.Opened(t, "Open", err)
 	cleanUp(t, c, dataDir)
 	return c
-}
-
-// handleOpenError skips the test when PostgreSQL is not installed, except
-// under CI, and fails it on any other error.
-func handleOpenError(t *testing.T, err error) {
-	t.Helper()
-	switch {
-	case errors.Is(err, localpg.ErrNoBinaries) && os.Getenv("CI") == "true":
-		t.Fatalf("CI=true and PostgreSQL is not installed: %v", err)
-	case errors.Is(err, localpg.ErrNoBinaries):
-		t.Skipf("skipping: %v; `make test` runs these tests against a real PostgreSQL", err)
-	case err != nil:
-		t.Fatalf("Open: %v", err)
-	}
 }
 
 // cleanUp stops c when the test ends, and removes its directory when it was

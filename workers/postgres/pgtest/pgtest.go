@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/localpg"
 )
 
 // URL returns TEST_DATABASE_URL, or ends the test: it skips, or under
@@ -95,4 +97,19 @@ func Pool(t testing.TB, url string) *pgxpool.Pool {
 func Store(t testing.TB) *postgres.Store {
 	t.Helper()
 	return postgres.NewStore(Pool(t, Schema(t)), []byte("0123456789abcdef0123456789abcdef"))
+}
+
+// Opened ends the test when err, from opening a local cluster (localpg.Open,
+// or a process that opens one), says PostgreSQL is not installed: it skips,
+// or under CI=true fails. Any other error fails it, as what went wrong.
+func Opened(t testing.TB, what string, err error) {
+	t.Helper()
+	switch {
+	case errors.Is(err, localpg.ErrNoBinaries) && os.Getenv("CI") == "true":
+		t.Fatalf("CI=true and PostgreSQL is not installed: %v", err)
+	case errors.Is(err, localpg.ErrNoBinaries):
+		t.Skipf("skipping: %v; `make test` installs PostgreSQL", err)
+	case err != nil:
+		t.Fatalf("%s: %v", what, err)
+	}
 }
