@@ -44,12 +44,7 @@ type jsLine struct {
 // later over HTTPS with a token from `spotflow agency issue --token`.
 func TestAgency_OverHTTPInJavaScriptChecksDeliveriesAndReportsLaterOverHTTPS(t *testing.T) {
 	t.Parallel()
-	const dir = "testdata/agency-js"
-	nodeModule(t, dir, "standardwebhooks/package.json")
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is needed to run the JavaScript agency (make test installs it with npm): %v", err)
-	}
+	node := jsAgency(t, "standardwebhooks/package.json")
 	ca, cert, key := certificates(t)
 	secrets := t.TempDir()
 	secretFile, credentialFile := filepath.Join(secrets, "justice.whsec"), filepath.Join(secrets, "justice.credential")
@@ -62,7 +57,7 @@ func TestAgency_OverHTTPInJavaScriptChecksDeliveriesAndReportsLaterOverHTTPS(t *
 	}
 
 	agency := exec.CommandContext(t.Context(), node, "http-agency.mjs")
-	agency.Dir = dir
+	agency.Dir = jsAgencyDir
 	agency.Env = append(os.Environ(), "SIGNING_SECRET="+secret, "CREDENTIAL="+credential, "AGENCY=justice", "NODE_EXTRA_CA_CERTS="+ca)
 	agency.Stderr = os.Stderr
 	stdin, err := agency.StdinPipe()

@@ -253,12 +253,7 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 // issue`.
 func TestAgency_InJavaScriptTakesItsWorkAndIsRefusedTheRest(t *testing.T) {
 	t.Parallel()
-	const dir = "testdata/agency-js"
-	nodeModule(t, dir, "@nats-io/transport-node/package.json")
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is needed to run the JavaScript agency (make test installs it with npm): %v", err)
-	}
+	node := jsAgency(t, "@nats-io/transport-node/package.json")
 	m, dbURL, cli := justiceOverNATS(t)
 	seedFile := filepath.Join(t.TempDir(), "justice.nk")
 	cli("agency", "issue", "--agency", "justice", "--out", seedFile)
@@ -268,10 +263,11 @@ func TestAgency_InJavaScriptTakesItsWorkAndIsRefusedTheRest(t *testing.T) {
 	var out []byte
 	workertest.WaitWithin(t, 60*time.Second, "the JavaScript agency to handle its work item", func() error {
 		cmd := exec.CommandContext(t.Context(), node, "agency.mjs")
-		cmd.Dir = dir
+		cmd.Dir = jsAgencyDir
 		cmd.Env = append(os.Environ(), "NATS_URL="+m.NATSURL(), "AGENCY=justice", "SEED_FILE="+seedFile)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
+		var err error
 		if out, err = cmd.Output(); err != nil {
 			// The server may not let the new credential in yet.
 			return fmt.Errorf("node agency.mjs: %v: %s", err, lastLines(stderr.String(), 5))
@@ -304,4 +300,19 @@ func TestAgency_InJavaScriptTakesItsWorkAndIsRefusedTheRest(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// jsAgencyDir holds the JavaScript agencies and their npm packages.
+const jsAgencyDir = "testdata/agency-js"
+
+// jsAgency makes sure the JavaScript agencies' package file is installed
+// and returns the node program that runs them.
+func jsAgency(t *testing.T, file string) string {
+	t.Helper()
+	nodeModule(t, jsAgencyDir, file)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is needed to run the JavaScript agency (make test installs it with npm): %v", err)
+	}
+	return node
 }
