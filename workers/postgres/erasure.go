@@ -262,35 +262,21 @@ func (s *Store) eraseRequests(ctx context.Context, tx pgx.Tx, e *events.Erasure)
 	// The key stays taken (a retry with it is a conflict, not a second
 	// request), bound to no body.
 	q.Queue(`
-		UPDATE intake_keys k SET sealed_request = NULL, body_hash = '\x'
-		FROM (SELECT request_id, sealed_request IS NOT NULL AS sealed FROM intake_keys WHERE request_id = ANY($1)) o
-		WHERE k.request_id = o.request_id
-		RETURNING o.sealed`, e.Requests).
-		Query(func(rows pgx.Rows) error {
-			var sealed bool
-			_, err := pgx.ForEachRow(rows, []any{&sealed}, func() error {
-				if sealed {
-					e.SealedRequests++
-				}
-				return nil
-			})
-			return err
-		})
+		WITH erased AS (
+			UPDATE intake_keys k SET sealed_request = NULL, body_hash = '\x'
+			FROM (SELECT request_id, sealed_request IS NOT NULL AS sealed FROM intake_keys WHERE request_id = ANY($1)) o
+			WHERE k.request_id = o.request_id
+			RETURNING o.sealed)
+		SELECT count(*) FILTER (WHERE sealed) FROM erased`, e.Requests).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&e.SealedRequests) })
 	q.Queue(`
-		UPDATE dead_letters d SET payload = NULL, last_error = ''
-		FROM (SELECT id, payload IS NOT NULL AS sealed FROM dead_letters WHERE request_id = ANY($1)) o
-		WHERE d.id = o.id
-		RETURNING o.sealed`, e.Requests).
-		Query(func(rows pgx.Rows) error {
-			var sealed bool
-			_, err := pgx.ForEachRow(rows, []any{&sealed}, func() error {
-				if sealed {
-					e.DeadLetters++
-				}
-				return nil
-			})
-			return err
-		})
+		WITH erased AS (
+			UPDATE dead_letters d SET payload = NULL, last_error = ''
+			FROM (SELECT id, payload IS NOT NULL AS sealed FROM dead_letters WHERE request_id = ANY($1)) o
+			WHERE d.id = o.id
+			RETURNING o.sealed)
+		SELECT count(*) FILTER (WHERE sealed) FROM erased`, e.Requests).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&e.DeadLetters) })
 	// Agencies' notes are free text about the citizen's case.
 	q.Queue(`UPDATE timeline SET note = '' WHERE request_id = ANY($1) AND note <> ''`, e.Requests)
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
