@@ -136,9 +136,7 @@ func (s *Store) mark(ctx context.Context, name string, upto time.Time) error {
 // clearDeadLetterMessages deletes the sealed messages of the dead letters
 // of requests completed, rejected or erased.
 func (s *Store) clearDeadLetterMessages(ctx context.Context) (int64, error) {
-	var cleared int64
-	for {
-		tag, err := s.pool.Exec(ctx, `
+	return s.execInBatches(ctx, `
 			WITH done AS (
 				SELECT d.id, r.erased_at IS NOT NULL AS erased
 				FROM dead_letters d JOIN requests r ON r.id = d.request_id
@@ -147,13 +145,22 @@ func (s *Store) clearDeadLetterMessages(ctx context.Context) (int64, error) {
 				FOR UPDATE OF d SKIP LOCKED)
 			UPDATE dead_letters d
 			SET payload = NULL, last_error = CASE WHEN done.erased THEN '' ELSE d.last_error END
-			FROM done WHERE d.id = done.id`, pruneBatch)
+			FROM done WHERE d.id = done.id`)
+}
+
+// execInBatches runs statement, which touches at most $1 rows (pruneBatch)
+// after the arguments args, again and again until a run touches fewer, and
+// returns how many rows the runs touched in all.
+func (s *Store) execInBatches(ctx context.Context, statement string, args ...any) (int64, error) {
+	var n int64
+	for {
+		tag, err := s.pool.Exec(ctx, statement, append([]any{pruneBatch}, args...)...)
 		if err != nil {
-			return cleared, err
+			return n, err
 		}
-		cleared += tag.RowsAffected()
+		n += tag.RowsAffected()
 		if tag.RowsAffected() < pruneBatch {
-			return cleared, nil
+			return n, nil
 		}
 	}
 }
@@ -184,34 +191,24 @@ func (s *Store) PruneRequests(ctx context.Context, before time.Time) (events.Pru
 			break
 		}
 	}
-	for {
-		tag, err := s.pool.Exec(ctx, `
-			DELETE FROM dead_letters WHERE id IN (
-				SELECT d.id FROM dead_letters d
-				WHERE d.created_at < $1
-				  AND (d.request_id IS NULL OR NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = d.request_id))
-				ORDER BY d.id LIMIT $2)`, before, pruneBatch)
-		if err != nil {
-			return p, classify(fmt.Errorf("prune dead letters: %w", err))
-		}
-		p.DeadLetters += tag.RowsAffected()
-		if tag.RowsAffected() < pruneBatch {
-			break
-		}
+	n, err := s.execInBatches(ctx, `
+		DELETE FROM dead_letters WHERE id IN (
+			SELECT d.id FROM dead_letters d
+			WHERE d.created_at < $2
+			  AND (d.request_id IS NULL OR NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = d.request_id))
+			ORDER BY d.id LIMIT $1)`, before)
+	p.DeadLetters += n
+	if err != nil {
+		return p, classify(fmt.Errorf("prune dead letters: %w", err))
 	}
-	for {
-		tag, err := s.pool.Exec(ctx, `
-			DELETE FROM intake_keys WHERE request_id IN (
-				SELECT k.request_id FROM intake_keys k
-				WHERE k.created_at < $1 AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = k.request_id)
-				ORDER BY k.created_at LIMIT $2)`, before, pruneBatch)
-		if err != nil {
-			return p, classify(fmt.Errorf("prune idempotency keys: %w", err))
-		}
-		p.IntakeKeys += tag.RowsAffected()
-		if tag.RowsAffected() < pruneBatch {
-			break
-		}
+	n, err = s.execInBatches(ctx, `
+		DELETE FROM intake_keys WHERE request_id IN (
+			SELECT k.request_id FROM intake_keys k
+			WHERE k.created_at < $2 AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = k.request_id)
+			ORDER BY k.created_at LIMIT $1)`, before)
+	p.IntakeKeys += n
+	if err != nil {
+		return p, classify(fmt.Errorf("prune idempotency keys: %w", err))
 	}
 	return p, nil
 }
