@@ -33,14 +33,10 @@ func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(args) > 0 && args[0] == "secret" {
 		return signingSecretCommand(args[1:], line, about, stdout, stderr)
 	}
-	if len(args) == 0 || (args[0] != "issue" && args[0] != "list" && args[0] != "revoke") {
-		newFlagSet("agency", line, about, stderr).Usage()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return fmt.Errorf("%w: agency needs issue, list or revoke", errUsage)
+	verb, err := verbOf("agency", []string{"issue", "list", "revoke"}, args, line, about, stderr)
+	if verb == "" {
+		return err
 	}
-	verb := args[0]
 	var cfg Config
 	var agency, out, key, operatorName string
 	var revoked, overHTTP bool

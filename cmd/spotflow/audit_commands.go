@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -30,15 +29,10 @@ func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		"SEQ:HASH: note it down elsewhere and give it to a later verify with --anchor, which checks that\n" +
 		"the chain still passes through it (a database owner could otherwise recompute the whole chain).\n" +
 		"list prints entries, newest first."
-	verbs := []string{"verify", "chain", "list"}
-	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
-		newFlagSet("audit", line, about, stderr).Usage()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return fmt.Errorf("%w: audit needs verify, chain or list", errUsage)
+	verb, err := verbOf("audit", []string{"verify", "chain", "list"}, args, line, about, stderr)
+	if verb == "" {
+		return err
 	}
-	verb := args[0]
 	var cfg Config
 	var anchors anchorList
 	var q events.AuditQuery

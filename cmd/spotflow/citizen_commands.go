@@ -44,12 +44,8 @@ func citizen(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		"requests until --stream-max-age passes (docs/personal-data.md). Give --national-id - to read the\n" +
 		"ID from the first line of standard input, which keeps it out of shell history and the process\n" +
 		"list. Use the citizen key the pipeline uses (--citizen-key, or the data directory's)."
-	if len(args) == 0 || args[0] != "erase" {
-		newFlagSet("citizen", line, about, stderr).Usage()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return fmt.Errorf("%w: citizen needs erase", errUsage)
+	if verb, err := verbOf("citizen", []string{"erase"}, args, line, about, stderr); verb == "" {
+		return err
 	}
 	var cfg Config
 	var nationalID, reason, operatorName string

@@ -28,6 +28,24 @@ func newFlagSet(name, usageLine, about string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// verbOf returns the verb args start with, one of command's verbs.
+// Otherwise it prints command's usage and returns no verb: with a nil error
+// when help was asked for, or a usage error that lists the verbs.
+func verbOf(command string, verbs, args []string, usageLine, about string, stderr io.Writer) (string, error) {
+	if len(args) > 0 && slices.Contains(verbs, args[0]) {
+		return args[0], nil
+	}
+	newFlagSet(command, usageLine, about, stderr).Usage()
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		return "", nil
+	}
+	list := verbs[len(verbs)-1]
+	if len(verbs) > 1 {
+		list = strings.Join(verbs[:len(verbs)-1], ", ") + " or " + list
+	}
+	return "", fmt.Errorf("%w: %s needs %s", errUsage, command, list)
+}
+
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -135,15 +153,10 @@ func deskCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		"used (recorded about once a minute). WHEN is a number of days (90d), a Go duration (36h), a date\n" +
 		"(2027-01-31: the credential ends as that day starts, UTC) or an RFC 3339 time. Every change is\n" +
 		"in the audit log under --operator, with --reason when given."
-	verbs := []string{"create", "list", "issue", "rotate", "expire", "revoke"}
-	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
-		newFlagSet("desk", line, about, stderr).Usage()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return fmt.Errorf("%w: desk needs create, list, issue, rotate, expire or revoke", errUsage)
+	verb, err := verbOf("desk", []string{"create", "list", "issue", "rotate", "expire", "revoke"}, args, line, about, stderr)
+	if verb == "" {
+		return err
 	}
-	verb := args[0]
 	var cfg Config
 	var municipality, name, deskID, key, expires, operatorName, reason string
 	var grace time.Duration
@@ -309,13 +322,8 @@ func postgresCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	const line = "postgres start|stop|url [flags]"
 	about := "Manages the local Postgres cluster under the data directory: start initialises and\n" +
 		"starts it and prints its URL; stop stops it; url prints its URL, starting it if needed."
-	if len(args) == 0 || (args[0] != "start" && args[0] != "stop" && args[0] != "url") {
-		fs := newFlagSet("postgres", line, about, stderr)
-		fs.Usage()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return fmt.Errorf("%w: postgres needs start, stop or url", errUsage)
+	if verb, err := verbOf("postgres", []string{"start", "stop", "url"}, args, line, about, stderr); verb == "" {
+		return err
 	}
 	var cfg Config
 	fs := newFlagSet("postgres "+args[0], line, about, stderr)

@@ -163,14 +163,10 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		"unhandled. A replay keeps the work item's idempotency key, starts a new round in the\n" +
 		"request's timeline, and is recorded in the audit log under --operator; so is each show,\n" +
 		"with its --reason."
-	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
-		newFlagSet("dead", line, about, stderr).Usage()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return fmt.Errorf("%w: dead needs list, show or replay", errUsage)
+	verb, err := verbOf("dead", []string{"list", "show", "replay"}, args, line, about, stderr)
+	if verb == "" {
+		return err
 	}
-	verb := args[0]
 	var cfg Config
 	var agency, operatorName, reason string
 	var pending, all bool
