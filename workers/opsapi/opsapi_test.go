@@ -17,6 +17,7 @@ import (
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/opsapi"
+	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 )
 
@@ -29,17 +30,7 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 		ServiceCode: "criminal-record-certificate", SubmittedAt: time.Now().UTC(),
 		Citizen: events.Citizen{NationalID: "98765432", Name: "Rui Costa"},
 	}
-	item := req.WorkItemFor("justice")
-	payload, err := json.Marshal(item)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.RecordDeadLetter(t.Context(), events.DeadLetter{
-		Stream: events.WorkStream, StreamSeq: 7, Subject: events.WorkSubject("justice"), RequestID: req.ID, WorkItemID: item.ID,
-		Agency: "justice", Reason: events.ReasonPermanent, LastError: "refused", Attempts: 1, Payload: payload,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	item := deadLetterOf(t, store, &req)
 
 	ops, err := opsapi.New(opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Token: "op-secret", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -145,17 +136,7 @@ func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	item := req.WorkItemFor("justice")
-	payload, err := json.Marshal(item)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.RecordDeadLetter(t.Context(), events.DeadLetter{
-		Stream: events.WorkStream, StreamSeq: 7, Subject: events.WorkSubject("justice"), RequestID: req.ID, WorkItemID: item.ID,
-		Agency: "justice", Reason: events.ReasonPermanent, LastError: "refused", Attempts: 1, Payload: payload,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	deadLetterOf(t, store, req)
 	var logs strings.Builder
 	ops, err := opsapi.New(opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Token: "op-secret",
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
@@ -252,4 +233,22 @@ func erasedRequests(t *testing.T, store interface {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// deadLetterOf records req's work item for justice as a dead letter,
+// refused by the agency, and returns the work item.
+func deadLetterOf(t *testing.T, store *postgres.Store, req *events.Request) events.WorkItem {
+	t.Helper()
+	item := req.WorkItemFor("justice")
+	payload, err := json.Marshal(item)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RecordDeadLetter(t.Context(), events.DeadLetter{
+		Stream: events.WorkStream, StreamSeq: 7, Subject: events.WorkSubject("justice"), RequestID: req.ID, WorkItemID: item.ID,
+		Agency: "justice", Reason: events.ReasonPermanent, LastError: "refused", Attempts: 1, Payload: payload,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return item
 }
