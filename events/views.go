@@ -107,6 +107,32 @@ type RequestQuery struct {
 	Limit int
 }
 
+// UpdateQuery selects the timeline events of a desk's requests that
+// happened in a window, oldest first.
+type UpdateQuery struct {
+	DeskID string
+	// From and To bound the time of the event, both included.
+	From, To time.Time
+	// Limit caps the number of events; 0 means no cap.
+	Limit int
+}
+
+// RequestUpdate is one event of a request's timeline as a feed of updates
+// shows it: what happened, to which of its agencies ("" for the request as
+// a whole), and the request's own status once it had happened.
+type RequestUpdate struct {
+	EventID     string
+	RequestID   string
+	ServiceCode string
+	Agency      string
+	Status      Status
+	// RequestStatus is the request's status after this event: the latest
+	// request-wide event up to it.
+	RequestStatus Status
+	At            time.Time
+	Note          string
+}
+
 // RequestSummary is a request as a listing shows it: its state and the
 // latest note of its timeline, without personal data or the timeline itself.
 type RequestSummary struct {

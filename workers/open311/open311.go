@@ -10,9 +10,12 @@
 //   - api_key is a desk's token; jurisdiction_id is the desk's municipality,
 //     optional with an api_key (which names it), and any other one is not
 //     found for that desk.
-//   - Reads of requests (requests, requests/{id}, tokens/{token}) need an
-//     api_key too, and show the desk's own requests only; they carry no
-//     personal data: no citizen, no attributes, no location.
+//   - Reads of requests carry no personal data: no citizen, no attributes,
+//     no location. A read by request ID (requests/{id}, tokens/{token},
+//     requests with service_request_id) needs no api_key; listings
+//     (requests by date, service or status, and FixMyStreet's
+//     servicerequestupdates) need the desk's, and show its own requests
+//     only.
 //   - The citizen is sent as attribute[citizen_national_id] and
 //     attribute[citizen_name] (or first_name and last_name), which every
 //     service definition lists first; account_id is the mediator's id.
@@ -71,6 +74,7 @@ type Intake interface {
 // Store finds requests and jurisdictions.
 type Store interface {
 	SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error)
+	RequestUpdates(ctx context.Context, q events.UpdateQuery) ([]events.RequestUpdate, error)
 	HasMunicipality(ctx context.Context, municipality string) (bool, error)
 }
 

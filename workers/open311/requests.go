@@ -152,30 +152,41 @@ func requestsQuery(form url.Values, desk string, now time.Time) (q events.Reques
 			}
 		}
 	}
+	if q.From, q.To, desc = window(form, now); desc != "" {
+		return events.RequestQuery{}, desc
+	}
+	return q, ""
+}
+
+// window reads start_date and end_date: both included, at most
+// requestsWindow apart; the most recent requestsWindow when neither is
+// given, and requestsWindow from the one given otherwise. When they are
+// wrong, desc says why.
+func window(form url.Values, now time.Time) (from, to time.Time, desc string) {
 	var err error
 	for _, d := range []struct {
 		param string
 		into  *time.Time
-	}{{"start_date", &q.From}, {"end_date", &q.To}} {
+	}{{"start_date", &from}, {"end_date", &to}} {
 		if v := form.Get(d.param); v != "" {
 			if *d.into, err = parseW3(v); err != nil {
-				return events.RequestQuery{}, fmt.Sprintf("%s %q is not a w3 date-time such as 2010-01-01T00:00:00Z", d.param, v)
+				return from, to, fmt.Sprintf("%s %q is not a w3 date-time such as 2010-01-01T00:00:00Z", d.param, v)
 			}
 		}
 	}
 	switch {
-	case q.From.IsZero() && q.To.IsZero():
-		q.From, q.To = now.Add(-requestsWindow), now
-	case q.To.IsZero():
-		q.To = q.From.Add(requestsWindow)
-	case q.From.IsZero():
-		q.From = q.To.Add(-requestsWindow)
-	case q.To.Before(q.From):
-		return events.RequestQuery{}, "end_date is before start_date"
-	case q.To.Sub(q.From) > requestsWindow:
-		return events.RequestQuery{}, "start_date and end_date may not span more than 90 days"
+	case from.IsZero() && to.IsZero():
+		from, to = now.Add(-requestsWindow), now
+	case to.IsZero():
+		to = from.Add(requestsWindow)
+	case from.IsZero():
+		from = to.Add(-requestsWindow)
+	case to.Before(from):
+		return from, to, "end_date is before start_date"
+	case to.Sub(from) > requestsWindow:
+		return from, to, "start_date and end_date may not span more than 90 days"
 	}
-	return q, ""
+	return from, to, ""
 }
 
 func (a *API) serveRequests(w http.ResponseWriter, r *http.Request, format string) {

@@ -19,6 +19,8 @@ func (a *API) serveCollection(w http.ResponseWriter, r *http.Request) {
 		a.serveServices(w, r, format)
 	case "requests":
 		a.serveRequests(w, r, format)
+	case "servicerequestupdates":
+		a.serveUpdates(w, r, format)
 	default:
 		writeError(w, format, http.StatusNotFound, http.StatusNotFound, "no such Open311 resource: "+r.URL.Path)
 	}

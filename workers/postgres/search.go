@@ -85,3 +85,38 @@ func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]ev
 	}
 	return found, nil
 }
+
+// RequestUpdates lists the timeline events of q.DeskID's requests that
+// happened between q.From and q.To, in the timeline's order, each with the
+// request's status once it had happened. It looks among the desk's
+// requests submitted by q.To, through the timeline's index by request, so
+// that no index on the timeline's time weighs on the projection.
+func (s *Store) RequestUpdates(ctx context.Context, q events.UpdateQuery) ([]events.RequestUpdate, error) {
+	limit := ""
+	args := pgx.NamedArgs{"desk": q.DeskID, "from": q.From, "to": q.To}
+	if q.Limit > 0 {
+		limit = "LIMIT @limit"
+		args["limit"] = q.Limit
+	}
+	rank := func(t string) string { return "CASE " + t + ".status " + rankCases + " ELSE 0 END" }
+	rows, err := s.pool.Query(ctx, `
+		SELECT t.event_id, t.request_id, r.service_code, t.agency, t.status,
+		       coalesce((SELECT w.status FROM timeline w
+		                 WHERE w.request_id = t.request_id AND w.agency = ''
+		                   AND (w.at, `+rank("w")+`) <= (t.at, `+rank("t")+`)
+		                 ORDER BY w.at DESC, `+rank("w")+` DESC
+		                 LIMIT 1), 'submitted'),
+		       t.at, t.note
+		FROM requests r JOIN timeline t ON t.request_id = r.id
+		WHERE r.desk_id = @desk AND r.submitted_at <= @to
+		  AND t.at BETWEEN @from AND @to
+		ORDER BY t.at, `+rank("t")+`, t.agency = '', t.agency, t.event_id `+limit, args)
+	if err != nil {
+		return nil, fmt.Errorf("request updates: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[events.RequestUpdate])
+	if err != nil {
+		return nil, fmt.Errorf("request updates: %w", err)
+	}
+	return found, nil
+}

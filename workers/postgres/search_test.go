@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -103,5 +104,86 @@ func TestSearchRequests_FiltersADesksRequestsNewestFirst(t *testing.T) {
 	}
 	if p := byID[pending]; p.Status != events.StatusSubmitted || p.ServiceCode != "tax-id-certificate" || p.Note != "" || p.SubmittedAt.IsZero() {
 		t.Errorf("pending = %+v; want submitted, its service and a time", p)
+	}
+}
+
+func TestRequestUpdates_ListsADesksEventsInAWindowWithTheRequestsStatusAfterEach(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := withTimeout(t)
+	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := s.CreateDesk(ctx, "porto", "Loja do Cidadão Porto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A change of address that two agencies complete; a certificate that
+	// fails, is replayed and completes in round 1; another desk's request.
+	address := newRequest(desk.ID, "change-of-address", t0)
+	record := newRequest(desk.ID, "criminal-record-certificate", t0.Add(30*time.Second))
+	theirs := newRequest(other.ID, "birth-certificate", t0)
+	mustProject(t, s, submitted(address), submitted(record), submitted(theirs))
+	mustProject(t, s, routed(address, at(1), "tax", "sns"), routed(record, at(1).Add(30*time.Second), "justice"), routed(theirs, at(1), "irn"))
+	mustProject(t, s, agencyEvent(address, "tax", completedS, at(2)), agencyEvent(record, "justice", failedS, at(3)))
+	mustProject(t, s, agencyEvent(address, "sns", completedS, at(4)), agencyEvent(theirs, "irn", completedS, at(4)))
+	mustProject(t, s, inRound(agencyEvent(record, "justice", routedS, at(5)), 1), inRound(agencyEvent(record, "justice", completedS, at(6)), 1))
+
+	line := func(u events.RequestUpdate) string {
+		who := "request"
+		if u.RequestID == address.ID {
+			who = "address"
+		} else if u.RequestID == record.ID {
+			who = "record"
+		}
+		return fmt.Sprintf("%02d %s %s %s → %s", int(u.At.Sub(t0)/time.Minute), who, u.Agency, u.Status, u.RequestStatus)
+	}
+	list := func(from, to time.Time, limit int) []string {
+		t.Helper()
+		found, err := s.RequestUpdates(ctx, events.UpdateQuery{DeskID: desk.ID, From: from, To: to, Limit: limit})
+		if err != nil {
+			t.Fatalf("RequestUpdates: %v", err)
+		}
+		var out []string
+		for _, u := range found {
+			if u.RequestID == theirs.ID {
+				t.Errorf("another desk's update: %+v", u)
+			}
+			if u.EventID == "" || (u.RequestID == address.ID) != (u.ServiceCode == "change-of-address") {
+				t.Errorf("update %+v lacks its event ID or names the wrong service", u)
+			}
+			if u.Agency != "" && u.Note != "reported by "+u.Agency {
+				t.Errorf("update %+v lost the agency's note", u)
+			}
+			out = append(out, line(u))
+		}
+		return out
+	}
+	all := []string{
+		"00 address  submitted → submitted",
+		"00 record  submitted → submitted",
+		"01 address  routed → routed",
+		"01 record  routed → routed",
+		"02 address tax completed → routed",
+		"03 record justice failed → failed",
+		"03 record  failed → failed",
+		"04 address sns completed → completed",
+		"04 address  completed → completed",
+		"05 record justice routed → failed",
+		"06 record justice completed → completed",
+		"06 record  completed → completed",
+	}
+	if got := list(t0, at(10), 0); !slices.Equal(got, all) {
+		t.Errorf("updates\n got %q\nwant %q", got, all)
+	}
+	if got, want := list(at(3), at(4), 0), all[5:9]; !slices.Equal(got, want) {
+		t.Errorf("updates from minute 3 to 4 (both included)\n got %q\nwant %q", got, want)
+	}
+	if got, want := list(at(4), at(10), 2), all[7:9]; !slices.Equal(got, want) {
+		t.Errorf("the first two updates from minute 4\n got %q\nwant %q", got, want)
+	}
+	if got := list(at(11), at(20), 0); len(got) != 0 {
+		t.Errorf("updates after the last event: %q", got)
 	}
 }
