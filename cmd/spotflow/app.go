@@ -232,9 +232,11 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.run(limits)
+	// One count of failed authentications per address for every API.
+	failedAuth := ratelimit.New(float64(p.Config.AuthFailures)/60, p.Config.AuthFailures)
 	intake, err := workers.NewIntake(workers.IntakeConfig{
 		Store: p.store, Publisher: p.bus.pub(roleIntake), Catalog: p.catalogs, Limits: limits,
-		FailedAuth: ratelimit.New(float64(p.Config.AuthFailures)/60, p.Config.AuthFailures), Metrics: p.metrics, Logger: log,
+		FailedAuth: failedAuth, Metrics: p.metrics, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -249,7 +251,7 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.mux.Handle("/open311/", geo)
-	reports, err := agencyapi.New(agencyapi.Config{Store: p.store, Publisher: intake, Logger: p.log.With("role", "agency-api")})
+	reports, err := agencyapi.New(agencyapi.Config{Store: p.store, Publisher: intake, FailedAuth: failedAuth, Logger: p.log.With("role", "agency-api")})
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -64,10 +65,23 @@ type Publisher interface {
 	PublishStatus(ctx context.Context, ev events.StatusEvent) error
 }
 
+// AddressLimiter counts failed authentications by source address
+// (*ratelimit.Buckets, shared with the desk APIs).
+type AddressLimiter interface {
+	// Empty reports whether the address has no failure left, and for how
+	// long, without counting one.
+	Empty(address string, now time.Time) (bool, time.Duration)
+	// Take counts a failure of the address.
+	Take(address string, now time.Time) (bool, time.Duration)
+}
+
 // Config configures the agency API.
 type Config struct {
 	// Store authenticates agencies and reads work items. Required.
 	Store Store
+	// FailedAuth refuses an address that presented unknown tokens too often,
+	// before its token is looked up. Optional: without it none is.
+	FailedAuth AddressLimiter
 	// Publisher stores the reports. Required.
 	Publisher Publisher
 	// Now is the clock; default time.Now.
@@ -108,9 +122,22 @@ func New(cfg Config) (*API, error) {
 // ServeHTTP serves the agency API under /v1/agency/.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-// withAgency authenticates the agency from its bearer token.
+// withAgency authenticates the agency from its bearer token. An address
+// that presented unknown tokens too often is refused before its token is
+// looked up.
 func (a *API) withAgency(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		address := r.RemoteAddr
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			address = host
+		}
+		if a.cfg.FailedAuth != nil {
+			if empty, wait := a.cfg.FailedAuth.Empty(address, a.cfg.Now()); empty {
+				th := events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
+				jsonapi.WriteTooMany(w, th.RetryAfterSeconds(), jsonapi.Error{Code: "too_many_requests", Message: "too many failed authentications from this address: " + th.Error(), Field: "Authorization"})
+				return
+			}
+		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spotflow"`)
@@ -119,6 +146,9 @@ func (a *API) withAgency(h func(http.ResponseWriter, *http.Request, string)) htt
 		}
 		agency, err := a.cfg.Store.AgencyByToken(r.Context(), token)
 		if errors.Is(err, events.ErrUnauthenticated) {
+			if a.cfg.FailedAuth != nil {
+				a.cfg.FailedAuth.Take(address, a.cfg.Now())
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spotflow", error="invalid_token"`)
 			jsonapi.WriteError(w, http.StatusUnauthorized, jsonapi.Error{Code: "unauthenticated", Message: "unknown or revoked agency token", Field: "Authorization"})
 			return

@@ -1,6 +1,7 @@
 package agencyapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/agencyapi"
 	"github.com/spotflow/spotflow/workers/intaketest"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 	"github.com/spotflow/spotflow/workers/workertest"
 )
 
@@ -84,8 +88,9 @@ func (w *world) submit(t *testing.T, key string) string {
 }
 
 type answer struct {
-	code int
-	body string
+	code   int
+	body   string
+	header http.Header
 }
 
 func (a answer) err() (code, field string) {
@@ -109,7 +114,7 @@ func (w *world) report(t *testing.T, token, workItem, contentType, body string) 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, string(b)}
+	return answer{resp.StatusCode, string(b), resp.Header}
 }
 
 func (w *world) view(t *testing.T, id string) *events.RequestView {
@@ -292,3 +297,53 @@ func TestNew_RequiresItsParts(t *testing.T) {
 
 // The intake's publisher stores reports on the agency's own subject.
 var _ agencyapi.Publisher = (*workers.Intake)(nil)
+
+// countingStore is the real store, counting the token lookups.
+type countingStore struct {
+	agencyapi.Store
+	lookups atomic.Int64
+}
+
+func (s *countingStore) AgencyByToken(ctx context.Context, token string) (string, error) {
+	s.lookups.Add(1)
+	return s.Store.AgencyByToken(ctx, token)
+}
+
+func TestReport_RefusesAnAddressThatPresentedUnknownTokensTooOftenBeforeLookingItsTokenUp(t *testing.T) {
+	t.Parallel()
+	d := intaketest.Start(t, nil)
+	store := &countingStore{Store: d.Store}
+	// Three failures a minute.
+	api, err := agencyapi.New(agencyapi.Config{Store: store, Publisher: d.Intake, FailedAuth: ratelimit.New(3.0/60, 3), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	w := &world{desk: d, url: srv.URL}
+	token, _, err := d.Store.AddAgencyToken(t.Context(), "justice", "operator:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	item := events.WorkItemID(events.NewID(time.Now()), "justice")
+	body := `{"id":"` + item + `.accepted","status":"accepted"}`
+	for i := range 3 {
+		if a := w.report(t, "guess-"+strconv.Itoa(i), item, "application/json", body); a.code != http.StatusUnauthorized {
+			t.Fatalf("unknown token %d: %d %s, want 401", i, a.code, a.body)
+		}
+	}
+	// The fourth try, even with a good token, is refused unread.
+	for _, tok := range []string{"guess-3", token} {
+		a := w.report(t, tok, item, "application/json", body)
+		retry := a.header.Get("Retry-After")
+		if code, field := a.err(); a.code != http.StatusTooManyRequests || code != "too_many_requests" || field != "Authorization" {
+			t.Errorf("after three failures, token %.8s…: %d %s, want 429 too_many_requests naming Authorization", tok, a.code, a.body)
+		}
+		if secs, err := strconv.Atoi(retry); err != nil || secs < 1 || secs > 20 {
+			t.Errorf("Retry-After %q, want the seconds until the next failure is allowed (20 at three a minute)", retry)
+		}
+	}
+	if n := store.lookups.Load(); n != 3 {
+		t.Errorf("%d token lookups, want 3: a throttled address is refused before its token is looked up", n)
+	}
+}
