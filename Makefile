@@ -75,7 +75,7 @@ bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost
 	$(GO) test -run '^$$' -bench BenchmarkPublish -benchtime 3s -count 5 ./events/natsbus/
 	$(GO) test -run '^$$' -bench BenchmarkAck -benchtime 20000x -count 5 ./events/natsbus/
 
-chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgres restarts, agency faults, poison, duplicates) and print the ledger
+chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgres restarts, agency faults, poison, duplicates, a burst over a desk's limit) and print the ledger
 	$(GO) run ./cmd/chaos --spotflow $(BIN)
 
 postgres-binaries: ## install PostgreSQL's server binaries if this machine has none

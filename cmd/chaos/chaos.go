@@ -21,7 +21,8 @@ type Config struct {
 	// Spotflow is the path of the spotflow binary to run. Required.
 	Spotflow string
 	// Requests is how many requests are submitted in all, shared among the
-	// scenarios. Default 2,100, or 210 when Reduced.
+	// scenarios (the burst scenario makes at least 125, over a desk's burst of 50).
+	// Default 2,100, or 210 when Reduced.
 	Requests int
 	// Desks is how many desks submit them. Default 10.
 	Desks int
@@ -284,12 +285,15 @@ type scenario struct {
 	name string
 	// agency is the agency the fault hits, if one.
 	agency string
+	// least is the fewest submissions the scenario makes, whatever its
+	// share of the run's.
+	least int
 	// window is how long the load of the scenario is spread over.
 	window func(p plan) time.Duration
 	// inject runs alongside the load, returns once the fault has ended,
 	// and says what it did.
 	inject func(ctx context.Context, h *harness, res *ScenarioResult) (time.Time, error)
-	// submit replaces the plain load (the duplicates scenario).
+	// submit replaces the plain load (the duplicates and burst scenarios).
 	submit func(ctx context.Context, h *harness, subs []submission, res *ScenarioResult) ([]accepted, time.Time)
 }
 
@@ -302,6 +306,7 @@ func scenarios() []scenario {
 		{name: "agency-slow", agency: slowAgency, window: func(p plan) time.Duration { return p.slow }, inject: agencySlow},
 		{name: "poison", window: func(p plan) time.Duration { return p.poisonWindow }, inject: publishPoison},
 		{name: "duplicates", window: func(p plan) time.Duration { return p.dupWindow }, submit: submitDuplicates},
+		{name: "burst", least: 2*deskBurst + deskBurst/2, window: func(p plan) time.Duration { return 0 }, submit: submitBurst},
 	}
 }
 
@@ -414,6 +419,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		if i < cfg.Requests%len(sc) {
 			n++
 		}
+		n = max(n, s.least)
 		subs := makeSubmissions(s.name, first, n, cfg.Desks)
 		first += n
 		res, err := h.runScenario(ctx, s, subs)

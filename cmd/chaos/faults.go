@@ -201,6 +201,34 @@ func publishPoison(ctx context.Context, h *harness, res *ScenarioResult) (time.T
 	return time.Now(), nil
 }
 
+// deskBurst is a desk's default burst (--desk-burst): what it may submit at
+// once before it is held to its rate.
+const deskBurst = 50
+
+// submitBurst sends every submission from one desk at the same moment,
+// several times its burst: the desk is throttled (429 with Retry-After),
+// waits as told and sends again with the same key, and every submission
+// must end accepted once, as if it had been paced.
+func submitBurst(ctx context.Context, h *harness, subs []submission, res *ScenarioResult) ([]accepted, time.Time) {
+	for i := range subs {
+		subs[i].Desk = 0
+	}
+	outs := h.loader.run(ctx, subs, 0)
+	throttled, retried := 0, 0
+	for _, o := range outs {
+		throttled += o.Throttled
+		if o.Throttled > 0 {
+			retried++
+		}
+	}
+	res.Fault = fmt.Sprintf("one desk sent %d submissions at once (its burst is %d): %d answers were 429, and the %d submissions they held back were sent again after their Retry-After",
+		len(subs), deskBurst, throttled, retried)
+	if len(subs) > deskBurst && throttled == 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d submissions at once from one desk, over its burst of %d, and none was throttled", len(subs), deskBurst))
+	}
+	return h.collect(subs, outs, res), time.Now()
+}
+
 // submitDuplicates sends every submission twice at the same moment, then
 // every one again, then every fourth with the same key and another body:
 // the same key and body must come back with the same request, and another

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -35,7 +36,10 @@ type outcome struct {
 	ID       string // the request ID of a 202
 	Code     string // the error code of a 4xx
 	Attempts int
-	Err      error // why the submission got no final answer
+	// Throttled counts the 429 answers, each waited out as its
+	// Retry-After said before the next attempt.
+	Throttled int
+	Err       error // why the submission got no final answer
 }
 
 // loader posts submissions to intake on behalf of the desks, retrying each
@@ -99,54 +103,77 @@ func (l *loader) runCopies(ctx context.Context, subs []submission, window time.D
 	return out
 }
 
-// submit posts s until it gets 202 or a 4xx, retrying 5xx answers,
-// connection errors and timeouts with the same key and body, for at most
-// retryFor.
+// submit posts s until it gets 202 or a 4xx other than 429, as a desk's
+// software would: 5xx answers, connection errors and timeouts are retried
+// with the same key and body after a growing pause, a 429 after the
+// Retry-After it gives, for at most retryFor.
 func (l *loader) submit(ctx context.Context, s submission) outcome {
 	deadline := time.Now().Add(retryFor)
 	backoff := 100 * time.Millisecond
 	var o outcome
 	for {
 		o.Attempts++
-		status, id, code, err := l.post(ctx, s)
-		o.Status, o.ID, o.Code = status, id, code
+		a := l.post(ctx, s)
+		o.Status, o.ID, o.Code = a.status, a.id, a.code
+		pause := backoff/2 + rand.N(backoff)
 		switch {
-		case err == nil && status < 500:
+		case a.err == nil && a.status == http.StatusTooManyRequests:
+			o.Throttled++
+			o.Err = fmt.Errorf("HTTP 429 %s", a.code)
+			// Spread over a second, so the throttled do not all come back
+			// at the same instant.
+			pause = a.retryAfter + rand.N(time.Second)
+		case a.err == nil && a.status < 500:
 			return o
-		case err != nil:
-			o.Err = err
+		case a.err != nil:
+			o.Err = a.err
 		default:
-			o.Err = fmt.Errorf("HTTP %d %s", status, code)
+			o.Err = fmt.Errorf("HTTP %d %s", a.status, a.code)
 		}
-		if time.Now().Add(backoff).After(deadline) {
+		if time.Now().Add(pause).After(deadline) {
 			o.Err = fmt.Errorf("no final answer after %d attempts in %v: %w", o.Attempts, retryFor, o.Err)
 			return o
 		}
-		if !sleepUntil(ctx, time.Now().Add(backoff/2+rand.N(backoff))) {
+		if !sleepUntil(ctx, time.Now().Add(pause)) {
 			o.Err = ctx.Err()
 			return o
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		if a.status != http.StatusTooManyRequests {
+			backoff = min(backoff*2, 2*time.Second)
+		}
 	}
 }
 
+// answer is what one POST got.
+type answer struct {
+	status     int
+	id, code   string
+	retryAfter time.Duration // what Retry-After said
+	err        error
+}
+
 // post makes one POST /v1/requests.
-func (l *loader) post(ctx context.Context, s submission) (status int, id, code string, err error) {
+func (l *loader) post(ctx context.Context, s submission) answer {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.base+"/v1/requests", bytes.NewReader(s.Body))
 	if err != nil {
-		return 0, "", "", err
+		return answer{err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+l.desks[s.Desk].Token)
 	req.Header.Set("Idempotency-Key", s.Key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return 0, "", "", err
+		return answer{err: err}
 	}
 	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		a.retryAfter = time.Duration(secs) * time.Second
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return 0, "", "", fmt.Errorf("read answer: %w", err)
+		a.err = fmt.Errorf("read answer: %w", err)
+		return a
 	}
 	var body struct {
 		ID    string `json:"id"`
@@ -155,12 +182,14 @@ func (l *loader) post(ctx context.Context, s submission) (status int, id, code s
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(data, &body); err != nil {
-		return resp.StatusCode, "", "", fmt.Errorf("HTTP %d with an undecodable body %.100q", resp.StatusCode, data)
+		a.err = fmt.Errorf("HTTP %d with an undecodable body %.100q", resp.StatusCode, data)
+		return a
 	}
+	a.id, a.code = body.ID, body.Error.Code
 	if resp.StatusCode == http.StatusAccepted && body.ID == "" {
-		return resp.StatusCode, "", "", fmt.Errorf("202 without an id")
+		a.err = fmt.Errorf("202 without an id")
 	}
-	return resp.StatusCode, body.ID, body.Error.Code, nil
+	return a
 }
 
 // sleepUntil waits until t or ctx ends, and reports whether t came.

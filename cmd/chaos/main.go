@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Reduced, "reduced", false, "the short form: fewer requests, every fault once, short outages")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the data directory (logs, journals, NATS store, Postgres cluster) after the run")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the random choices (victims, moments); default: from the clock")
-	fs.Func("scenarios", "run only these scenarios, comma-separated (kill-workers, nats-restart, postgres-down, agency-transient, agency-slow, poison, duplicates)", func(v string) error {
+	fs.Func("scenarios", "run only these scenarios, comma-separated (kill-workers, nats-restart, postgres-down, agency-transient, agency-slow, poison, duplicates, burst)", func(v string) error {
 		cfg.Scenarios = strings.Split(v, ",")
 		return nil
 	})
