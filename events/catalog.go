@@ -58,6 +58,29 @@ type Agency struct {
 	Name Text   `json:"name"`
 }
 
+// Group is a heading a desk lists services under: a service belongs to one.
+type Group struct {
+	Code string `json:"code"`
+	Name Text   `json:"name"`
+}
+
+// Document is a document a service asks the citizen to show at the desk.
+type Document struct {
+	Code string `json:"code"`
+	Name Text   `json:"name"`
+}
+
+// Consent is what a mediator shows the citizen, and asks them to agree to,
+// before submitting requests on their behalf: who processes their personal
+// data, why, for how long, and their rights.
+type Consent struct {
+	// Version names the wording the citizen agreed to; it changes
+	// whenever the text does. A code: lowercase letters, digits, '-' and
+	// '_', e.g. "2026-12-01".
+	Version string `json:"version"`
+	Text    Text   `json:"text"`
+}
+
 // Value is one allowed value of a list attribute.
 type Value struct {
 	Key  string `json:"key"`
@@ -76,6 +99,7 @@ type Attribute struct {
 
 // Service is a catalogue entry: what a desk can submit and which agencies
 // handle it. A service with several agencies fans out: one work item each.
+// Group and Documents are codes of the catalogue's groups and documents.
 type Service struct {
 	Code        string      `json:"code"`
 	Group       string      `json:"group"`
@@ -109,11 +133,23 @@ type Catalog struct {
 	// no field of its own for it (Open311 shows them as attributes).
 	// Optional: English defaults stand in.
 	CitizenFields *CitizenFields `json:"citizen_fields,omitempty"`
-	Agencies      []Agency       `json:"agencies"`
-	Services      []Service      `json:"services"`
+	// Consent is the consent to the processing of personal data a
+	// mediator asks for before submitting. Optional.
+	Consent *Consent `json:"consent,omitempty"`
+	// Groups are the headings services are listed under, in the order a
+	// mediator browses them. Optional: without them, services' groups are
+	// not checked.
+	Groups []Group `json:"groups,omitempty"`
+	// Documents are the documents services ask the citizen to show.
+	// Optional: without them, services' documents are not checked.
+	Documents []Document `json:"documents,omitempty"`
+	Agencies  []Agency   `json:"agencies"`
+	Services  []Service  `json:"services"`
 
-	services map[string]*Service
-	agencies map[string]*Agency
+	services  map[string]*Service
+	agencies  map[string]*Agency
+	groups    map[string]*Group
+	documents map[string]*Document
 }
 
 // CitizenFields are the descriptions of the citizen's identity fields.
@@ -127,9 +163,10 @@ type CitizenFields struct {
 func (c *Catalog) Current() *Catalog { return c }
 
 // ParseCatalog decodes and checks a catalogue: unknown fields, duplicate or
-// malformed codes, services naming unknown agencies, attributes with an
-// unknown datatype or list attributes without values are all refused, with
-// the path of the offending entry.
+// malformed codes, texts missing one of the catalogue's languages, services
+// naming unknown agencies (or, when the catalogue lists them, unknown groups
+// or documents), attributes with an unknown datatype or list attributes
+// without values are all refused, with the path of the offending entry.
 func ParseCatalog(data []byte) (*Catalog, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -167,6 +204,44 @@ func (c *Catalog) check() error {
 		if err := c.checkText("citizen_fields.name", c.CitizenFields.Name); err != nil {
 			return err
 		}
+	}
+	if c.Consent != nil {
+		if !ValidToken(c.Consent.Version) {
+			return fmt.Errorf("consent.version: %q is not a valid version: lowercase letters, digits, '-' and '_'", c.Consent.Version)
+		}
+		if err := c.checkText("consent.text", c.Consent.Text); err != nil {
+			return err
+		}
+	}
+	c.groups = make(map[string]*Group, len(c.Groups))
+	for i := range c.Groups {
+		g := &c.Groups[i]
+		path := fmt.Sprintf("groups[%d]", i)
+		switch {
+		case !ValidToken(g.Code):
+			return fmt.Errorf("%s.code: %q is not a valid code", path, g.Code)
+		case c.groups[g.Code] != nil:
+			return fmt.Errorf("%s.code: duplicate group %q", path, g.Code)
+		}
+		if err := c.checkText(path+".name", g.Name); err != nil {
+			return err
+		}
+		c.groups[g.Code] = g
+	}
+	c.documents = make(map[string]*Document, len(c.Documents))
+	for i := range c.Documents {
+		d := &c.Documents[i]
+		path := fmt.Sprintf("documents[%d]", i)
+		switch {
+		case !ValidToken(d.Code):
+			return fmt.Errorf("%s.code: %q is not a valid code", path, d.Code)
+		case c.documents[d.Code] != nil:
+			return fmt.Errorf("%s.code: duplicate document %q", path, d.Code)
+		}
+		if err := c.checkText(path+".name", d.Name); err != nil {
+			return err
+		}
+		c.documents[d.Code] = d
 	}
 	c.agencies = make(map[string]*Agency, len(c.Agencies))
 	for i := range c.Agencies {
@@ -208,6 +283,17 @@ func (c *Catalog) check() error {
 		}
 		if err := c.checkText(path+".description", s.Description); err != nil {
 			return err
+		}
+		if len(c.Groups) > 0 && c.groups[s.Group] == nil {
+			return fmt.Errorf("%s.group: service %q is in unknown group %q", path, s.Code, s.Group)
+		}
+		for j, d := range s.Documents {
+			if len(c.Documents) > 0 && c.documents[d] == nil {
+				return fmt.Errorf("%s.documents[%d]: service %q asks for unknown document %q", path, j, s.Code, d)
+			}
+			if slices.Index(s.Documents, d) != j {
+				return fmt.Errorf("%s.documents[%d]: service %q lists document %q twice", path, j, s.Code, d)
+			}
 		}
 		for j, a := range s.Agencies {
 			if c.agencies[a] == nil {
@@ -284,6 +370,18 @@ func (c *Catalog) Service(code string) (*Service, bool) {
 func (c *Catalog) Agency(code string) (*Agency, bool) {
 	a, ok := c.agencies[code]
 	return a, ok
+}
+
+// Group returns the group with the given code.
+func (c *Catalog) Group(code string) (*Group, bool) {
+	g, ok := c.groups[code]
+	return g, ok
+}
+
+// Document returns the document with the given code.
+func (c *Catalog) Document(code string) (*Document, bool) {
+	d, ok := c.documents[code]
+	return d, ok
 }
 
 // Language picks the catalogue language that best fits lang, an ISO 639-1

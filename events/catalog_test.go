@@ -54,10 +54,20 @@ func TestCatalog_BuiltInCatalogueSpeaksSixLanguagesEverywhere(t *testing.T) {
 	if !slices.Equal(c.Languages, want) {
 		t.Errorf("languages = %v, want %v", c.Languages, want)
 	}
+	if c.Consent == nil {
+		t.Fatal("built-in catalogue has no consent")
+	}
 	texts := map[string]events.Text{
 		"service_notice":             c.ServiceNotice,
 		"citizen_fields.national_id": c.CitizenFields.NationalID,
 		"citizen_fields.name":        c.CitizenFields.Name,
+		"consent":                    c.Consent.Text,
+	}
+	for _, g := range c.Groups {
+		texts["group "+g.Code] = g.Name
+	}
+	for _, d := range c.Documents {
+		texts["document "+d.Code] = d.Name
 	}
 	for _, a := range c.Agencies {
 		texts["agency "+a.Code] = a.Name
@@ -113,6 +123,63 @@ func TestCatalog_BuiltInCatalogueCoversWhatCitizenSpotsOffer(t *testing.T) {
 	}
 }
 
+func TestCatalog_BuiltInCatalogueNamesEveryServicesGroupAndDocuments(t *testing.T) {
+	t.Parallel()
+	c, err := events.ParseCatalog(schemas.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	langs := []string{"pt", "en", "es", "fr", "it", "el"}
+	named := func(what string, name events.Text) {
+		t.Helper()
+		for _, lang := range langs {
+			if strings.TrimSpace(name[lang]) == "" {
+				t.Errorf("%s has no %s name", what, lang)
+			}
+		}
+	}
+	groups, documents := map[string]bool{}, map[string]bool{}
+	for _, s := range c.Services {
+		g, ok := c.Group(s.Group)
+		if !ok || g.Code != s.Group {
+			t.Errorf("service %q: Group(%q) = %v, %v; want the group", s.Code, s.Group, g, ok)
+			continue
+		}
+		named("group "+g.Code, g.Name)
+		groups[g.Code] = true
+		for _, code := range s.Documents {
+			d, ok := c.Document(code)
+			if !ok || d.Code != code {
+				t.Errorf("service %q: Document(%q) = %v, %v; want the document", s.Code, code, d, ok)
+				continue
+			}
+			named("document "+d.Code, d.Name)
+			documents[d.Code] = true
+		}
+	}
+	// The catalogue lists no group or document that no service uses.
+	for _, g := range c.Groups {
+		if !groups[g.Code] {
+			t.Errorf("group %q has no service", g.Code)
+		}
+	}
+	for _, d := range c.Documents {
+		if !documents[d.Code] {
+			t.Errorf("no service asks for document %q", d.Code)
+		}
+	}
+	if len(groups) < 9 || len(documents) < 14 {
+		t.Errorf("services use %d groups and %d documents, want at least 9 and 14", len(groups), len(documents))
+	}
+	if d, _ := c.Document("citizen-card"); d == nil || d.Name.In("pt") != "Cartão de Cidadão" {
+		t.Errorf(`Document("citizen-card") = %v, want it named "Cartão de Cidadão" in Portuguese`, d)
+	}
+	if c.Consent == nil || c.Consent.Version == "" {
+		t.Fatalf("consent = %+v, want a version and a text", c.Consent)
+	}
+	named("consent", c.Consent.Text)
+}
+
 func TestCatalog_ChangeOfAddressFansOutToSeveralAgencies(t *testing.T) {
 	t.Parallel()
 	c, err := events.ParseCatalog(schemas.Catalog)
@@ -142,6 +209,64 @@ func TestCatalog_UnknownServiceIsNotFound(t *testing.T) {
 	c := mustCatalog(t, validCatalog())
 	if s, ok := c.Service("no-such-service"); ok || s != nil {
 		t.Errorf(`Service("no-such-service") = %v, %v; want nil, false`, s, ok)
+	}
+}
+
+func TestCatalog_FindsGroupsAndDocumentsByCode(t *testing.T) {
+	t.Parallel()
+	c := mustCatalog(t, validCatalog())
+	if g, ok := c.Group("mobility"); !ok || g.Code != "mobility" || g.Name.In("pt") != "Mobilidade" {
+		t.Errorf(`Group("mobility") = %+v, %v; want the mobility group`, g, ok)
+	}
+	if d, ok := c.Document("photo"); !ok || d.Code != "photo" || d.Name.In("en") != "Photo" {
+		t.Errorf(`Document("photo") = %+v, %v; want the photo`, d, ok)
+	}
+	if g, ok := c.Group("no-such-group"); ok || g != nil {
+		t.Errorf(`Group("no-such-group") = %v, %v; want nil, false`, g, ok)
+	}
+	if d, ok := c.Document("no-such-document"); ok || d != nil {
+		t.Errorf(`Document("no-such-document") = %v, %v; want nil, false`, d, ok)
+	}
+	if c.Consent == nil || c.Consent.Version != "2026-01-01" || c.Consent.Text.In("pt") == "" {
+		t.Errorf("Consent = %+v, want version 2026-01-01 with a Portuguese text", c.Consent)
+	}
+}
+
+func TestCatalog_GroupsKeepCatalogueOrder(t *testing.T) {
+	t.Parallel()
+	doc := validCatalog()
+	doc["groups"] = []any{
+		map[string]any{"code": "mobility", "name": map[string]any{"en": "Mobility"}},
+		map[string]any{"code": "identity", "name": map[string]any{"en": "Identity"}},
+	}
+	c := mustCatalog(t, doc)
+	var codes []string
+	for _, g := range c.Groups {
+		codes = append(codes, g.Code)
+	}
+	if got, want := strings.Join(codes, ","), "mobility,identity"; got != want {
+		t.Errorf("Groups in order %s, want %s", got, want)
+	}
+}
+
+func TestCatalog_WithoutGroupsDocumentsOrConsentLeavesThemUnchecked(t *testing.T) {
+	t.Parallel()
+	// Catalogues written before groups, documents and consent existed
+	// still parse: their services' groups and documents are not checked.
+	doc := validCatalog()
+	delete(doc, "groups")
+	delete(doc, "documents")
+	delete(doc, "consent")
+	c := mustCatalog(t, doc)
+	if c.Consent != nil {
+		t.Errorf("Consent = %+v, want nil", c.Consent)
+	}
+	s, _ := c.Service("passport")
+	if g, ok := c.Group(s.Group); ok {
+		t.Errorf("Group(%q) = %v, want none in a catalogue without groups", s.Group, g)
+	}
+	if d, ok := c.Document(s.Documents[0]); ok {
+		t.Errorf("Document(%q) = %v, want none in a catalogue without documents", s.Documents[0], d)
 	}
 }
 
@@ -195,6 +320,12 @@ func TestCatalog_LanguagePicksTheBestDeclaredLanguage(t *testing.T) {
 	doc["languages"] = []any{"en", "pt", "el"}
 	for _, a := range doc["agencies"].([]any) {
 		a.(map[string]any)["name"] = map[string]any{"en": "A", "pt": "A", "el": "Α"}
+	}
+	doc["consent"].(map[string]any)["text"] = map[string]any{"en": "C", "pt": "C", "el": "Σ"}
+	for _, list := range []string{"groups", "documents"} {
+		for _, x := range doc[list].([]any) {
+			x.(map[string]any)["name"] = map[string]any{"en": "N", "pt": "N", "el": "Ο"}
+		}
 	}
 	for _, s := range doc["services"].([]any) {
 		svc := s.(map[string]any)
@@ -283,6 +414,10 @@ func TestCatalog_RefusesBrokenCatalogues(t *testing.T) {
 	attribute := func(doc map[string]any, i int) map[string]any {
 		return service(doc)["attributes"].([]any)[i].(map[string]any)
 	}
+	entry := func(doc map[string]any, list string, i int) map[string]any {
+		return doc[list].([]any)[i].(map[string]any)
+	}
+	consent := func(doc map[string]any) map[string]any { return doc["consent"].(map[string]any) }
 	tests := []struct {
 		name   string
 		mutate func(doc map[string]any)
@@ -435,8 +570,11 @@ func TestCatalog_RefusesBrokenCatalogues(t *testing.T) {
 			name: "value label missing one of the declared languages",
 			mutate: func(doc map[string]any) {
 				doc["languages"] = []any{"en", "el"}
-				for _, a := range doc["agencies"].([]any) {
-					a.(map[string]any)["name"].(map[string]any)["el"] = "Φορέας"
+				doc["consent"].(map[string]any)["text"].(map[string]any)["el"] = "Συγκατάθεση"
+				for _, list := range []string{"groups", "documents", "agencies"} {
+					for _, x := range doc[list].([]any) {
+						x.(map[string]any)["name"].(map[string]any)["el"] = "Όνομα"
+					}
 				}
 				for _, s := range doc["services"].([]any) {
 					s.(map[string]any)["name"].(map[string]any)["el"] = "Υπηρεσία"
@@ -449,6 +587,99 @@ func TestCatalog_RefusesBrokenCatalogues(t *testing.T) {
 				values[0].(map[string]any)["name"].(map[string]any)["el"] = "Κανονική"
 			},
 			want: []string{"services[0].attributes[1].values[1].name", `"el"`},
+		},
+		{
+			name:   "service in a group the catalogue does not define",
+			mutate: func(doc map[string]any) { service(doc)["group"] = "travel" },
+			want:   []string{"services[0].group", `service "passport"`, `unknown group "travel"`},
+		},
+		{
+			name:   "service without a group",
+			mutate: func(doc map[string]any) { delete(service(doc), "group") },
+			want:   []string{"services[0].group", `service "passport"`, `unknown group ""`},
+		},
+		{
+			name:   "service asking for a document the catalogue does not define",
+			mutate: func(doc map[string]any) { service(doc)["documents"] = []any{"citizen-card", "birth-certificate"} },
+			want:   []string{"services[0].documents[1]", `service "passport"`, `unknown document "birth-certificate"`},
+		},
+		{
+			name:   "service listing a document twice",
+			mutate: func(doc map[string]any) { service(doc)["documents"] = []any{"photo", "photo"} },
+			want:   []string{"services[0].documents[1]", `service "passport"`, `"photo" twice`},
+		},
+		{
+			name: "duplicate group",
+			mutate: func(doc map[string]any) {
+				doc["groups"] = append(doc["groups"].([]any), clone(entry(doc, "groups", 1)))
+			},
+			want: []string{"groups[2].code", `duplicate group "mobility"`},
+		},
+		{
+			name: "duplicate document",
+			mutate: func(doc map[string]any) {
+				doc["documents"] = append(doc["documents"].([]any), clone(entry(doc, "documents", 0)))
+			},
+			want: []string{"documents[2].code", `duplicate document "citizen-card"`},
+		},
+		{
+			name:   "group code in upper case",
+			mutate: func(doc map[string]any) { entry(doc, "groups", 0)["code"] = "Identity" },
+			want:   []string{"groups[0].code", `"Identity" is not a valid code`},
+		},
+		{
+			name:   "document code with a space",
+			mutate: func(doc map[string]any) { entry(doc, "documents", 1)["code"] = "passport photo" },
+			want:   []string{"documents[1].code", `"passport photo" is not a valid code`},
+		},
+		{
+			name:   "group name without English",
+			mutate: func(doc map[string]any) { delete(entry(doc, "groups", 1)["name"].(map[string]any), "en") },
+			want:   []string{"groups[1].name", `"en"`},
+		},
+		{
+			name: "group name missing one of the declared languages",
+			mutate: func(doc map[string]any) {
+				doc["languages"] = []any{"en", "pt"}
+				delete(entry(doc, "groups", 1)["name"].(map[string]any), "pt")
+			},
+			want: []string{"groups[1].name", `"pt"`},
+		},
+		{
+			name: "document name missing one of the declared languages",
+			mutate: func(doc map[string]any) {
+				doc["languages"] = []any{"en", "pt"}
+				delete(entry(doc, "documents", 0)["name"].(map[string]any), "pt")
+			},
+			want: []string{"documents[0].name", `"pt"`},
+		},
+		{
+			name: "consent text missing one of the declared languages",
+			mutate: func(doc map[string]any) {
+				doc["languages"] = []any{"en", "pt"}
+				delete(consent(doc)["text"].(map[string]any), "pt")
+			},
+			want: []string{"consent.text", `"pt"`},
+		},
+		{
+			name:   "consent text without English",
+			mutate: func(doc map[string]any) { delete(consent(doc)["text"].(map[string]any), "en") },
+			want:   []string{"consent.text", `"en"`},
+		},
+		{
+			name:   "consent without a version",
+			mutate: func(doc map[string]any) { delete(consent(doc), "version") },
+			want:   []string{"consent.version", `""`},
+		},
+		{
+			name:   "consent version with spaces",
+			mutate: func(doc map[string]any) { consent(doc)["version"] = " 2026-01-01" },
+			want:   []string{"consent.version", `" 2026-01-01"`},
+		},
+		{
+			name:   "unknown field in the consent",
+			mutate: func(doc map[string]any) { consent(doc)["signature"] = "required" },
+			want:   []string{`"signature"`},
 		},
 		{
 			name:   "attribute code with a dot",
@@ -488,8 +719,9 @@ func TestCatalog_AcceptsTheValidTestCatalogue(t *testing.T) {
 	// Guards the table above: each broken catalogue differs from this one by
 	// one mutation only.
 	c := mustCatalog(t, validCatalog())
-	if len(c.Services) != 2 || len(c.Agencies) != 2 {
-		t.Errorf("got %d services and %d agencies, want 2 and 2", len(c.Services), len(c.Agencies))
+	if len(c.Services) != 2 || len(c.Agencies) != 2 || len(c.Groups) != 2 || len(c.Documents) != 2 || c.Consent == nil {
+		t.Errorf("got %d services, %d agencies, %d groups, %d documents and consent %v; want 2, 2, 2, 2 and a consent",
+			len(c.Services), len(c.Agencies), len(c.Groups), len(c.Documents), c.Consent)
 	}
 }
 
@@ -497,6 +729,18 @@ func TestCatalog_AcceptsTheValidTestCatalogue(t *testing.T) {
 func validCatalog() map[string]any {
 	return map[string]any{
 		"version": "test",
+		"consent": map[string]any{
+			"version": "2026-01-01",
+			"text":    map[string]any{"en": "May we send your data to the agencies?", "pt": "Podemos enviar os seus dados às entidades?"},
+		},
+		"groups": []any{
+			map[string]any{"code": "identity", "name": map[string]any{"en": "Identity", "pt": "Identificação"}},
+			map[string]any{"code": "mobility", "name": map[string]any{"en": "Mobility", "pt": "Mobilidade"}},
+		},
+		"documents": []any{
+			map[string]any{"code": "citizen-card", "name": map[string]any{"en": "Citizen card", "pt": "Cartão de Cidadão"}},
+			map[string]any{"code": "photo", "name": map[string]any{"en": "Photo", "pt": "Fotografia"}},
+		},
 		"agencies": []any{
 			map[string]any{"code": "imt", "name": map[string]any{"en": "Mobility", "pt": "Mobilidade"}},
 			map[string]any{"code": "civil-registry", "name": map[string]any{"en": "Registry"}},
@@ -519,6 +763,7 @@ func validCatalog() map[string]any {
 						},
 					},
 				},
+				"documents": []any{"citizen-card", "photo"},
 				"sla_hours": 72,
 				"training":  true,
 			},
@@ -529,6 +774,7 @@ func validCatalog() map[string]any {
 				"description": map[string]any{"en": "Order number plates."},
 				"agencies":    []any{"imt", "civil-registry"},
 				"attributes":  []any{},
+				"documents":   []any{"citizen-card"},
 				"sla_hours":   0.5,
 				"training":    false,
 			},
