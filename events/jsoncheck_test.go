@@ -188,12 +188,14 @@ func TestCheckJSON_TakesLinearTimeOnManyKeys(t *testing.T) {
 func TestDecodeSubmission_ReadsASubmissionStrictly(t *testing.T) {
 	t.Parallel()
 	sub, fe := events.DecodeSubmission([]byte(`{"service_code":"change-of-address","citizen":{"national_id":"12345678","name":"Maria"},` +
-		`"attributes":{"street":"Rua Augusta 1","tags":["A"]},"visit_id":"v-1","mediator":"m-17"}`))
+		`"attributes":{"street":"Rua Augusta 1","tags":["A"]},"visit_id":"v-1","mediator":"m-17",` +
+		`"consent":{"version":"2026-12-01","language":"pt","at":"2026-12-06T10:00:00Z"}}`))
 	if fe != nil {
 		t.Fatalf("DecodeSubmission: %+v", fe)
 	}
 	if sub.ServiceCode != "change-of-address" || sub.Citizen.NationalID != "12345678" || sub.Citizen.Name != "Maria" ||
-		string(sub.Attributes["street"]) != `"Rua Augusta 1"` || string(sub.Attributes["tags"]) != `["A"]` || sub.VisitID != "v-1" || sub.Mediator != "m-17" {
+		string(sub.Attributes["street"]) != `"Rua Augusta 1"` || string(sub.Attributes["tags"]) != `["A"]` || sub.VisitID != "v-1" || sub.Mediator != "m-17" ||
+		sub.Consent == nil || sub.Consent.Version != "2026-12-01" || sub.Consent.Language != "pt" || sub.Consent.At.IsZero() {
 		t.Errorf("decoded %+v", sub)
 	}
 	tests := []struct {
@@ -207,6 +209,8 @@ func TestDecodeSubmission_ReadsASubmissionStrictly(t *testing.T) {
 		{"null", `null`, events.CodeMalformedJSON, "body"},
 		{"a name of the wrong type", `{"citizen":{"name":1}}`, events.CodeInvalidType, "citizen.name"},
 		{"an invalid UTF-8 attribute", "{\"attributes\":{\"street\":\"\xff\"}}", events.CodeInvalidValue, "attributes.street"},
+		{"an unknown consent field", `{"consent":{"version":"v1","language":"pt","text":"I agree"}}`, events.CodeUnknownField, "consent.text"},
+		{"a consent time that is not one", `{"consent":{"version":"v1","language":"pt","at":"yesterday"}}`, events.CodeMalformedJSON, "body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,16 +36,18 @@ func (Citizen) GoString() string { return "[redacted]" }
 // Request is a desk's validated submission as published on the events
 // stream (subject RequestSubject). It is immutable once published.
 type Request struct {
-	Schema       string                     `json:"schema"`
-	ID           string                     `json:"id"`
-	DeskID       string                     `json:"desk_id"`
-	Municipality string                     `json:"municipality"`
-	Mediator     string                     `json:"mediator,omitempty"`
-	ServiceCode  string                     `json:"service_code"`
-	VisitID      string                     `json:"visit_id,omitempty"`
-	Citizen      Citizen                    `json:"citizen"`
-	Attributes   map[string]json.RawMessage `json:"attributes"`
-	SubmittedAt  time.Time                  `json:"submitted_at"`
+	Schema       string `json:"schema"`
+	ID           string `json:"id"`
+	DeskID       string `json:"desk_id"`
+	Municipality string `json:"municipality"`
+	Mediator     string `json:"mediator,omitempty"`
+	ServiceCode  string `json:"service_code"`
+	VisitID      string `json:"visit_id,omitempty"`
+	// Consent is the citizen's consent, when the desk recorded it.
+	Consent     *ConsentGiven              `json:"consent,omitempty"`
+	Citizen     Citizen                    `json:"citizen"`
+	Attributes  map[string]json.RawMessage `json:"attributes"`
+	SubmittedAt time.Time                  `json:"submitted_at"`
 	// Round counts operator replays of the request; 0 for the original.
 	Round int `json:"round,omitempty"`
 }

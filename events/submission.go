@@ -22,6 +22,10 @@ type Submission struct {
 	Attributes  map[string]json.RawMessage `json:"attributes"`
 	VisitID     string                     `json:"visit_id,omitempty"`
 	Mediator    string                     `json:"mediator,omitempty"`
+	// Consent is the citizen's consent to the processing, when the desk
+	// recorded it: the version of the catalogue's consent text, the
+	// language it was shown in, and when (intake's time when left out).
+	Consent *ConsentGiven `json:"consent,omitempty"`
 }
 
 // Limits on the free-form parts of a submission.
@@ -33,8 +37,9 @@ const (
 
 // Fields a submission's JSON may carry, by the object they belong to.
 var (
-	submissionFields = []string{"service_code", "citizen", "attributes", "visit_id", "mediator"}
+	submissionFields = []string{"service_code", "citizen", "attributes", "visit_id", "mediator", "consent"}
 	citizenFields    = []string{"national_id", "name"}
+	consentFields    = []string{"version", "language", "at"}
 )
 
 // DecodeSubmission reads a submission's JSON strictly: the body passes
@@ -56,10 +61,13 @@ func DecodeSubmission(body []byte) (*Submission, *FieldError) {
 	if f := unknownField(top, submissionFields, ""); f != "" {
 		return nil, &FieldError{CodeUnknownField, f, fmt.Sprintf("unknown field %q", f)}
 	}
-	if raw, ok := top["citizen"]; ok {
-		var citizen map[string]json.RawMessage
-		if json.Unmarshal(raw, &citizen) == nil {
-			if f := unknownField(citizen, citizenFields, "citizen."); f != "" {
+	for _, obj := range []struct {
+		name   string
+		fields []string
+	}{{"citizen", citizenFields}, {"consent", consentFields}} {
+		var fields map[string]json.RawMessage
+		if raw, ok := top[obj.name]; ok && json.Unmarshal(raw, &fields) == nil {
+			if f := unknownField(fields, obj.fields, obj.name+"."); f != "" {
 				return nil, &FieldError{CodeUnknownField, f, fmt.Sprintf("unknown field %q", f)}
 			}
 		}
@@ -123,10 +131,32 @@ func (c *Catalog) Validate(s *Submission) (*Service, error) {
 	if err := checkShortID("mediator", s.Mediator); err != nil {
 		return nil, err
 	}
+	if err := c.validateConsent(s.Consent); err != nil {
+		return nil, err
+	}
 	if err := svc.validateAttributes(s.Attributes); err != nil {
 		return nil, err
 	}
 	return svc, nil
+}
+
+// validateConsent checks a consent, when one is given: a version, a
+// language of the catalogue's, and a time not ahead of now.
+func (c *Catalog) validateConsent(g *ConsentGiven) error {
+	if g == nil {
+		return nil
+	}
+	switch {
+	case g.Version == "":
+		return &FieldError{CodeRequired, "consent.version", "consent.version is required: the version of the consent text shown"}
+	case g.Language == "":
+		return &FieldError{CodeRequired, "consent.language", "consent.language is required: the language the consent text was shown in"}
+	case !slices.Contains(c.Languages, g.Language) && g.Language != DefaultLanguage:
+		return &FieldError{CodeInvalidValue, "consent.language", fmt.Sprintf("consent.language %q is not one of the catalogue's languages", g.Language)}
+	case g.At.After(time.Now().Add(time.Minute)):
+		return &FieldError{CodeInvalidValue, "consent.at", "consent.at is in the future"}
+	}
+	return checkShortID("consent.version", g.Version)
 }
 
 func validateCitizen(c *Citizen) error {

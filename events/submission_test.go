@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/schemas"
@@ -165,6 +166,17 @@ func TestValidate_RefusesBadSubmissionsNamingTheField(t *testing.T) {
 			events.CodeInvalidValue, "visit_id"},
 		{"mediator too long", func(s *events.Submission) { s.Mediator = strings.Repeat("m", 65) },
 			events.CodeInvalidValue, "mediator"},
+		{"consent without a version", func(s *events.Submission) { s.Consent = &events.ConsentGiven{Language: "en"} },
+			events.CodeRequired, "consent.version"},
+		{"consent without a language", func(s *events.Submission) { s.Consent = &events.ConsentGiven{Version: "v1"} },
+			events.CodeRequired, "consent.language"},
+		{"consent in a language the catalogue lacks", func(s *events.Submission) { s.Consent = &events.ConsentGiven{Version: "v1", Language: "de"} },
+			events.CodeInvalidValue, "consent.language"},
+		{"consent given in the future", func(s *events.Submission) {
+			s.Consent = &events.ConsentGiven{Version: "v1", Language: "en", At: time.Now().Add(time.Hour)}
+		}, events.CodeInvalidValue, "consent.at"},
+		{"consent version with a control character", func(s *events.Submission) { s.Consent = &events.ConsentGiven{Version: "v\x001", Language: "en"} },
+			events.CodeInvalidValue, "consent.version"},
 		{"unknown attribute", func(s *events.Submission) { s.Attributes["colour"] = json.RawMessage(`"blue"`) },
 			events.CodeUnknownField, "attributes.colour"},
 		{"missing required attribute", func(s *events.Submission) { delete(s.Attributes, "street") },

@@ -13,14 +13,18 @@ type Desk struct {
 // RequestView is a request as a desk reads it back: current status, one
 // entry per work item, and the timeline of every status event applied.
 type RequestView struct {
-	ID          string          `json:"id"`
-	ServiceCode string          `json:"service_code"`
-	Status      Status          `json:"status"`
-	VisitID     string          `json:"visit_id,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	WorkItems   []WorkItemView  `json:"work_items"`
-	Timeline    []TimelineEntry `json:"timeline"`
+	ID          string `json:"id"`
+	ServiceCode string `json:"service_code"`
+	Status      Status `json:"status"`
+	VisitID     string `json:"visit_id,omitempty"`
+	// Mediator is who submitted it at the desk, when the desk said.
+	Mediator string `json:"mediator,omitempty"`
+	// Consent is the citizen's consent it was submitted under, if recorded.
+	Consent   *ConsentGiven   `json:"consent,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	WorkItems []WorkItemView  `json:"work_items"`
+	Timeline  []TimelineEntry `json:"timeline"`
 }
 
 // WorkItemView is one agency's share of a request.
@@ -212,6 +216,23 @@ const (
 	AuditOperatorSignedIn AuditAction = "operator_signed_in"
 	// AuditMediatorSignedIn: a mediator signed in at a desk.
 	AuditMediatorSignedIn AuditAction = "mediator_signed_in"
+	// AuditMediatorSignInFailed: a sign-in to the desk application failed
+	// (a wrong password, a locked or disabled account, an unknown username).
+	AuditMediatorSignInFailed AuditAction = "mediator_sign_in_failed"
+	// AuditMediatorSignedOut: a mediator signed out.
+	AuditMediatorSignedOut AuditAction = "mediator_signed_out"
+	// AuditMediatorCreated: an operator created a mediator's account.
+	AuditMediatorCreated AuditAction = "mediator_created"
+	// AuditMediatorReset: an operator gave a mediator a new setup code,
+	// ending their password and sessions.
+	AuditMediatorReset AuditAction = "mediator_reset"
+	// AuditMediatorDisabled: an operator disabled a mediator's account.
+	AuditMediatorDisabled AuditAction = "mediator_disabled"
+	// AuditMediatorEnabled: an operator enabled a mediator's account again.
+	AuditMediatorEnabled AuditAction = "mediator_enabled"
+	// AuditMediatorPasswordSet: a mediator set their password with a
+	// setup code.
+	AuditMediatorPasswordSet AuditAction = "mediator_password_set"
 )
 
 // AuditActions are every action the audit log records.
@@ -219,7 +240,9 @@ var AuditActions = []AuditAction{
 	AuditSubmission, AuditDeskCreated, AuditDeskCredentialIssued, AuditDeskCredentialRotated,
 	AuditDeskCredentialExpiry, AuditDeskCredentialRevoked, AuditAgencyCredentialIssued,
 	AuditAgencyCredentialRevoked, AuditReplay, AuditDeadLetterViewed, AuditCitizenLookedUp,
-	AuditCitizenErased, AuditOperatorSignedIn, AuditMediatorSignedIn,
+	AuditCitizenErased, AuditOperatorSignedIn, AuditMediatorSignedIn, AuditMediatorSignInFailed,
+	AuditMediatorSignedOut, AuditMediatorCreated, AuditMediatorReset, AuditMediatorDisabled,
+	AuditMediatorEnabled, AuditMediatorPasswordSet,
 }
 
 // Known reports whether a is one of AuditActions.

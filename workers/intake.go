@@ -195,9 +195,17 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 		Mediator:     sub.Mediator,
 		ServiceCode:  sub.ServiceCode,
 		VisitID:      sub.VisitID,
+		Consent:      sub.Consent,
 		Citizen:      *sub.Citizen,
 		Attributes:   sub.Attributes,
 		SubmittedAt:  now,
+	}
+	if c := sub.Consent; c != nil && c.At.IsZero() {
+		// Stamped after the key was bound to the body without it, so that a
+		// retry is the same body.
+		given := *c
+		given.At = now
+		req.Consent = &given
 	}
 	message, err := json.Marshal(req)
 	if err != nil {

@@ -157,6 +157,11 @@ func (s *Store) erase(ctx context.Context, id string, forms []string, by events.
 		refs[i] = s.keyedHash([]byte(f))
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A visit under way with the citizen ends, forgetting them and the
+		// answers not submitted.
+		if err := endVisits(ctx, tx, `citizen_ref = ANY($1)`, refs); err != nil {
+			return err
+		}
 		// Locked in ID order, as the projector locks them, so that neither
 		// waits for the other in a cycle.
 		rows, err := tx.Query(ctx, `SELECT id, status FROM requests WHERE citizen_ref = ANY($1) ORDER BY id FOR UPDATE`, refs)

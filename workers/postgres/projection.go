@@ -168,23 +168,26 @@ func (s *Store) load(ctx context.Context, tx pgx.Tx, ids, eventIDs []string, ins
 			rid, desk, muni, svc, visit, mediator = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 			refs                                  = make([][]byte, 0, n)
 			submitted                             = make([]time.Time, 0, n)
+			// NULL for a request without consent.
+			consent = make([]*events.ConsentGiven, 0, n)
 		)
 		for _, id := range slices.Sorted(maps.Keys(inserts)) {
 			r := inserts[id]
 			rid, desk, muni, svc = append(rid, r.ID), append(desk, r.DeskID), append(muni, r.Municipality), append(svc, r.ServiceCode)
 			visit, mediator = append(visit, r.VisitID), append(mediator, r.Mediator)
+			consent = append(consent, r.Consent)
 			refs = append(refs, s.keyedHash([]byte(r.Citizen.NationalID)))
 			submitted = append(submitted, r.SubmittedAt)
 		}
 		q.Queue(`
 			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
-			                      citizen_ref, status, submitted_at, updated_at)
-			SELECT id, desk, muni, svc, NULLIF(visit, ''), NULLIF(mediator, ''), ref, $9, at, at
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[])
-			     AS t(id, desk, muni, svc, visit, mediator, ref, at)
+			                      citizen_ref, status, submitted_at, updated_at, consent)
+			SELECT id, desk, muni, svc, NULLIF(visit, ''), NULLIF(mediator, ''), ref, $9, at, at, consent
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[], $10::jsonb[])
+			     AS t(id, desk, muni, svc, visit, mediator, ref, at, consent)
 			ORDER BY id
 			ON CONFLICT (id) DO NOTHING`,
-			rid, desk, muni, svc, visit, mediator, refs, submitted, events.StatusSubmitted)
+			rid, desk, muni, svc, visit, mediator, refs, submitted, events.StatusSubmitted, consent)
 	}
 	b := &batch{requests: make(map[string]*requestState, len(ids)), seen: make(map[string]bool)}
 	q.Queue(`

@@ -14,11 +14,11 @@ import (
 // exist.
 func (s *Store) RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error) {
 	v := &events.RequestView{ID: id}
-	var visit *string
+	var visit, mediator *string
 	err := s.pool.QueryRow(ctx, `
-		SELECT service_code, status, visit_id, submitted_at, updated_at
+		SELECT service_code, status, visit_id, mediator, consent, submitted_at, updated_at
 		FROM requests WHERE id = $1 AND desk_id = $2`, id, deskID).
-		Scan(&v.ServiceCode, &v.Status, &visit, &v.CreatedAt, &v.UpdatedAt)
+		Scan(&v.ServiceCode, &v.Status, &visit, &mediator, &v.Consent, &v.CreatedAt, &v.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s.acceptedRequest(ctx, deskID, id)
 	}
@@ -27,6 +27,9 @@ func (s *Store) RequestForDesk(ctx context.Context, deskID, id string) (*events.
 	}
 	if visit != nil {
 		v.VisitID = *visit
+	}
+	if mediator != nil {
+		v.Mediator = *mediator
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT agency, status, updated_at FROM work_items
