@@ -48,6 +48,16 @@ type MediatorSignIn struct {
 	FailedAttempts int
 }
 
+// SessionStart is a new session of a mediator: the SHA-256 of the token
+// its cookie holds, the token its forms carry, when it ends at the latest,
+// and the address it was started from (for the audit log).
+type SessionStart struct {
+	TokenHash []byte
+	CSRF      string
+	ExpiresAt time.Time
+	Address   string
+}
+
 // Session is a signed-in mediator's session as each page reads it.
 type Session struct {
 	Mediator Mediator

@@ -203,26 +203,70 @@ func (s *Service) validateAttributes(attrs map[string]json.RawMessage) error {
 			return &FieldError{CodeUnknownField, "attributes." + code, fmt.Sprintf("service %q has no attribute %q", s.Code, code)}
 		}
 	}
-	for _, a := range s.Attributes {
-		raw, ok := attrs[a.Code]
-		if !ok || string(raw) == "null" {
-			if a.Required {
-				return &FieldError{CodeRequired, "attributes." + a.Code, fmt.Sprintf("attribute %q is required", a.Code)}
-			}
-			continue
-		}
-		if err := checkRaw(a.Code, raw); err != nil {
+	for i := range s.Attributes {
+		if err := s.Attributes[i].validate(attrs); err != nil {
 			return err
-		}
-		if err := a.check(raw); err != nil {
-			return err
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, raw); err == nil {
-			attrs[a.Code] = buf.Bytes()
 		}
 	}
 	return nil
+}
+
+// validate checks the attribute's value in attrs, if any, and compacts it
+// in place.
+func (a *Attribute) validate(attrs map[string]json.RawMessage) error {
+	raw, ok := attrs[a.Code]
+	if !ok || string(raw) == "null" {
+		if a.Required {
+			return &FieldError{CodeRequired, "attributes." + a.Code, fmt.Sprintf("attribute %q is required", a.Code)}
+		}
+		return nil
+	}
+	if err := checkRaw(a.Code, raw); err != nil {
+		return err
+	}
+	if err := a.check(raw); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err == nil {
+		attrs[a.Code] = buf.Bytes()
+	}
+	return nil
+}
+
+// Problems checks s as Validate does, but reports every offending field
+// instead of the first, for a form that shows them all at once: the
+// citizen's, the consent's, then each attribute's, in the service's order.
+// None means Validate accepts s.
+func (c *Catalog) Problems(s *Submission) []*FieldError {
+	var out []*FieldError
+	add := func(err error) {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			out = append(out, fe)
+		}
+	}
+	svc, ok := c.Service(s.ServiceCode)
+	if !ok {
+		_, err := c.Validate(s)
+		add(err)
+		return out
+	}
+	add(validateCitizen(s.Citizen))
+	add(checkShortID("visit_id", s.VisitID))
+	add(checkShortID("mediator", s.Mediator))
+	add(c.validateConsent(s.Consent))
+	for code := range s.Attributes {
+		if !slices.ContainsFunc(svc.Attributes, func(a Attribute) bool { return a.Code == code }) {
+			add(&FieldError{CodeUnknownField, "attributes." + code, fmt.Sprintf("service %q has no attribute %q", s.ServiceCode, code)})
+		}
+	}
+	attrs := slices.Clone(svc.Attributes)
+	slices.SortStableFunc(attrs, func(a, b Attribute) int { return a.Order - b.Order })
+	for i := range attrs {
+		add(attrs[i].validate(s.Attributes))
+	}
+	return out
 }
 
 // checkRaw refuses an attribute's raw JSON that decoding would change

@@ -327,3 +327,28 @@ func mustRaw(t *testing.T, v any) json.RawMessage {
 	}
 	return data
 }
+
+func TestProblems_ReportsEveryOffendingFieldInTheFormsOrder(t *testing.T) {
+	t.Parallel()
+	c := everyDatatypeCatalog(t)
+	s := goodSubmission()
+	if p := c.Problems(s); len(p) != 0 {
+		t.Fatalf("a good submission has problems: %+v", p)
+	}
+	s.Citizen.NationalID = "12"
+	delete(s.Attributes, "street")
+	s.Attributes["count"] = json.RawMessage(`"three"`)
+	s.Attributes["kind"] = json.RawMessage(`"carrier pigeon"`)
+	var got []string
+	for _, p := range c.Problems(s) {
+		got = append(got, p.Code+" "+p.Field)
+	}
+	want := []string{"invalid_value citizen.national_id", "required attributes.street", "invalid_type attributes.count", "invalid_value attributes.kind"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Problems = %q, want %q", got, want)
+	}
+	// Validate names the first of them.
+	if _, err := c.Validate(s); !strings.Contains(err.Error(), "national_id") {
+		t.Errorf("Validate = %v, want the first problem", err)
+	}
+}

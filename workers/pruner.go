@@ -22,6 +22,9 @@ type RollupPruning interface {
 type PersonalDataPruning interface {
 	ClearSealedCopies(ctx context.Context, now time.Time, reconcileAfter time.Duration) (events.Pruned, error)
 	PruneRequests(ctx context.Context, before time.Time) (events.Pruned, error)
+	// EndIdleVisits ends the desk application's visits started before
+	// cutoff and left open, forgetting their citizens.
+	EndIdleVisits(ctx context.Context, cutoff time.Time) (int64, error)
 }
 
 // PrunerStore is what the pruner needs of the database.
@@ -47,6 +50,9 @@ type PrunerConfig struct {
 	// request's sealed copy is kept at most a day past it. Default 5
 	// minutes, the reconciler's default.
 	ReconcileAfter time.Duration
+	// VisitLife is how long a visit in the desk application may stay open
+	// before it is ended, and its citizen forgotten. Default 12 hours.
+	VisitLife time.Duration
 	// Now tells the time; default time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -55,7 +61,8 @@ type PrunerConfig struct {
 
 // Pruner deletes what is kept past its use: at start and then every Every,
 // the dashboard's minute and hour roll-ups past their retention, the sealed
-// copies of requests and dead letters that nothing can use any more, and,
+// copies of requests and dead letters that nothing can use any more, the
+// desk application's visits left open past VisitLife, and,
 // with a RequestRetention, the requests that ended longer ago than that. It
 // works in batches of a few thousand rows and adds nothing to the
 // projector's work. Several processes may run it; pruning twice is
@@ -74,6 +81,7 @@ func NewPruner(cfg PrunerConfig) (*Pruner, error) {
 	}
 	cfg.Every = cmp.Or(cfg.Every, 10*time.Minute)
 	cfg.ReconcileAfter = cmp.Or(cfg.ReconcileAfter, 5*time.Minute)
+	cfg.VisitLife = cmp.Or(cfg.VisitLife, 12*time.Hour)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -108,6 +116,13 @@ func (p *Pruner) Prune(ctx context.Context) error {
 	if cleared.SealedRequests > 0 || cleared.DeadLetterMessages > 0 {
 		log.Info("pruner: deleted sealed copies no longer needed",
 			"requests", cleared.SealedRequests, "dead_letters", cleared.DeadLetterMessages)
+	}
+	ended, err := p.cfg.Store.EndIdleVisits(ctx, now.Add(-p.cfg.VisitLife))
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case ended > 0:
+		log.Info("pruner: ended visits left open", "visits", ended)
 	}
 	if p.cfg.RequestRetention > 0 {
 		pruned, err := p.cfg.Store.PruneRequests(ctx, now.Add(-p.cfg.RequestRetention))

@@ -23,7 +23,18 @@ type prunerCalls struct {
 	dashboard, cleared     []time.Time
 	reconcileAfter         []time.Duration
 	prunedBefore           []time.Time
+	visitsBefore           []time.Time
 	failDashboard, failAll bool
+}
+
+func (c *prunerCalls) EndIdleVisits(_ context.Context, cutoff time.Time) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.visitsBefore = append(c.visitsBefore, cutoff)
+	if c.failAll {
+		return 0, errors.New("visits: postgres down")
+	}
+	return 0, nil
 }
 
 func (c *prunerCalls) PruneDashboard(_ context.Context, now time.Time) (int64, error) {
@@ -73,7 +84,7 @@ func TestPruner_PrunesRollupsSealedCopiesAndRequestsPastTheirRetention(t *testin
 		{name: "a step that fails does not stop the others", retention: time.Hour, failDashboard: true,
 			wantBefore: []time.Time{now.Add(-time.Hour)}, wantErrs: []string{"dashboard"}},
 		{name: "every failure is returned", retention: time.Hour, failAll: true,
-			wantBefore: []time.Time{now.Add(-time.Hour)}, wantErrs: []string{"dashboard", "sealed copies", "requests"}},
+			wantBefore: []time.Time{now.Add(-time.Hour)}, wantErrs: []string{"dashboard", "sealed copies", "visits", "requests"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &prunerCalls{failDashboard: tc.failDashboard, failAll: tc.failAll}
@@ -88,6 +99,9 @@ func TestPruner_PrunesRollupsSealedCopiesAndRequestsPastTheirRetention(t *testin
 			}
 			if len(store.cleared) != 1 || !store.cleared[0].Equal(now) || store.reconcileAfter[0] != 7*time.Minute {
 				t.Errorf("sealed copies cleared at %v for a reconciler after %v, want once at %v for 7m", store.cleared, store.reconcileAfter, now)
+			}
+			if len(store.visitsBefore) != 1 || !store.visitsBefore[0].Equal(now.Add(-12*time.Hour)) {
+				t.Errorf("visits ended if started before %v, want once before %v (12 hours)", store.visitsBefore, now.Add(-12*time.Hour))
 			}
 			if fmt.Sprint(store.prunedBefore) != fmt.Sprint(tc.wantBefore) {
 				t.Errorf("requests pruned before %v, want %v", store.prunedBefore, tc.wantBefore)

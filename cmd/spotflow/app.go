@@ -36,6 +36,7 @@ import (
 	"github.com/spotflow/spotflow/workers/agencyapi"
 	"github.com/spotflow/spotflow/workers/dashboard"
 	"github.com/spotflow/spotflow/workers/deskapi"
+	"github.com/spotflow/spotflow/workers/deskapp"
 	"github.com/spotflow/spotflow/workers/open311"
 	"github.com/spotflow/spotflow/workers/opendata"
 	"github.com/spotflow/spotflow/workers/opsapi"
@@ -256,6 +257,14 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.mux.Handle("/v1/agency/", reports)
+	desk, err := deskapp.New(deskapp.Config{
+		Store: p.store, Intake: intake, Catalog: p.catalogs, FailedAuth: failedAuth,
+		SessionIdle: p.Config.DeskSessionIdle, Logger: p.log.With("role", "desk-app"),
+	})
+	if err != nil {
+		return err
+	}
+	p.mux.Handle("/desk/", desk)
 	board, err := dashboard.New(dashboard.Config{
 		Store: p.store, Catalog: p.catalog, Operators: p.access.Operators, Logger: p.log.With("role", "dashboard"),
 		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) {

@@ -125,6 +125,10 @@ type Config struct {
 	// address may make before it is refused without a look at its
 	// credential. SPOTFLOW_AUTH_FAILURES, default 30.
 	AuthFailures int
+	// DeskSessionIdle ends a mediator's session in the desk application
+	// after this long unused. SPOTFLOW_DESK_SESSION_IDLE, default 30
+	// minutes.
+	DeskSessionIdle time.Duration
 	// PublicURL is the address the public reaches spotflow at, for absolute
 	// links in the open data's description; default: links relative to it.
 	// SPOTFLOW_PUBLIC_URL.
@@ -231,6 +235,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.Float64Var(&c.DeskRate, "desk-rate", envFloat("SPOTFLOW_DESK_RATE", 10), "submissions a second a desk may make to one intake process; 0 for no limit (SPOTFLOW_DESK_RATE)")
 	fs.IntVar(&c.DeskBurst, "desk-burst", envInt("SPOTFLOW_DESK_BURST", 50), "submissions a desk may make at once (SPOTFLOW_DESK_BURST)")
 	fs.IntVar(&c.DeskMaxOpen, "desk-max-open", envInt("SPOTFLOW_DESK_MAX_OPEN", 10000), "requests a desk may have under way; 0 for no limit (SPOTFLOW_DESK_MAX_OPEN)")
+	fs.DurationVar(&c.DeskSessionIdle, "desk-session-idle", envDuration("SPOTFLOW_DESK_SESSION_IDLE", 30*time.Minute), "end a mediator's session in the desk application after this long unused (SPOTFLOW_DESK_SESSION_IDLE)")
 	fs.IntVar(&c.AuthFailures, "auth-failures", envInt("SPOTFLOW_AUTH_FAILURES", 30), "failed authentications a minute one address may make; 0 for no limit (SPOTFLOW_AUTH_FAILURES)")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SPOTFLOW_PUBLIC_URL"), "the address the public reaches spotflow at, for absolute links in the open data (SPOTFLOW_PUBLIC_URL)")
 	fs.StringVar(&c.OpenDataLicense, "open-data-license", os.Getenv("SPOTFLOW_OPEN_DATA_LICENSE"), "URL of the open data's licence; default CC BY 4.0 (SPOTFLOW_OPEN_DATA_LICENSE)")

@@ -63,6 +63,7 @@ func commands() []command {
 		{"projector", "run the Postgres projector alone", roleCommand("projector", roleProjector)},
 		{"migrate", "apply database migrations", migrateCommand},
 		{"desk", "manage desks and their credentials: desk create|list|issue|rotate|expire|revoke", deskCommand},
+		{"mediator", "manage mediators' accounts in the desk application: mediator create|list|disable|enable|reset", mediatorCommand},
 		{"audit", "verify, link and list the audit log: audit verify|chain|list", auditCommand},
 		{"citizen", "erase a citizen's personal data: citizen erase", citizenCommand},
 		{"agency", "manage agencies' NATS credentials: agency issue|list|revoke", agencyCommand},

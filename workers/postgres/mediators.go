@@ -222,17 +222,9 @@ func (s *Store) SignInRefused(ctx context.Context, username, address, why string
 		map[string]any{"address": address, "refused": why})
 }
 
-// SessionStart is a new session: its token's SHA-256, CSRF token and end.
-type SessionStart struct {
-	TokenHash []byte
-	CSRF      string
-	ExpiresAt time.Time
-	Address   string
-}
-
 // SignedIn records that username signed in (their failures in a row are
 // forgotten), starts the session, and audits it.
-func (s *Store) SignedIn(ctx context.Context, username string, start SessionStart) error {
+func (s *Store) SignedIn(ctx context.Context, username string, start events.SessionStart) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			UPDATE mediators SET failed_attempts = 0, locked_until = NULL, signed_in_at = now()

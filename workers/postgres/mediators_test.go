@@ -28,7 +28,7 @@ func newMediator(t *testing.T, s *postgres.Store, deskID, username string) event
 func startSession(t *testing.T, s *postgres.Store, username, token string) []byte {
 	t.Helper()
 	sum := sha256.Sum256([]byte(token))
-	if err := s.SignedIn(t.Context(), username, postgres.SessionStart{TokenHash: sum[:], CSRF: "csrf-" + token,
+	if err := s.SignedIn(t.Context(), username, events.SessionStart{TokenHash: sum[:], CSRF: "csrf-" + token,
 		ExpiresAt: time.Now().Add(time.Hour), Address: "192.0.2.7"}); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
@@ -264,5 +264,34 @@ func TestCitizenRequests_FindsTheDesksRequestsOfANationalIDAndAuditsTheLookUp(t 
 	v, err := s.RequestForDesk(ctx, desk.ID, mine.ID)
 	if err != nil || v.Consent == nil || *v.Consent != *mine.Consent || v.Mediator != "ana.sousa" {
 		t.Errorf("request view consent %+v mediator %q, %v; want %+v", v.Consent, v.Mediator, err, mine.Consent)
+	}
+}
+
+func TestEndIdleVisits_EndsVisitsStartedBeforeTheCutoffAndForgetsTheirCitizens(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := withTimeout(t)
+	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newMediator(t, s, desk.ID, "rui.lopes")
+	id, err := s.StartVisit(ctx, events.Visit{DeskID: desk.ID, Username: "rui.lopes", Citizen: events.Citizen{NationalID: "12345678", Name: "Maria"}, Language: "pt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := s.AddVisitService(ctx, id, "rui.lopes", "birth-certificate")
+	if err := s.SaveVisitAnswers(ctx, id, "rui.lopes", n, map[string]json.RawMessage{"x": json.RawMessage(`1`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ended, err := s.EndIdleVisits(ctx, time.Now().Add(-time.Hour)); err != nil || ended != 0 {
+		t.Fatalf("a visit started now ended by a cutoff an hour ago: %d, %v", ended, err)
+	}
+	if ended, err := s.EndIdleVisits(ctx, time.Now().Add(time.Hour)); err != nil || ended != 1 {
+		t.Fatalf("EndIdleVisits = %d, %v; want the one visit", ended, err)
+	}
+	v, err := s.Visit(ctx, id, "rui.lopes")
+	if err != nil || v.EndedAt.IsZero() || v.Citizen != (events.Citizen{}) || v.Services[0].Answers != nil {
+		t.Errorf("after ending: %+v, %v", v, err)
 	}
 }

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/postgres"
+)
+
+// mediatorCommand manages the accounts mediators sign in to the desk
+// application with: create, list, disable, enable and reset. Every change
+// is in the audit log under --operator.
+func mediatorCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const line = "mediator create --desk ID --username NAME --name \"FULL NAME\" [--language pt] | mediator list [--desk ID] [--json] |\n" +
+		"       mediator disable|enable|reset --username NAME"
+	about := "Manages mediators' accounts in the desk application (/desk/). create makes an account at a desk\n" +
+		"and prints a one-time setup code, valid 72 hours, with the link where the mediator sets their\n" +
+		"password (--public-url makes it absolute). reset forgets the password, unlocks the account, ends\n" +
+		"its sessions and prints a new code. disable ends the mediator's sessions at once and refuses\n" +
+		"their sign-in until enable. Every change is in the audit log under --operator."
+	verb, err := verbOf("mediator", []string{"create", "list", "disable", "enable", "reset"}, args, line, about, stderr)
+	if verb == "" {
+		return err
+	}
+	var cfg Config
+	var deskID, username, name, language, operatorName string
+	var asJSON bool
+	fs := newFlagSet("mediator "+verb, line, about, stderr)
+	fs.StringVar(&deskID, "desk", "", "create: the mediator's desk (required); list: only its mediators")
+	fs.StringVar(&username, "username", "", "the mediator's username: lowercase letters, digits, '.', '-' or '_' (required but by list)")
+	fs.StringVar(&name, "name", "", "create: the mediator's full name (required)")
+	fs.StringVar(&language, "language", "pt", "create: the language the desk application speaks to them in")
+	fs.BoolVar(&asJSON, "json", false, "list: print JSON instead of a table")
+	fs.StringVar(&operatorName, "operator", defaultOperator(), "who is acting, for the audit log")
+	cfg.flags(fs, "")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	usageErr := func(format string, a ...any) error {
+		fs.Usage()
+		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+	}
+	switch {
+	case verb == "create" && (deskID == "" || username == "" || name == ""):
+		return usageErr("create needs --desk, --username and --name")
+	case verb != "create" && verb != "list" && username == "":
+		return usageErr("%s needs --username", verb)
+	}
+	by := events.By{Actor: operatorActor(operatorName)}
+	return withDatabase(ctx, &cfg, stderr, func(s *postgres.Store) error {
+		switch verb {
+		case "create":
+			setup, err := s.CreateMediator(ctx, events.Mediator{Username: username, DeskID: deskID, Name: name, Language: language}, by)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, setupOf(setup, cfg.PublicURL))
+		case "reset":
+			setup, err := s.ResetMediator(ctx, username, by)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, setupOf(setup, cfg.PublicURL))
+		case "disable", "enable":
+			if err := s.DisableMediator(ctx, username, verb == "enable", by); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "mediator %s %sd\n", username, verb)
+			return nil
+		}
+		list, err := s.Mediators(ctx, deskID)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, list)
+		}
+		return printMediators(stdout, list)
+	})
+}
+
+// mediatorSetup is what create and reset print: the code, and the link
+// where the mediator uses it.
+type mediatorSetup struct {
+	events.MediatorSetup
+	Link string `json:"link"`
+}
+
+func setupOf(s events.MediatorSetup, publicURL string) mediatorSetup {
+	return mediatorSetup{MediatorSetup: s, Link: strings.TrimSuffix(publicURL, "/") + "/desk/setup?code=" + url.QueryEscape(s.Code)}
+}
+
+func printMediators(w io.Writer, list []events.Mediator) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tDESK\tNAME\tLANGUAGE\tPASSWORD\tSTATE\tLAST SIGN-IN")
+	for _, m := range list {
+		password, state, last := "not set", "active", "never"
+		if m.PasswordSet {
+			password = "set"
+		}
+		switch {
+		case !m.DisabledAt.IsZero():
+			state = "disabled " + m.DisabledAt.UTC().Format(time.DateOnly)
+		case m.LockedUntil.After(time.Now()):
+			state = "locked until " + m.LockedUntil.UTC().Format(time.RFC3339)
+		}
+		if !m.SignedInAt.IsZero() {
+			last = m.SignedInAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Username, m.DeskID, m.Name, m.Language, password, state, last)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,57 @@
+// The desk application's enhancements; every page works without them.
+// - An error summary takes the focus, so the mediator hears it first.
+// - Finding a service filters as the mediator types.
+// - A request under way refreshes its progress every few seconds.
+// - A form that submits a request cannot be sent twice by a double click.
+(function () {
+  "use strict";
+
+  var summary = document.querySelector("[data-focus]");
+  if (summary) { summary.focus(); }
+
+  var search = document.querySelector("[data-live-search]");
+  var results = document.getElementById("results");
+  if (search && results) {
+    var timer = null, asked = 0;
+    var refresh = function () {
+      var form = search.form, params = new URLSearchParams(new FormData(form));
+      params.set("partial", "results");
+      var n = ++asked;
+      fetch(form.action + "?" + params.toString(), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) { if (n === asked) { results.innerHTML = html; } })
+        .catch(function () { /* the form still works */ });
+    };
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 250);
+    });
+    var group = search.form.querySelector("select[name=group]");
+    if (group) { group.addEventListener("change", refresh); }
+  }
+
+  var live = document.querySelector("[data-live]");
+  if (live) {
+    var poll = function () {
+      fetch(live.getAttribute("data-live"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) {
+          // Replace only what changed, so that a screen reader is not
+          // read the whole page again.
+          if (live.innerHTML !== html) { live.innerHTML = html; }
+          // An open request's progress ends with a link to refresh it; a
+          // finished one's does not, and needs no more asking.
+          if (live.querySelector("a[href='" + location.pathname + "']")) { setTimeout(poll, 3000); }
+        })
+        .catch(function () { setTimeout(poll, 10000); });
+    };
+    setTimeout(poll, 3000);
+  }
+
+  document.querySelectorAll("form[data-submit-once]").forEach(function (form) {
+    form.addEventListener("submit", function (e) {
+      if (form.dataset.sent) { e.preventDefault(); return; }
+      form.dataset.sent = "1";
+    });
+  });
+})();
