@@ -259,6 +259,7 @@ func (p *process) startIntake() error {
 	p.mux.Handle("/v1/agency/", reports)
 	desk, err := deskapp.New(deskapp.Config{
 		Store: p.store, Intake: intake, Catalog: p.catalogs, FailedAuth: failedAuth,
+		Mediators: p.store, Operators: p.access.Require,
 		SessionIdle: p.Config.DeskSessionIdle, Logger: p.log.With("role", "desk-app"),
 	})
 	if err != nil {

@@ -99,6 +99,11 @@ type Config struct {
 	// Defaults 5 and 15 minutes.
 	LockAfter int
 	LockFor   time.Duration
+	// Mediators and Operators serve the operators' page of mediators
+	// (/desk/ops/mediators): Operators wraps it in the operators' access
+	// policy (access.Policy.Require). Without both the page is not served.
+	Mediators Mediators
+	Operators func(http.Handler) http.Handler
 	// Hasher hashes passwords. Default argon2id with the parameters of
 	// DefaultArgon2.
 	Hasher *Hasher
@@ -178,6 +183,10 @@ func (a *App) routes() {
 	a.mux.HandleFunc("GET /desk/requests/{id}", a.signedIn(a.requestPage))
 	a.mux.HandleFunc("GET /desk/citizen", a.signedIn(a.citizenPage))
 	a.mux.HandleFunc("POST /desk/citizen", a.signedIn(a.citizenLookup))
+	if a.cfg.Mediators != nil && a.cfg.Operators != nil {
+		a.mux.Handle("GET /desk/ops/mediators", a.cfg.Operators(http.HandlerFunc(a.opsPage)))
+		a.mux.Handle("POST /desk/ops/mediators", a.cfg.Operators(http.HandlerFunc(a.opsChange)))
+	}
 	a.mux.HandleFunc("/desk/", func(w http.ResponseWriter, r *http.Request) {
 		a.notFound(w, r, a.languageOf(r, nil))
 	})
