@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -328,44 +329,55 @@ func TestForm_MakesTheFittingControlOfEveryDatatypeAndShowsEveryProblemAtOnce(t 
 	w := start(t)
 	b := w.browser(t)
 	page := visitWith(t, b, "pt")
-	// A vehicle's registration asks for a date, a number and lists; a
-	// health appointment for a text.
-	form := b.post("/desk/visit/services", page, url.Values{"service": {"vehicle-ownership-registration"}})
-	wantStatus(t, form, http.StatusOK, "add a service")
-	controls := map[string]string{}
-	for _, m := range controlOf.FindAllStringSubmatch(form.body, -1) {
-		if _, seen := controls[m[2]]; !seen {
-			controls[m[2]] = m[0]
+	// Between them, these three services ask for every datatype.
+	covered := map[events.Datatype]bool{}
+	var form answer
+	var svc *events.Service
+	for i, code := range []string{"vehicle-ownership-registration", "income-tax-return", "health-appointment"} {
+		form = b.post("/desk/visit/services", page, url.Values{"service": {code}})
+		wantStatus(t, form, http.StatusOK, "add "+code)
+		if !strings.HasSuffix(strings.TrimSuffix(form.url, "?"), "/desk/visit/services/"+strconv.Itoa(i+1)) {
+			t.Fatalf("adding %s led to %s", code, form.url)
 		}
-	}
-	svc, _ := w.Catalog.Current().Service("vehicle-ownership-registration")
-	for _, a := range svc.Attributes {
-		c := controls["attr-"+a.Code]
-		var want string
-		switch a.Datatype {
-		case events.DatatypeNumber:
-			want = `inputmode="decimal"`
-		case events.DatatypeDatetime:
-			want = `type="date"`
-		case events.DatatypeSingleValueList:
-			want = `type="radio"`
-			if len(a.Values) > 6 {
-				want = "<select"
+		controls := map[string]string{}
+		for _, m := range controlOf.FindAllStringSubmatch(form.body, -1) {
+			if _, seen := controls[m[2]]; !seen {
+				controls[m[2]] = m[0]
 			}
-		case events.DatatypeMultiValueList:
-			want = `type="checkbox"`
-		case events.DatatypeText:
-			want = "<textarea"
-		default:
-			want = `type="text"`
 		}
-		if !strings.Contains(c, want) {
-			t.Errorf("attribute %s (%s) has control %q, want %s", a.Code, a.Datatype, c, want)
+		svc, _ = w.Catalog.Current().Service(code)
+		for _, a := range svc.Attributes {
+			covered[a.Datatype] = true
+			c := controls["attr-"+a.Code]
+			var want string
+			switch a.Datatype {
+			case events.DatatypeNumber:
+				want = `inputmode="decimal"`
+			case events.DatatypeDatetime:
+				want = `type="date"`
+			case events.DatatypeSingleValueList:
+				want = `type="radio"`
+				if len(a.Values) > 6 {
+					want = "<select"
+				}
+			case events.DatatypeMultiValueList:
+				want = `type="checkbox"`
+			case events.DatatypeText:
+				want = "<textarea"
+			default:
+				want = `type="text"`
+			}
+			if !strings.Contains(c, want) {
+				t.Errorf("%s: attribute %s (%s) has control %q, want %s", code, a.Code, a.Datatype, c, want)
+			}
 		}
 	}
+	if len(covered) != 6 {
+		t.Errorf("the forms covered the datatypes %v, not all six", covered)
+	}
+	action := "/desk/visit/services/3"
 	// Posting it empty lists every required field and document at once,
-	// each linked, in Portuguese.
-	action := "/desk/visit/services/1"
+	// each linked.
 	empty := b.post(action, form, url.Values{})
 	wantStatus(t, empty, http.StatusUnprocessableEntity, "an empty form")
 	summary := empty.body[strings.Index(empty.body, "error-summary"):]
@@ -501,5 +513,59 @@ func TestOpsPage_CreatesDisablesAndResetsMediatorsForAnOperatorOnly(t *testing.T
 	}
 	if want := []string{"mediator_created mediator:ana.sousa", "mediator_disabled mediator:rui.lopes", "mediator_reset mediator:rui.lopes"}; !slices.Equal(actions, want) {
 		t.Errorf("audit log of the operator %q, want %q", actions, want)
+	}
+}
+
+// found lists the services a search page shows, by their heading ids.
+func found(a answer) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`<h2 id="svc-([a-z0-9-]+)">`).FindAllStringSubmatch(a.body, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func TestServices_FoundByWordsInAnyLanguageWithoutAccentsByKeywordAndByGroup(t *testing.T) {
+	t.Parallel()
+	w := start(t)
+	b := w.browser(t)
+	b.signIn("correct horse battery")
+	for _, tc := range []struct {
+		query string
+		first string // the best match
+		want  []string
+	}{
+		{"q=conducao", "", []string{"driving-licence-renewal", "driving-licence-replacement", "international-driving-permit"}}, // Portuguese without accents
+		{"q=Αδεια+οδηγησης", "", []string{"driving-licence-renewal", "international-driving-permit"}},                          // Greek, capital, no accents
+		{"q=permis+conduire", "", []string{"driving-licence-renewal"}},                                                         // French
+		{"q=morada", "change-of-address", nil},                                                                                 // Portuguese name
+		{"q=address", "change-of-address", nil},                                                                                // English name
+		{"q=IRS", "income-tax-return", nil},                                                                                    // a keyword
+		{"group=justice", "", []string{"criminal-record-certificate"}},
+	} {
+		got := found(b.get("/desk/services?" + tc.query))
+		if len(got) == 0 {
+			t.Errorf("%s found nothing", tc.query)
+			continue
+		}
+		if tc.first != "" && got[0] != tc.first {
+			t.Errorf("%s found %v first, want %s", tc.query, got, tc.first)
+		}
+		for _, want := range tc.want {
+			if !slices.Contains(got, want) {
+				t.Errorf("%s found %v, without %s", tc.query, got, want)
+			}
+		}
+	}
+	if got := found(b.get("/desk/services?q=xyzzy")); len(got) != 0 {
+		t.Errorf("a word of no service found %v", got)
+	}
+	if all := found(b.get("/desk/services")); len(all) != len(w.Catalog.Current().Services) {
+		t.Errorf("with no search the page lists %d services, want the %d of the catalogue", len(all), len(w.Catalog.Current().Services))
+	}
+	// The part the script asks for as the mediator types.
+	part := b.get("/desk/services?q=morada&partial=results")
+	if strings.Contains(part.body, "<html") || !slices.Contains(found(part), "change-of-address") {
+		t.Errorf("the results part is a whole page or lacks the service: %.300s", part.body)
 	}
 }
