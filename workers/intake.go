@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 // DeskCredentialStore is what intake needs of the database to authenticate
@@ -51,7 +51,7 @@ type IntakeConfig struct {
 	// FailedAuth counts failed authentications by source address and
 	// refuses an address that failed too often before its credential is
 	// looked up (a *ratelimit.Buckets). Optional: without it none is.
-	FailedAuth AddressLimiter
+	FailedAuth *ratelimit.Buckets
 	// Publisher of submitted requests. Required.
 	Publisher Publisher
 	// Catalog to validate submissions against, as it stands at each
@@ -103,15 +103,6 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	return &Intake{cfg: cfg, desks: newDeskCache(cfg.Store, cfg.DeskCacheTTL, cfg.DeskRevocationCheck, cfg.Logger)}, nil
 }
 
-// AddressLimiter counts failures by source address (*ratelimit.Buckets).
-type AddressLimiter interface {
-	// Empty reports whether the address has no failure left, and for how
-	// long, without counting one.
-	Empty(address string, now time.Time) (bool, time.Duration)
-	// Take counts a failure of the address.
-	Take(address string, now time.Time) (bool, time.Duration)
-}
-
 // Authenticate returns the desk whose credential token is, for a caller at
 // remoteAddr (host and port, as http.Request.RemoteAddr has it), or an
 // error wrapping events.ErrUnauthenticated when there is none in force (an
@@ -122,10 +113,7 @@ type AddressLimiter interface {
 // meanwhile (checked every DeskRevocationCheck); its use is recorded about
 // once a minute, off the request's path.
 func (in *Intake) Authenticate(ctx context.Context, remoteAddr, token string) (events.Desk, error) {
-	address := remoteAddr
-	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		address = host
-	}
+	address := ratelimit.Host(remoteAddr)
 	if in.cfg.FailedAuth != nil {
 		if empty, wait := in.cfg.FailedAuth.Empty(address, time.Now()); empty {
 			return events.Desk{}, &events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}

@@ -35,7 +35,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -43,6 +42,7 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/workers/jsonapi"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 // Store authenticates agencies and reads where their work items stand.
@@ -65,23 +65,13 @@ type Publisher interface {
 	PublishStatus(ctx context.Context, ev events.StatusEvent) error
 }
 
-// AddressLimiter counts failed authentications by source address
-// (*ratelimit.Buckets, shared with the desk APIs).
-type AddressLimiter interface {
-	// Empty reports whether the address has no failure left, and for how
-	// long, without counting one.
-	Empty(address string, now time.Time) (bool, time.Duration)
-	// Take counts a failure of the address.
-	Take(address string, now time.Time) (bool, time.Duration)
-}
-
 // Config configures the agency API.
 type Config struct {
 	// Store authenticates agencies and reads work items. Required.
 	Store Store
 	// FailedAuth refuses an address that presented unknown tokens too often,
 	// before its token is looked up. Optional: without it none is.
-	FailedAuth AddressLimiter
+	FailedAuth *ratelimit.Buckets
 	// Publisher stores the reports. Required.
 	Publisher Publisher
 	// Now is the clock; default time.Now.
@@ -127,10 +117,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // looked up.
 func (a *API) withAgency(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		address := r.RemoteAddr
-		if host, _, err := net.SplitHostPort(address); err == nil {
-			address = host
-		}
+		address := ratelimit.Host(r.RemoteAddr)
 		if a.cfg.FailedAuth != nil {
 			if empty, wait := a.cfg.FailedAuth.Empty(address, a.cfg.Now()); empty {
 				th := events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 // Argon2 are argon2id's parameters: memory in KiB, passes, lanes.
@@ -117,12 +117,7 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAg
 }
 
 // address is the caller's IP address.
-func address(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
+func address(r *http.Request) string { return ratelimit.Host(r.RemoteAddr) }
 
 // sameOrigin refuses a form posted from another site: browsers say where
 // a request comes from (Sec-Fetch-Site, Origin), and a page of another

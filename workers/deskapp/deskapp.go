@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 //go:embed web
@@ -76,13 +77,6 @@ type Catalogs interface {
 	Current() *events.Catalog
 }
 
-// AddressLimiter counts failed sign-ins by source address
-// (*ratelimit.Buckets, shared with the APIs' failed credentials).
-type AddressLimiter interface {
-	Empty(address string, now time.Time) (bool, time.Duration)
-	Take(address string, now time.Time) (bool, time.Duration)
-}
-
 // Config configures the desk application.
 type Config struct {
 	Store   Store
@@ -90,7 +84,7 @@ type Config struct {
 	Catalog Catalogs
 	// FailedAuth refuses an address that failed to sign in too often,
 	// before any password is checked. Optional.
-	FailedAuth AddressLimiter
+	FailedAuth *ratelimit.Buckets
 	// SessionIdle ends a session unused for this long. Default 30 minutes.
 	SessionIdle time.Duration
 	// SessionMax ends a session this long after sign-in. Default 12 hours.

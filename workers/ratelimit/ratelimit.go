@@ -4,6 +4,7 @@
 package ratelimit
 
 import (
+	"net"
 	"sync"
 	"time"
 
@@ -96,4 +97,14 @@ func (b *Buckets) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.buckets)
+}
+
+// Host is the host of a "host:port" remote address, such as
+// http.Request.RemoteAddr: the source address failures are counted by. An
+// address without a port is itself.
+func Host(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
+	}
+	return remoteAddr
 }

@@ -79,3 +79,12 @@ func TestBuckets_ZeroRateIsNoLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestHost_IsTheAddressWithoutItsPort(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"192.0.2.7:51234": "192.0.2.7", "[2001:db8::1]:443": "2001:db8::1", "192.0.2.7": "192.0.2.7", "@": "@"} {
+		if got := ratelimit.Host(in); got != want {
+			t.Errorf("Host(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
