@@ -9,6 +9,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
+	"github.com/spotflow/spotflow/schemas"
+	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/access"
 	"github.com/spotflow/spotflow/workers/deskapp"
 	"github.com/spotflow/spotflow/workers/intaketest"
@@ -567,5 +571,75 @@ func TestServices_FoundByWordsInAnyLanguageWithoutAccentsByKeywordAndByGroup(t *
 	part := b.get("/desk/services?q=morada&partial=results")
 	if strings.Contains(part.body, "<html") || !slices.Contains(found(part), "change-of-address") {
 		t.Errorf("the results part is a whole page or lacks the service: %.300s", part.body)
+	}
+}
+
+// withService adds to the built-in catalogue a service of its own, with
+// the attributes given, in every language of the catalogue.
+func withService(t *testing.T, attrs ...map[string]any) []byte {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal(schemas.Catalog, &c); err != nil {
+		t.Fatal(err)
+	}
+	every := func(s string) map[string]string {
+		out := map[string]string{}
+		for _, l := range c["languages"].([]any) {
+			out[l.(string)] = s + " (" + l.(string) + ")"
+		}
+		return out
+	}
+	var list []any
+	for i, a := range attrs {
+		a["order"], a["description"] = i+1, every(a["code"].(string))
+		list = append(list, a)
+	}
+	c["services"] = append(c["services"].([]any), map[string]any{
+		"code": "library-card", "group": "civil-registry", "keywords": []string{"library"},
+		"name": every("Library card"), "description": every("A card of the municipal library."),
+		"agencies": []string{"civil-registry"}, "attributes": list, "documents": []string{"citizen-card"},
+		"sla_hours": 24, "training": true,
+	})
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCatalogueChanges_AppearWithoutCodeChanges(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "services.json")
+	if err := os.WriteFile(path, withService(t, map[string]any{"code": "branch", "datatype": "string", "required": true}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	catalog, err := workers.NewCatalogFile(workers.CatalogFileConfig{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, func(c *deskapp.Config) { c.Catalog = catalog })
+	b := w.browser(t)
+	page := visitWith(t, b, "pt")
+	if got := found(b.get("/desk/services?q=library")); !slices.Equal(got, []string{"library-card"}) {
+		t.Fatalf("a new service is not found: %v", got)
+	}
+	form := b.post("/desk/visit/services", page, url.Values{"service": {"library-card"}})
+	if !strings.Contains(form.body, `id="attr-branch"`) || strings.Contains(form.body, `id="attr-reading_rooms"`) {
+		t.Fatalf("the new service's form: %.1500s", form.body)
+	}
+	// A new attribute, a list, once the file changes.
+	if err := os.WriteFile(path, withService(t, map[string]any{"code": "branch", "datatype": "string", "required": true},
+		map[string]any{"code": "reading_rooms", "datatype": "multivaluelist", "required": false, "values": []map[string]any{
+			{"key": "children", "name": map[string]string{"pt": "Infantil", "en": "Children", "es": "Infantil", "fr": "Enfants", "it": "Bambini", "el": "Παιδικό"}},
+			{"key": "adults", "name": map[string]string{"pt": "Adultos", "en": "Adults", "es": "Adultos", "fr": "Adultes", "it": "Adulti", "el": "Ενήλικες"}},
+		}}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	form = b.get("/desk/visit/services/1")
+	if !strings.Contains(form.body, `id="attr-reading_rooms-0" name="attr.reading_rooms" value="children"`) || !strings.Contains(form.body, "Infantil") {
+		t.Errorf("the new attribute is not in the form, as checkboxes in Portuguese: %.2500s", form.body)
 	}
 }
