@@ -358,3 +358,148 @@ func (b *browser) checkAccessibility(t *testing.T, axe string) {
 	}
 	t.Logf("axe-core: %d violations, none serious or critical allowed", len(violations))
 }
+
+// A key the keyboard helpers press: its DOM key and code, its Windows key
+// code, and the text it types, if any.
+type keyDef struct {
+	key, code string
+	keyCode   int
+	text      string
+}
+
+// Keys the browser tests press.
+var (
+	keyTab       = keyDef{"Tab", "Tab", 9, ""}
+	keyEnter     = keyDef{"Enter", "Enter", 13, "\r"}
+	keySpace     = keyDef{" ", "Space", 32, " "}
+	keyArrowUp   = keyDef{"ArrowUp", "ArrowUp", 38, ""}
+	keyArrowDown = keyDef{"ArrowDown", "ArrowDown", 40, ""}
+)
+
+// modShift is the Shift modifier of Input.dispatchKeyEvent.
+const modShift = 8
+
+// press presses and releases k, with modifiers (modShift), as the
+// keyboard would.
+func (b *browser) press(k keyDef, modifiers int) {
+	b.t.Helper()
+	down := map[string]any{"type": "rawKeyDown", "key": k.key, "code": k.code,
+		"windowsVirtualKeyCode": k.keyCode, "nativeVirtualKeyCode": k.keyCode, "modifiers": modifiers}
+	if k.text != "" {
+		down["type"], down["text"], down["unmodifiedText"] = "keyDown", k.text, k.text
+	}
+	b.call(b.session, "Input.dispatchKeyEvent", down, nil)
+	b.call(b.session, "Input.dispatchKeyEvent", map[string]any{"type": "keyUp", "key": k.key, "code": k.code,
+		"windowsVirtualKeyCode": k.keyCode, "nativeVirtualKeyCode": k.keyCode, "modifiers": modifiers}, nil)
+}
+
+// typeText types text into the focused control, as a keyboard or an input
+// method would.
+func (b *browser) typeText(text string) {
+	b.t.Helper()
+	b.call(b.session, "Input.insertText", map[string]any{"text": text}, nil)
+}
+
+// tabTo presses Tab (Shift+Tab when backwards) until the focused element
+// satisfies is, a JavaScript function of the element, failing the test
+// after max presses: what a keyboard user does to reach a control. It
+// presses nothing when the focus is there already.
+func (b *browser) tabTo(t *testing.T, what, is string, backwards bool, max int) {
+	t.Helper()
+	mods := 0
+	if backwards {
+		mods = modShift
+	}
+	var trail []string
+	for i := range max + 1 {
+		if i > 0 {
+			b.press(keyTab, mods)
+		}
+		var at struct {
+			Is   bool
+			Desc string
+		}
+		err := b.eval(`(() => { const el = document.activeElement;
+			const desc = el ? el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.getAttribute("href") ? "[href=" + el.getAttribute("href") + "]" : "") +
+				' "' + (el.innerText || el.value || "").trim().slice(0, 30) + '"' : "none";
+			return {Is: !!el && !!(`+is+`)(el), Desc: desc}; })()`, &at)
+		if err != nil {
+			t.Fatalf("read the focus while tabbing to %s: %v", what, err)
+		}
+		trail = append(trail, at.Desc)
+		if at.Is {
+			return
+		}
+	}
+	t.Fatalf("%s not reached with %d presses of Tab; the focus went %s", what, max, strings.Join(trail, " → "))
+}
+
+// resize sets the page's viewport to width by height CSS pixels.
+func (b *browser) resize(width, height int) {
+	b.t.Helper()
+	b.call(b.session, "Emulation.setDeviceMetricsOverride",
+		map[string]any{"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
+}
+
+// setJavaScript turns the page's own scripts on or off, at once: the
+// scripts of the pages loaded next, and the timers of the page shown.
+// DevTools' Runtime.evaluate runs either way, but what it starts that waits
+// on a timer does not finish while scripts are off.
+func (b *browser) setJavaScript(on bool) {
+	b.t.Helper()
+	b.call(b.session, "Emulation.setScriptExecutionDisabled", map[string]any{"value": !on}, nil)
+}
+
+// documentID names the document the page shows; it changes with every
+// navigation that loads a new one (not with a jump to a fragment).
+func (b *browser) documentID() string {
+	b.t.Helper()
+	var tree struct {
+		FrameTree struct {
+			Frame struct {
+				LoaderID string `json:"loaderId"`
+			} `json:"frame"`
+		} `json:"frameTree"`
+	}
+	b.call(b.session, "Page.getFrameTree", nil, &tree)
+	return tree.FrameTree.Frame.LoaderID
+}
+
+// waitForDocument waits until the page shows a document other than the
+// one named previous, fully loaded.
+func (b *browser) waitForDocument(t *testing.T, previous string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var state string
+		if id := b.documentID(); id != previous {
+			if err := b.eval(`document.readyState`, &state); err == nil && state == "complete" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new page loaded within 30s (ready state %q)", state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkAccessibilityStrictly runs axe-core on the page and fails the test
+// on every violation, whatever its impact, logging each with the elements
+// at fault. It returns how many rules were broken.
+func (b *browser) checkAccessibilityStrictly(t *testing.T, axe string) int {
+	t.Helper()
+	if err := b.eval(axe+"\n;true", nil); err != nil {
+		t.Fatalf("load axe-core into the page: %v", err)
+	}
+	var violations []axeViolation
+	err := b.eval(`axe.run(document, {resultTypes: ["violations"]}).then(r => r.violations.map(v => ({
+		id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" ") + ": " + n.html.slice(0, 200))})))`, &violations)
+	if err != nil {
+		t.Fatalf("run axe-core: %v", err)
+	}
+	for _, v := range violations {
+		t.Errorf("axe %s (%s): %s, at %d elements:\n\t%s", v.ID, v.Impact, v.Help, len(v.Nodes), strings.Join(v.Nodes, "\n\t"))
+	}
+	return len(violations)
+}

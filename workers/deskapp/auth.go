@@ -123,12 +123,18 @@ func address(r *http.Request) string { return ratelimit.Host(r.RemoteAddr) }
 // a request comes from (Sec-Fetch-Site, Origin), and a page of another
 // origin must not act for a mediator.
 func sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
+	site := r.Header.Get("Sec-Fetch-Site")
+	switch site {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" {
+	// A browser sends "Origin: null" where a referrer policy or a
+	// redirect hides the origin; its Sec-Fetch-Site still says where the
+	// form came from.
+	if o := r.Header.Get("Origin"); o == "null" && site == "same-origin" {
+		return true
+	} else if o != "" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return false
@@ -193,8 +199,9 @@ func (a *App) signedIn(h sessionHandler) http.HandlerFunc {
 // signInData is what the sign-in page shows.
 type signInData struct {
 	Token, Next, Username string
-	// Message, when set, says why the last try failed.
-	Message string
+	// Message, when set, says why the last try failed; Notice what just
+	// happened (a password set, a sign-out).
+	Message, Notice string
 }
 
 // safeNext keeps next when it is a path of the desk application.
@@ -207,7 +214,13 @@ func safeNext(next string) string {
 
 func (a *App) signInPage(w http.ResponseWriter, r *http.Request) {
 	lang := a.languageOf(r, nil)
-	a.render(w, r, http.StatusOK, "sign-in", lang, nil, nil, signInData{Token: formToken(w, r), Next: safeNext(r.URL.Query().Get("next"))})
+	data := signInData{Token: formToken(w, r), Next: safeNext(r.URL.Query().Get("next"))}
+	for _, n := range []string{"password-set", "signed-out"} {
+		if r.URL.Query().Get(n) != "" {
+			data.Notice = a.i18n.text(lang, "signin."+n)
+		}
+	}
+	a.render(w, r, http.StatusOK, "sign-in", lang, nil, nil, data)
 }
 
 // signIn checks a username and password. Failures answer after a pause
@@ -315,6 +328,10 @@ func (a *App) setupPage(w http.ResponseWriter, r *http.Request) {
 			data.Message = a.i18n.text(lang, "setup.code.invalid")
 		}
 		data.Username = username
+		if in, err := a.cfg.Store.MediatorForSignIn(r.Context(), username); ok && err == nil && r.URL.Query().Get("lang") == "" {
+			// The code names the mediator: their language.
+			lang = a.cfg.Catalog.Current().Language(in.Language)
+		}
 	}
 	a.render(w, r, http.StatusOK, "setup", lang, nil, nil, data)
 }

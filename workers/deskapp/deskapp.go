@@ -144,7 +144,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Nothing from elsewhere, no inline script or style, no framing.
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	a.mux.ServeHTTP(w, r)
 }

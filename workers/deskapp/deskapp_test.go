@@ -67,8 +67,9 @@ type browser struct {
 	t      *testing.T
 	w      *world
 	client *http.Client
-	// origin, when set, is sent as the Origin of every POST.
-	origin string
+	// origin and site, when set, are sent as the Origin and the
+	// Sec-Fetch-Site of every POST, as browsers send them.
+	origin, site string
 	// operator, when set, is sent as the operator token (HTTP Basic, with
 	// the user name ana).
 	operator string
@@ -117,6 +118,9 @@ func (b *browser) post(path string, from answer, form url.Values) answer {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if b.origin != "" {
 		req.Header.Set("Origin", b.origin)
+	}
+	if b.site != "" {
+		req.Header.Set("Sec-Fetch-Site", b.site)
 	}
 	return b.do(req)
 }
@@ -285,7 +289,15 @@ func TestForms_RefuseAPostWithoutTheSessionsTokenOrFromAnotherOrigin(t *testing.
 	wantStatus(t, b.post("/desk/visit", home, url.Values{"csrf": {"forged"}, "national_id": {"12345678"}, "name": {"M"}}), http.StatusForbidden, "a forged token")
 	b.origin = "https://evil.example"
 	wantStatus(t, b.post("/desk/visit", home, visit), http.StatusForbidden, "another origin")
-	b.origin = w.srv.URL
+	b.origin, b.site = "null", "cross-site"
+	wantStatus(t, b.post("/desk/visit", home, visit), http.StatusForbidden, "a hidden origin, from another site")
+	// Chromium hides the origin of a form posted under some referrer
+	// policies, and says where it came from in Sec-Fetch-Site.
+	b.site = "same-origin"
+	if a := b.post("/desk/visit", home, visit); a.status != http.StatusOK {
+		t.Errorf("a hidden origin, from this site: %d", a.status)
+	}
+	b.origin, b.site = w.srv.URL, "same-origin"
 	a := b.post("/desk/visit", home, visit)
 	if a.status != http.StatusOK || !strings.HasPrefix(a.url, "/desk/visit/consent") {
 		t.Fatalf("a good form from the same origin: %d at %s", a.status, a.url)

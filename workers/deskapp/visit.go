@@ -250,12 +250,8 @@ func submissionOf(v *events.Visit, vs *events.VisitService, s *events.Session) *
 // problems checks what service vs would submit as the API would, and that
 // every document the service asks for was seen.
 func (a *App) problems(v *events.Visit, vs *events.VisitService, svc *events.Service, s *events.Session, lang string) []fieldError {
+	// In the order of the form: the documents, then the answers.
 	var errs []fieldError
-	sub := submissionOf(v, vs, s)
-	sub.Consent = nil // asked for on the check page
-	for _, p := range a.cfg.Catalog.Current().Problems(sub) {
-		errs = append(errs, a.messageOf(p, svc, lang))
-	}
 	c := a.cfg.Catalog.Current()
 	for i, d := range svc.Documents {
 		if !slices.Contains(vs.Documents, d) {
@@ -265,6 +261,11 @@ func (a *App) problems(v *events.Visit, vs *events.VisitService, svc *events.Ser
 			}
 			errs = append(errs, fieldError{"doc-" + strconv.Itoa(i), a.i18n.text(lang, "error.document", name)})
 		}
+	}
+	sub := submissionOf(v, vs, s)
+	sub.Consent = nil // asked for on the check page
+	for _, p := range c.Problems(sub) {
+		errs = append(errs, a.messageOf(p, svc, lang))
 	}
 	return errs
 }

@@ -7,7 +7,21 @@
   "use strict";
 
   var summary = document.querySelector("[data-focus]");
-  if (summary) { summary.focus(); }
+  if (summary) {
+    summary.focus();
+    // A link of the summary takes the focus to its field, whatever its
+    // kind (browsers focus a text field they scroll to, not a checkbox),
+    // with the field's question in view.
+    summary.addEventListener("click", function (e) {
+      var link = e.target.closest("a[href^='#']");
+      var field = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) { return; }
+      e.preventDefault();
+      var question = field.closest("fieldset") || field.closest(".field") || field;
+      question.scrollIntoView();
+      field.focus({ preventScroll: true });
+    });
+  }
 
   var search = document.querySelector("[data-live-search]");
   var results = document.getElementById("results");
@@ -19,7 +33,14 @@
       var n = ++asked;
       fetch(form.action + "?" + params.toString(), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
-        .then(function (html) { if (n === asked) { results.innerHTML = html; } })
+        .then(function (html) {
+          if (n !== asked) { return; }
+          results.innerHTML = html;
+          // The count is told in a live region that stays put, so that
+          // screen readers hear it.
+          var count = results.querySelector("[data-count]"), status = document.getElementById("results-status");
+          if (count && status) { status.textContent = count.textContent; }
+        })
         .catch(function () { /* the form still works */ });
     };
     search.addEventListener("input", function () {
@@ -38,10 +59,14 @@
         .then(function (html) {
           // Replace only what changed, so that a screen reader is not
           // read the whole page again.
+          var before = live.querySelector("[data-status]");
+          before = before ? before.textContent : "";
           if (live.innerHTML !== html) { live.innerHTML = html; }
-          // An open request's progress ends with a link to refresh it; a
-          // finished one's does not, and needs no more asking.
-          if (live.querySelector("a[href='" + location.pathname + "']")) { setTimeout(poll, 3000); }
+          var now = live.querySelector("[data-status]"), said = document.getElementById("live-status");
+          if (now && said && now.textContent !== before) { said.textContent = now.textContent; }
+          // An open request's progress carries a mark; a finished one's
+          // does not, and needs no more asking.
+          if (live.querySelector("[data-open]")) { setTimeout(poll, 3000); }
         })
         .catch(function () { setTimeout(poll, 10000); });
     };
