@@ -43,6 +43,7 @@ import (
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/localpg"
 	"github.com/spotflow/spotflow/workers/ratelimit"
+	"github.com/spotflow/spotflow/workers/receipts"
 	"github.com/spotflow/spotflow/workers/simagency"
 )
 
@@ -257,15 +258,20 @@ func (p *process) startIntake() error {
 		return err
 	}
 	p.mux.Handle("/v1/agency/", reports)
+	keys, err := receipts.OpenKeys(p.Config.receiptKeys())
+	if err != nil {
+		return err
+	}
 	desk, err := deskapp.New(deskapp.Config{
 		Store: p.store, Intake: intake, Catalog: p.catalogs, FailedAuth: failedAuth,
-		Mediators: p.store, Operators: p.access.Require,
+		Mediators: p.store, Operators: p.access.Require, Receipts: keys, PublicURL: p.Config.PublicURL,
 		SessionIdle: p.Config.DeskSessionIdle, Logger: p.log.With("role", "desk-app"),
 	})
 	if err != nil {
 		return err
 	}
 	p.mux.Handle("/desk/", desk)
+	p.mux.Handle("/receipts/", desk)
 	board, err := dashboard.New(dashboard.Config{
 		Store: p.store, Catalog: p.catalog, Operators: p.access.Operators, Logger: p.log.With("role", "dashboard"),
 		Backlog: func(ctx context.Context) ([]events.QueueBacklog, error) {

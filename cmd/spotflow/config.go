@@ -57,6 +57,10 @@ type Config struct {
 	// least 32 bytes). SPOTFLOW_CITIZEN_KEY; default: DataDir/citizen.key,
 	// created on first use.
 	CitizenKey string
+	// ReceiptKeys is the directory of the keys that sign visits' receipts,
+	// apart from the database. SPOTFLOW_RECEIPT_KEYS, default
+	// <data-dir>/receipt-keys.
+	ReceiptKeys string
 	// NATSStoreKey encrypts the embedded JetStream store on disk (hex, at
 	// least 32 bytes), so that a copy of the store holds no readable
 	// national ID. SPOTFLOW_NATS_STORE_KEY; default: DataDir/nats-store.key,
@@ -216,6 +220,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL; default: the local cluster under the data directory (DATABASE_URL)")
 	fs.StringVar(&c.Agencies, "agencies", env("SPOTFLOW_AGENCIES", "*:latency=20ms"), "simulated agencies' behaviour (SPOTFLOW_AGENCIES)")
 	fs.StringVar(&c.CatalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
+	fs.StringVar(&c.ReceiptKeys, "receipt-keys", os.Getenv("SPOTFLOW_RECEIPT_KEYS"), "directory of the keys that sign receipts; default: <data-dir>/receipt-keys (SPOTFLOW_RECEIPT_KEYS)")
 	fs.StringVar(&c.CitizenKey, "citizen-key", os.Getenv("SPOTFLOW_CITIZEN_KEY"), "hex key for hashing national IDs; default: <data-dir>/citizen.key (SPOTFLOW_CITIZEN_KEY)")
 	fs.StringVar(&c.NATSStoreKey, "nats-store-key", os.Getenv("SPOTFLOW_NATS_STORE_KEY"), "hex key encrypting the embedded JetStream store; default: <data-dir>/nats-store.key (SPOTFLOW_NATS_STORE_KEY)")
 	fs.StringVar(&c.Delivery, "delivery", os.Getenv("SPOTFLOW_DELIVERY"), "how each agency receives its work items: simulated, http or nats; a JSON object or a file holding one; default: every agency simulated (SPOTFLOW_DELIVERY)")

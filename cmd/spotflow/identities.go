@@ -24,6 +24,11 @@ func (c *Config) identityDir() string {
 	return cmp.Or(c.NATSIdentities, filepath.Join(c.DataDir, "identities"))
 }
 
+// receiptKeys is the directory of the keys that sign receipts.
+func (c *Config) receiptKeys() string {
+	return cmp.Or(c.ReceiptKeys, filepath.Join(c.DataDir, "receipt-keys"))
+}
+
 func seedPath(dir, identity string) string { return filepath.Join(dir, identity+".nk") }
 
 // ownUsers makes sure the identity directory holds a seed for admin and

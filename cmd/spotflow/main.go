@@ -64,6 +64,7 @@ func commands() []command {
 		{"migrate", "apply database migrations", migrateCommand},
 		{"desk", "manage desks and their credentials: desk create|list|issue|rotate|expire|revoke", deskCommand},
 		{"mediator", "manage mediators' accounts in the desk application: mediator create|list|disable|enable|reset", mediatorCommand},
+		{"receipt", "check a visit's signed receipt offline, and manage the keys that sign them: receipt verify|keys|rotate", receiptCommand},
 		{"audit", "verify, link and list the audit log: audit verify|chain|list", auditCommand},
 		{"citizen", "erase a citizen's personal data: citizen erase", citizenCommand},
 		{"agency", "manage agencies' NATS credentials: agency issue|list|revoke", agencyCommand},

@@ -55,6 +55,7 @@ type Store interface {
 
 	StartVisit(ctx context.Context, v events.Visit) (string, error)
 	OpenVisit(ctx context.Context, username string) (*events.Visit, error)
+	Visit(ctx context.Context, id, username string) (*events.Visit, error)
 	EndVisit(ctx context.Context, id, username string) error
 	RecordConsent(ctx context.Context, id, username, version, language string) error
 	AddVisitService(ctx context.Context, id, username, service string) (int, error)
@@ -98,6 +99,12 @@ type Config struct {
 	// policy (access.Policy.Require). Without both the page is not served.
 	Mediators Mediators
 	Operators func(http.Handler) http.Handler
+	// Receipts signs the visits' receipts (*receipts.Keys); without it
+	// there are none.
+	Receipts Receipts
+	// PublicURL is where the public reaches spotflow, for the links of
+	// receipts' QR codes; default: where each request came.
+	PublicURL string
 	// Hasher hashes passwords. Default argon2id with the parameters of
 	// DefaultArgon2.
 	Hasher *Hasher
@@ -138,7 +145,8 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// ServeHTTP serves the desk application under /desk/.
+// ServeHTTP serves the desk application under /desk/, and the public pages
+// of receipts under /receipts/.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	// Nothing from elsewhere, no inline script or style, no framing.
@@ -175,6 +183,10 @@ func (a *App) routes() {
 	a.mux.HandleFunc("POST /desk/visit/services/{n}/remove", a.signedIn(a.removeService))
 	a.mux.HandleFunc("GET /desk/visit/services/{n}/done", a.signedIn(a.donePage))
 	a.mux.HandleFunc("GET /desk/requests/{id}", a.signedIn(a.requestPage))
+	a.mux.HandleFunc("GET /desk/visit/receipt", a.signedIn(a.receiptPage))
+	a.mux.HandleFunc("GET /desk/visit/receipt.json", a.signedIn(a.receiptPage))
+	a.mux.HandleFunc("GET /receipts/verify", a.verifyPage)
+	a.mux.HandleFunc("GET /receipts/keys.json", a.keysFile)
 	a.mux.HandleFunc("GET /desk/citizen", a.signedIn(a.citizenPage))
 	a.mux.HandleFunc("POST /desk/citizen", a.signedIn(a.citizenLookup))
 	if a.cfg.Mediators != nil && a.cfg.Operators != nil {

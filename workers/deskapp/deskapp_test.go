@@ -26,6 +26,7 @@ import (
 	"github.com/spotflow/spotflow/workers/deskapp"
 	"github.com/spotflow/spotflow/workers/intaketest"
 	"github.com/spotflow/spotflow/workers/ratelimit"
+	"github.com/spotflow/spotflow/workers/receipts"
 )
 
 // fast are argon2id parameters cheap enough for many sign-ins in tests;
@@ -45,6 +46,11 @@ func start(t *testing.T, edit ...func(*deskapp.Config)) *world {
 	d := intaketest.Start(t, nil)
 	cfg := deskapp.Config{Store: d.Store, Intake: d.Intake, Catalog: d.Catalog, Hasher: deskapp.NewHasher(fast),
 		FailedAuth: ratelimit.New(100.0/60, 100), Mediators: d.Store, Logger: slog.New(slog.DiscardHandler)}
+	keys, err := receipts.OpenKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Receipts = keys
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -653,5 +659,66 @@ func TestCatalogueChanges_AppearWithoutCodeChanges(t *testing.T) {
 	form = b.get("/desk/visit/services/1")
 	if !strings.Contains(form.body, `id="attr-reading_rooms-0" name="attr.reading_rooms" value="children"`) || !strings.Contains(form.body, "Infantil") {
 		t.Errorf("the new attribute is not in the form, as checkboxes in Portuguese: %.2500s", form.body)
+	}
+}
+
+func TestReceipt_IsSignedPrintedInTheCitizensLanguageAndCheckedByItsQRLink(t *testing.T) {
+	t.Parallel()
+	w := start(t)
+	b := w.browser(t)
+	page := visitWith(t, b, "el")
+	record := b.post("/desk/visit/services", page, url.Values{"service": {"criminal-record-certificate"}})
+	check := b.post("/desk/visit/services/1", record, url.Values{"attr.purpose": {"employment"}, "document": {"citizen-card"}})
+	done := b.post("/desk/visit/services/1/submit", check, url.Values{})
+	wantStatus(t, done, http.StatusOK, "submit")
+	id := regexp.MustCompile(`class="ref">([0-9a-f-]{36})<`).FindStringSubmatch(done.body)[1]
+
+	printed := b.get("/desk/visit/receipt")
+	wantStatus(t, printed, http.StatusOK, "the receipt")
+	for _, want := range []string{`lang="el"`, "Αποδεικτικό της εξυπηρέτησής σας", id, `<svg class="qr"`, "Απόσπασμα ποινικού μητρώου"} {
+		if !strings.Contains(printed.body, want) {
+			t.Errorf("the printed receipt lacks %q", want)
+		}
+	}
+	file := b.get("/desk/visit/receipt.json")
+	signed, err := receipts.Parse([]byte(file.body))
+	if err != nil {
+		t.Fatalf("receipt.json: %v: %s", err, file.body)
+	}
+	for _, personal := range []string{"12345678", "Μαρία", "employment"} {
+		if strings.Contains(file.body, personal) || strings.Contains(printed.body, personal) {
+			t.Errorf("the receipt holds %q", personal)
+		}
+	}
+	keys, err := receipts.ParsePublished([]byte(b.get("/receipts/keys.json").body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := receipts.Verify(signed, keys); err != nil {
+		t.Fatalf("the receipt does not verify with the published keys: %v", err)
+	}
+	r := signed.Receipt
+	if r.Mediator != "rui.lopes" || r.Language != "el" || r.ConsentVersion != "2026-12-01" || len(r.Requests) != 1 || r.Requests[0].ID != id ||
+		!slices.Equal(r.Requests[0].Agencies, []string{"justice"}) || r.Requests[0].ExpectedBy.Sub(r.Requests[0].SubmittedAt) != 24*time.Hour {
+		t.Errorf("receipt %+v", r)
+	}
+	// The QR code's link: anyone, signed in or not, sees it valid, with
+	// the request's status, in the citizen's language.
+	link := html.UnescapeString(regexp.MustCompile(`href="https?://[^/]+(/receipts/verify\?r=[^"]+)"`).FindStringSubmatch(printed.body)[1])
+	anyone := w.browser(t)
+	valid := anyone.get(link)
+	wantStatus(t, valid, http.StatusOK, "the verification page")
+	if !strings.Contains(valid.body, "Το αποδεικτικό είναι έγκυρο.") || !strings.Contains(valid.body, id) || !strings.Contains(valid.body, "Υποβλήθηκε") {
+		t.Errorf("the verification page of a good receipt: %.2000s", valid.body)
+	}
+	// One character changed: not valid.
+	forged := signed
+	forged.Receipt.Requests[0].ExpectedBy = forged.Receipt.Requests[0].ExpectedBy.Add(-24 * time.Hour)
+	compact, _ := receipts.Compact(forged)
+	if bad := anyone.get("/receipts/verify?r=" + compact); !strings.Contains(bad.body, "Το αποδεικτικό δεν είναι έγκυρο.") {
+		t.Errorf("a changed receipt was not refused: %.1500s", bad.body)
+	}
+	if junk := anyone.get("/receipts/verify?r=not-a-receipt&lang=pt"); !strings.Contains(junk.body, "Este comprovativo não é válido.") {
+		t.Errorf("a junk receipt: %.800s", junk.body)
 	}
 }
