@@ -264,12 +264,13 @@ func (p *process) startIntake() error {
 	}
 	desk, err := deskapp.New(deskapp.Config{
 		Store: p.store, Intake: intake, Catalog: p.catalogs, FailedAuth: failedAuth,
-		Mediators: p.store, Operators: p.access.Require, Receipts: keys, PublicURL: p.Config.PublicURL,
+		Mediators: p.store, Operators: p.access.Require, Receipts: keys, PublicURL: p.Config.PublicURL, Screens: p.store,
 		SessionIdle: p.Config.DeskSessionIdle, Logger: p.log.With("role", "desk-app"),
 	})
 	if err != nil {
 		return err
 	}
+	p.run(desk)
 	p.mux.Handle("/desk/", desk)
 	p.mux.Handle("/receipts/", desk)
 	board, err := dashboard.New(dashboard.Config{

@@ -23,9 +23,10 @@ const (
 
 // streamPaths are the routes that answer with a stream of server-sent
 // events held open for as long as the client stays: the dashboard's live
-// updates (workers/dashboard). A stream is not bound by the write timeout as
-// a whole, only each of its writes, and only HTTPMaxStreams are open at once.
-var streamPaths = map[string]bool{"/dashboard/live": true}
+// updates (workers/dashboard) and the citizen's screen (workers/deskapp).
+// A stream is not bound by the write timeout as a whole, only each of its
+// writes, and only HTTPMaxStreams are open at once.
+var streamPaths = map[string]bool{"/dashboard/live": true, "/desk/screen/events": true}
 
 // httpLimits are the limits of an HTTP server: Config's, with zero taking
 // the default and a negative value turning the limit off (0 here).

@@ -99,6 +99,10 @@ type Config struct {
 	// policy (access.Policy.Require). Without both the page is not served.
 	Mediators Mediators
 	Operators func(http.Handler) http.Handler
+	// Screens pairs citizens' screens with visits and carries the
+	// mediator's steps to them (*postgres.Store); without it there is no
+	// citizen's screen. App.Run must run for screens to follow.
+	Screens Screens
 	// Receipts signs the visits' receipts (*receipts.Keys); without it
 	// there are none.
 	Receipts Receipts
@@ -114,10 +118,11 @@ type Config struct {
 
 // App is the desk application. It is safe for concurrent use.
 type App struct {
-	cfg   Config
-	mux   *http.ServeMux
-	pages map[string]*template.Template
-	i18n  *translations
+	cfg     Config
+	mux     *http.ServeMux
+	pages   map[string]*template.Template
+	i18n    *translations
+	screens hub
 }
 
 // New validates cfg and returns the desk application.
@@ -187,6 +192,14 @@ func (a *App) routes() {
 	a.mux.HandleFunc("GET /desk/visit/receipt.json", a.signedIn(a.receiptPage))
 	a.mux.HandleFunc("GET /receipts/verify", a.verifyPage)
 	a.mux.HandleFunc("GET /receipts/keys.json", a.keysFile)
+	if a.cfg.Screens != nil {
+		a.mux.HandleFunc("POST /desk/visit/pair", a.signedIn(a.pair))
+		a.mux.HandleFunc("POST /desk/visit/services/{n}/draft", a.signedIn(a.draft))
+		a.mux.HandleFunc("GET /desk/screen", a.screenPage)
+		a.mux.HandleFunc("POST /desk/screen", a.claimScreen)
+		a.mux.HandleFunc("GET /desk/screen/live", a.screenLive)
+		a.mux.HandleFunc("GET /desk/screen/events", a.screenEvents)
+	}
 	a.mux.HandleFunc("GET /desk/citizen", a.signedIn(a.citizenPage))
 	a.mux.HandleFunc("POST /desk/citizen", a.signedIn(a.citizenLookup))
 	if a.cfg.Mediators != nil && a.cfg.Operators != nil {

@@ -1,6 +1,7 @@
 package deskapp_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"html"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/spotflow/spotflow/workers/intaketest"
 	"github.com/spotflow/spotflow/workers/ratelimit"
 	"github.com/spotflow/spotflow/workers/receipts"
+	"github.com/spotflow/spotflow/workers/workertest"
 )
 
 // fast are argon2id parameters cheap enough for many sign-ins in tests;
@@ -50,7 +52,7 @@ func start(t *testing.T, edit ...func(*deskapp.Config)) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Receipts = keys
+	cfg.Receipts, cfg.Screens = keys, d.Store
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -60,6 +62,7 @@ func start(t *testing.T, edit ...func(*deskapp.Config)) *world {
 	}
 	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
+	workertest.Run(t, "desk application", app.Run)
 	setup, err := d.Store.CreateMediator(t.Context(), events.Mediator{Username: "rui.lopes", DeskID: d.Desk.ID, Name: "Rui Lopes", Language: "pt"},
 		events.By{Actor: "operator:test"})
 	if err != nil {
@@ -720,5 +723,118 @@ func TestReceipt_IsSignedPrintedInTheCitizensLanguageAndCheckedByItsQRLink(t *te
 	}
 	if junk := anyone.get("/receipts/verify?r=not-a-receipt&lang=pt"); !strings.Contains(junk.body, "Este comprovativo não é válido.") {
 		t.Errorf("a junk receipt: %.800s", junk.body)
+	}
+}
+
+// screenEvents reads the citizen's screen's stream of steps, as the
+// browser's EventSource does, sending what arrives on the channel.
+func screenEvents(t *testing.T, b *browser) <-chan string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, b.w.srv.URL+"/desk/screen/events", nil)
+	resp, err := b.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("the screen's stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	steps := make(chan string, 16)
+	go func() {
+		defer resp.Body.Close()
+		defer close(steps)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var step struct{ Lang, HTML string }
+				if json.Unmarshal([]byte(data), &step) == nil {
+					steps <- step.Lang + " " + step.HTML
+				}
+			}
+		}
+	}()
+	return steps
+}
+
+// nextStep waits for the screen's next step that holds want.
+func nextStep(t *testing.T, steps <-chan string, want string) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s, ok := <-steps:
+			if !ok {
+				t.Fatalf("the screen's stream ended before showing %q", want)
+			}
+			if strings.Contains(s, want) {
+				return s
+			}
+		case <-deadline:
+			t.Fatalf("the screen did not show %q within 10 s", want)
+		}
+	}
+}
+
+func TestScreen_PairedWithACodeFollowsTheMediatorsStepsInTheCitizensLanguageUntilTheVisitEnds(t *testing.T) {
+	t.Parallel()
+	w := start(t)
+	b := w.browser(t)
+	page := visitWith(t, b, "el") // the mediator works in Portuguese
+	paired := b.post("/desk/visit/pair", page, url.Values{})
+	wantStatus(t, paired, http.StatusOK, "pair")
+	code := regexp.MustCompile(`class="code"[^>]*>(\d{6})<`).FindStringSubmatch(paired.body)
+	if code == nil {
+		t.Fatalf("no six-digit code on the page: %.1500s", paired.body)
+	}
+
+	screen := w.browser(t)
+	form := screen.get("/desk/screen")
+	wantStatus(t, screen.post("/desk/screen", form, url.Values{"code": {"000000"}}), http.StatusUnprocessableEntity, "a wrong code")
+	live := screen.post("/desk/screen", form, url.Values{"code": {code[1]}})
+	wantStatus(t, live, http.StatusOK, "the right code")
+	if !strings.HasPrefix(live.url, "/desk/screen/live") || !strings.Contains(live.body, `lang="el"`) || !strings.Contains(live.body, "•••••678") {
+		t.Fatalf("the paired screen: %s %.1500s", live.url, live.body)
+	}
+	if strings.Contains(live.body, "12345678") {
+		t.Error("the screen shows the national ID in full")
+	}
+	// The code works once.
+	again := w.browser(t)
+	if a := again.post("/desk/screen", again.get("/desk/screen"), url.Values{"code": {code[1]}}); a.status != http.StatusUnprocessableEntity {
+		t.Errorf("the code used a second time: %d", a.status)
+	}
+	// The screen is no mediator: it cannot open the desk's pages.
+	if a := screen.get("/desk/"); !strings.HasPrefix(a.url, "/desk/sign-in") {
+		t.Errorf("the citizen's screen opened %s", a.url)
+	}
+
+	steps := screenEvents(t, screen)
+	nextStep(t, steps, "el ")
+	b.get("/desk/services")
+	nextStep(t, steps, "Καλώς ήρθατε")
+	form2 := b.post("/desk/visit/services", page, url.Values{"service": {"change-of-address"}})
+	nextStep(t, steps, "Αλλαγή διεύθυνσης")
+	// The answers as the mediator types them (the script's drafts).
+	if a := b.post("/desk/visit/services/1/draft", form2, url.Values{"attr.street": {"Οδός Ερμού 25"}, "document": {"citizen-card"}}); a.status != http.StatusNoContent {
+		t.Fatalf("a draft: %d", a.status)
+	}
+	nextStep(t, steps, "Οδός Ερμού 25")
+	check := b.post("/desk/visit/services/1", form2, url.Values{"attr.street": {"Οδός Ερμού 25"}, "attr.postal_code": {"105 63"}, "attr.locality": {"Αθήνα"},
+		"document": {"citizen-card", "proof-of-address"}})
+	nextStep(t, steps, "Ελέγξτε τις απαντήσεις σας")
+	b.post("/desk/visit/services/1/submit", check, url.Values{})
+	nextStep(t, steps, "Το αίτημα υποβλήθηκε")
+	b.post("/desk/visit/end", b.get("/desk/visit"), url.Values{})
+	nextStep(t, steps, "Ευχαριστούμε")
+	select {
+	case _, ok := <-steps:
+		if ok {
+			t.Error("the stream went on after the visit ended")
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the stream stayed open after the visit ended")
+	}
+	if a := screen.get("/desk/screen/live"); !strings.HasPrefix(a.url, "/desk/screen") || strings.Contains(a.body, "Αλλαγή διεύθυνσης") {
+		t.Errorf("after the visit the screen still shows it: %s", a.url)
 	}
 }

@@ -171,6 +171,9 @@ func (a *App) receiptPage(w http.ResponseWriter, r *http.Request, s *events.Sess
 		a.unavailable(w, r, s, err)
 		return
 	}
+	if v.EndedAt.IsZero() {
+		a.step(r, v.ID, "receipt")
+	}
 	a.render(w, r, http.StatusOK, "receipt", v.Language, s, nil, view)
 }
 

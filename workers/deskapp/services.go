@@ -158,6 +158,9 @@ func (a *App) servicesPage(w http.ResponseWriter, r *http.Request, s *events.Ses
 	if v != nil {
 		vv := a.viewOf(v, lang)
 		data.Visit = &vv
+		if r.URL.Query().Get("partial") == "" {
+			a.step(r, v.ID, "services")
+		}
 	}
 	if r.URL.Query().Get("partial") == "results" {
 		a.renderPart(w, r, "services", "results", lang, s, data)

@@ -100,12 +100,14 @@ func (a *App) startVisit(w http.ResponseWriter, r *http.Request, s *events.Sessi
 func (a *App) visitPage(w http.ResponseWriter, r *http.Request, s *events.Session) {
 	a.withVisit(w, r, s, func(v *events.Visit) {
 		lang := a.languageOf(r, s)
+		a.step(r, v.ID, "visit")
 		a.render(w, r, http.StatusOK, "visit", lang, s, nil, a.viewOf(v, lang))
 	})
 }
 
 func (a *App) endVisit(w http.ResponseWriter, r *http.Request, s *events.Session) {
 	a.withVisit(w, r, s, func(v *events.Visit) {
+		a.step(r, v.ID, "ended")
 		if err := a.cfg.Store.EndVisit(r.Context(), v.ID, s.Mediator.Username); err != nil {
 			a.unavailable(w, r, s, err)
 			return
@@ -125,6 +127,7 @@ type consentData struct {
 
 func (a *App) consentPage(w http.ResponseWriter, r *http.Request, s *events.Session) {
 	a.withVisit(w, r, s, func(v *events.Visit) {
+		a.step(r, v.ID, "consent")
 		a.renderConsent(w, r, s, v, http.StatusOK, nil)
 	})
 }
@@ -235,6 +238,7 @@ func (a *App) formPage(w http.ResponseWriter, r *http.Request, s *events.Session
 			return
 		}
 		lang := a.languageOf(r, s)
+		a.step(r, v.ID, "form:"+strconv.Itoa(vs.N))
 		a.render(w, r, http.StatusOK, "form", lang, s, nil, a.formOf(v, vs, svc, lang, nil))
 	})
 }
@@ -291,6 +295,7 @@ func (a *App) saveForm(w http.ResponseWriter, r *http.Request, s *events.Session
 			a.unavailable(w, r, s, err)
 			return
 		}
+		a.step(r, v.ID, "form:"+strconv.Itoa(vs.N))
 		if errs := a.problems(v, vs, svc, s, lang); len(errs) > 0 {
 			a.render(w, r, http.StatusUnprocessableEntity, "form", lang, s, errs, a.formOf(v, vs, svc, lang, errs))
 			return
@@ -356,6 +361,7 @@ func (a *App) renderCheck(w http.ResponseWriter, r *http.Request, s *events.Sess
 	for _, d := range form.Documents {
 		data.Documents = append(data.Documents, d.Name)
 	}
+	a.step(r, v.ID, "check:"+strconv.Itoa(vs.N))
 	a.render(w, r, status, "check", lang, s, errs, data)
 }
 
@@ -422,6 +428,7 @@ func (a *App) donePage(w http.ResponseWriter, r *http.Request, s *events.Session
 			return
 		}
 		lang := a.languageOf(r, s)
+		a.step(r, v.ID, "done:"+strconv.Itoa(vs.N))
 		a.render(w, r, http.StatusOK, "done", lang, s, nil, doneData{Visit: a.viewOf(v, lang), Service: a.serviceViewOf(svc, lang),
 			RequestID: vs.RequestID, Expected: vs.SubmittedAt.Add(svc.SLA())})
 	})

@@ -73,6 +73,33 @@
     setTimeout(poll, 3000);
   }
 
+  // The citizen's screen follows the visit through server-sent events;
+  // EventSource reconnects by itself, and the server sends the current
+  // step first.
+  var screen = document.querySelector("[data-screen]");
+  if (screen && window.EventSource) {
+    var source = new EventSource(screen.getAttribute("data-screen"));
+    source.addEventListener("step", function (e) {
+      var step = JSON.parse(e.data);
+      document.documentElement.lang = step.lang;
+      screen.innerHTML = step.html;
+    });
+  }
+
+  // The mediator's answers reach the citizen's screen as they are typed:
+  // the form is kept as a draft a moment after each change.
+  var form = document.querySelector("form[data-draft]");
+  if (form) {
+    var pending = null;
+    var keep = function () {
+      var body = new URLSearchParams(new FormData(form));
+      fetch(form.getAttribute("data-draft"), { method: "POST", body: body, credentials: "same-origin" }).catch(function () {});
+    };
+    var later = function () { clearTimeout(pending); pending = setTimeout(keep, 400); };
+    form.addEventListener("input", later);
+    form.addEventListener("change", later);
+  }
+
   document.querySelectorAll("form[data-submit-once]").forEach(function (form) {
     form.addEventListener("submit", function (e) {
       if (form.dataset.sent) { e.preventDefault(); return; }
