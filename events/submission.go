@@ -159,6 +159,11 @@ func (c *Catalog) validateConsent(g *ConsentGiven) error {
 	return checkShortID("consent.version", g.Version)
 }
 
+// CheckCitizen checks a citizen's national ID and name as a submission's
+// are checked: a *FieldError names the field (citizen.national_id,
+// citizen.name).
+func CheckCitizen(c *Citizen) error { return validateCitizen(c) }
+
 func validateCitizen(c *Citizen) error {
 	if c == nil {
 		return &FieldError{CodeRequired, "citizen", "citizen is required"}

@@ -838,3 +838,35 @@ func TestScreen_PairedWithACodeFollowsTheMediatorsStepsInTheCitizensLanguageUnti
 		t.Errorf("after the visit the screen still shows it: %s", a.url)
 	}
 }
+
+func TestCitizen_CheckedAsTheAPIChecksItWhenAVisitStartsAndWhenLookedUp(t *testing.T) {
+	t.Parallel()
+	w := start(t)
+	b := w.browser(t)
+	home := b.signIn("correct horse battery")
+	for _, tc := range []struct {
+		id, name string
+		want     []string
+	}{
+		{"12", "Maria", []string{"#national-id"}},
+		{"1234 5678", "", []string{"#national-id", "#citizen-name"}},
+		{"12345678", "Maria\u202eevil", []string{"#citizen-name"}},
+	} {
+		a := b.post("/desk/visit", home, url.Values{"national_id": {tc.id}, "name": {tc.name}, "language": {"pt"}})
+		wantStatus(t, a, http.StatusUnprocessableEntity, "a visit of "+tc.id)
+		for _, link := range tc.want {
+			if !strings.Contains(a.body, `href="`+link+`"`) {
+				t.Errorf("national ID %q, name %q: the summary does not link %s", tc.id, tc.name, link)
+			}
+		}
+	}
+	if v, err := w.Store.OpenVisit(t.Context(), "rui.lopes"); err == nil {
+		t.Errorf("a refused citizen started visit %s", v.ID)
+	}
+	page := b.get("/desk/citizen")
+	a := b.post("/desk/citizen", page, url.Values{"national_id": {"12"}, "reason": {"asked"}})
+	wantStatus(t, a, http.StatusUnprocessableEntity, "a look-up of a malformed ID")
+	if !strings.Contains(a.body, `href="#national-id"`) {
+		t.Errorf("the look-up's refusal does not link the field: %.800s", a.body)
+	}
+}

@@ -218,8 +218,9 @@ func (a *App) citizenLookup(w http.ResponseWriter, r *http.Request, s *events.Se
 	lang := a.languageOf(r, s)
 	data := citizenData{NationalID: strings.TrimSpace(r.PostFormValue("national_id")), Reason: strings.TrimSpace(r.PostFormValue("reason"))}
 	var errs []fieldError
-	if p := a.cfg.Catalog.Current().Problems(&events.Submission{Citizen: &events.Citizen{NationalID: data.NationalID, Name: "-"}}); len(p) > 0 && p[0].Field == "citizen.national_id" {
-		errs = append(errs, a.messageOf(p[0], nil, lang))
+	var fe *events.FieldError
+	if errors.As(events.CheckCitizen(&events.Citizen{NationalID: data.NationalID, Name: "-"}), &fe) {
+		errs = append(errs, a.messageOf(fe, nil, lang))
 	}
 	if data.Reason == "" || len(data.Reason) > 500 || events.TextFault(data.Reason, false) != "" {
 		errs = append(errs, fieldError{"reason", a.i18n.text(lang, "error.reason")})

@@ -81,9 +81,15 @@ func (a *App) startVisit(w http.ResponseWriter, r *http.Request, s *events.Sessi
 	citizen := events.Citizen{NationalID: strings.TrimSpace(r.PostFormValue("national_id")), Name: strings.TrimSpace(r.PostFormValue("name"))}
 	citizenLang := a.cfg.Catalog.Current().Language(r.PostFormValue("language"))
 	var errs []fieldError
-	for _, p := range a.cfg.Catalog.Current().Problems(&events.Submission{Citizen: &citizen}) {
-		if strings.HasPrefix(p.Field, "citizen.") {
-			errs = append(errs, a.messageOf(p, nil, lang))
+	var fe *events.FieldError
+	if errors.As(events.CheckCitizen(&citizen), &fe) {
+		errs = append(errs, a.messageOf(fe, nil, lang))
+	}
+	if fe != nil && fe.Field == "citizen.national_id" {
+		// The name is checked too, so that both are said at once.
+		var name *events.FieldError
+		if errors.As(events.CheckCitizen(&events.Citizen{NationalID: "0000", Name: citizen.Name}), &name) {
+			errs = append(errs, a.messageOf(name, nil, lang))
 		}
 	}
 	if len(errs) > 0 {
