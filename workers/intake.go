@@ -114,17 +114,15 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 // once a minute, off the request's path.
 func (in *Intake) Authenticate(ctx context.Context, remoteAddr, token string) (events.Desk, error) {
 	address := ratelimit.Host(remoteAddr)
-	if in.cfg.FailedAuth != nil {
-		if empty, wait := in.cfg.FailedAuth.Empty(address, time.Now()); empty {
-			return events.Desk{}, &events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
-		}
+	if empty, wait := in.cfg.FailedAuth.Empty(address, time.Now()); empty {
+		return events.Desk{}, &events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
 	}
 	desk := events.Desk{}
 	err := fmt.Errorf("authenticate: no credential: %w", events.ErrUnauthenticated)
 	if token != "" {
 		desk, err = in.desks.authenticate(ctx, token)
 	}
-	if errors.Is(err, events.ErrUnauthenticated) && in.cfg.FailedAuth != nil {
+	if errors.Is(err, events.ErrUnauthenticated) {
 		in.cfg.FailedAuth.Take(address, time.Now())
 	}
 	return desk, err

@@ -118,12 +118,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 func (a *API) withAgency(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		address := ratelimit.Host(r.RemoteAddr)
-		if a.cfg.FailedAuth != nil {
-			if empty, wait := a.cfg.FailedAuth.Empty(address, a.cfg.Now()); empty {
-				th := events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
-				jsonapi.WriteTooMany(w, th.RetryAfterSeconds(), jsonapi.Error{Code: "too_many_requests", Message: "too many failed authentications from this address: " + th.Error(), Field: "Authorization"})
-				return
-			}
+		if empty, wait := a.cfg.FailedAuth.Empty(address, a.cfg.Now()); empty {
+			th := events.Throttled{Limit: events.LimitFailedAuth, RetryAfter: wait}
+			jsonapi.WriteTooMany(w, th.RetryAfterSeconds(), jsonapi.Error{Code: "too_many_requests", Message: "too many failed authentications from this address: " + th.Error(), Field: "Authorization"})
+			return
 		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" {
@@ -133,9 +131,7 @@ func (a *API) withAgency(h func(http.ResponseWriter, *http.Request, string)) htt
 		}
 		agency, err := a.cfg.Store.AgencyByToken(r.Context(), token)
 		if errors.Is(err, events.ErrUnauthenticated) {
-			if a.cfg.FailedAuth != nil {
-				a.cfg.FailedAuth.Take(address, a.cfg.Now())
-			}
+			a.cfg.FailedAuth.Take(address, a.cfg.Now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spotflow", error="invalid_token"`)
 			jsonapi.WriteError(w, http.StatusUnauthorized, jsonapi.Error{Code: "unauthenticated", Message: "unknown or revoked agency token", Field: "Authorization"})
 			return

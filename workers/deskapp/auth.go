@@ -241,13 +241,11 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, status, "sign-in", lang, nil, nil, data)
 	}
 	addr, now := address(r), time.Now()
-	if a.cfg.FailedAuth != nil {
-		if empty, wait := a.cfg.FailedAuth.Empty(addr, now); empty {
-			_ = a.cfg.Store.SignInRefused(r.Context(), "", addr, "address over its limit")
-			w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
-			refuse(http.StatusTooManyRequests, "signin.throttled", int(wait.Minutes())+1)
-			return
-		}
+	if empty, wait := a.cfg.FailedAuth.Empty(addr, now); empty {
+		_ = a.cfg.Store.SignInRefused(r.Context(), "", addr, "address over its limit")
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		refuse(http.StatusTooManyRequests, "signin.throttled", int(wait.Minutes())+1)
+		return
 	}
 	in, err := a.cfg.Store.MediatorForSignIn(r.Context(), username)
 	if err != nil && !errors.Is(err, events.ErrNotFound) {
@@ -264,9 +262,7 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 		_ = a.cfg.Store.SignInRefused(r.Context(), username, addr, "locked")
 		refuse(http.StatusUnauthorized, "signin.locked", int(time.Until(in.LockedUntil).Minutes())+1)
 	case !ok:
-		if a.cfg.FailedAuth != nil {
-			a.cfg.FailedAuth.Take(addr, now)
-		}
+		a.cfg.FailedAuth.Take(addr, now)
 		failures, locked := 1, false
 		if known {
 			failures, locked, err = a.cfg.Store.SignInFailed(r.Context(), username, addr, a.cfg.LockAfter, a.cfg.LockFor)

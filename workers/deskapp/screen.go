@@ -161,20 +161,16 @@ func (a *App) claimScreen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr, now := address(r), time.Now()
-	if a.cfg.FailedAuth != nil {
-		if empty, wait := a.cfg.FailedAuth.Empty(addr, now); empty {
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-			a.render(w, r, http.StatusTooManyRequests, "screen-pair", lang, nil, nil,
-				screenData{Token: token, Message: a.i18n.text(lang, "signin.throttled", int(wait.Minutes())+1)})
-			return
-		}
+	if empty, wait := a.cfg.FailedAuth.Empty(addr, now); empty {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		a.render(w, r, http.StatusTooManyRequests, "screen-pair", lang, nil, nil,
+			screenData{Token: token, Message: a.i18n.text(lang, "signin.throttled", int(wait.Minutes())+1)})
+		return
 	}
 	screen := randomToken()
 	_, err := a.cfg.Screens.ClaimScreen(r.Context(), strings.TrimSpace(r.PostFormValue("code")), hashToken(screen))
 	if errors.Is(err, events.ErrNotFound) {
-		if a.cfg.FailedAuth != nil {
-			a.cfg.FailedAuth.Take(addr, now)
-		}
+		a.cfg.FailedAuth.Take(addr, now)
 		a.render(w, r, http.StatusUnprocessableEntity, "screen-pair", lang, nil, []fieldError{{"code", a.i18n.text(lang, "screen.code.invalid")}},
 			screenData{Token: token})
 		return

@@ -35,8 +35,9 @@ func New(perSecond float64, burst int) *Buckets {
 
 // Take takes a token of key's bucket at now. When the bucket is empty it
 // takes nothing and returns false with how long until a token is there.
+// Nil buckets are no limit.
 func (b *Buckets) Take(key string, now time.Time) (bool, time.Duration) {
-	if b.rate == rate.Inf {
+	if b == nil || b.rate == rate.Inf {
 		return true, 0
 	}
 	lim := b.bucket(key, now)
@@ -49,9 +50,9 @@ func (b *Buckets) Take(key string, now time.Time) (bool, time.Duration) {
 }
 
 // Empty reports whether key's bucket has no token at now, and how long
-// until it has one, without taking any.
+// until it has one, without taking any. Nil buckets are never empty.
 func (b *Buckets) Empty(key string, now time.Time) (bool, time.Duration) {
-	if b.rate == rate.Inf {
+	if b == nil || b.rate == rate.Inf {
 		return false, 0
 	}
 	b.mu.Lock()

@@ -88,3 +88,14 @@ func TestHost_IsTheAddressWithoutItsPort(t *testing.T) {
 		}
 	}
 }
+
+func TestBuckets_NilIsNoLimit(t *testing.T) {
+	t.Parallel()
+	var b *ratelimit.Buckets
+	if ok, _ := b.Take("192.0.2.7", time.Now()); !ok {
+		t.Error("nil buckets refused a token")
+	}
+	if empty, _ := b.Empty("192.0.2.7", time.Now()); empty {
+		t.Error("nil buckets are empty")
+	}
+}
