@@ -260,9 +260,16 @@ func (a *App) screenLive(w http.ResponseWriter, r *http.Request) {
 // then at each of the mediator's steps, until the visit ends. A browser
 // that loses the stream reconnects and gets the current step first.
 func (a *App) screenEvents(w http.ResponseWriter, r *http.Request) {
-	v, _, _, err := a.screenVisit(r)
-	if err != nil {
-		http.Error(w, "this screen follows no visit", http.StatusNotFound)
+	v, step, _, err := a.screenVisit(r)
+	switch {
+	case errors.Is(err, events.ErrNotFound) || (err == nil && (step == "ended" || !v.EndedAt.IsZero())):
+		// Nothing to follow: 204 tells the browser not to reconnect.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case err != nil:
+		a.cfg.Logger.Warn("desk application: the citizen's screen", "err", err)
+		w.Header().Set("Retry-After", "3")
+		http.Error(w, "the visit cannot be read right now", http.StatusServiceUnavailable)
 		return
 	}
 	flusher, ok := w.(http.Flusher)
@@ -296,7 +303,7 @@ func (a *App) screenEvents(w http.ResponseWriter, r *http.Request) {
 				a.cfg.Logger.Error("desk application: render the citizen's screen", "err", err)
 				return false
 			}
-			payload, _ := json.Marshal(map[string]string{"lang": v.Language, "html": b.String()})
+			payload, _ := json.Marshal(map[string]any{"lang": v.Language, "html": b.String(), "ended": ended})
 			fmt.Fprintf(w, "event: step\ndata: %s\n\n", payload)
 			flusher.Flush()
 		}

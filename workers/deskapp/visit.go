@@ -113,11 +113,11 @@ func (a *App) visitPage(w http.ResponseWriter, r *http.Request, s *events.Sessio
 
 func (a *App) endVisit(w http.ResponseWriter, r *http.Request, s *events.Session) {
 	a.withVisit(w, r, s, func(v *events.Visit) {
-		a.step(r, v.ID, "ended")
 		if err := a.cfg.Store.EndVisit(r.Context(), v.ID, s.Mediator.Username); err != nil {
 			a.unavailable(w, r, s, err)
 			return
 		}
+		a.step(r, v.ID, "ended")
 		redirect(w, r, "/desk/?visit-ended=1")
 	})
 }

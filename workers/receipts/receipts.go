@@ -11,11 +11,13 @@ package receipts
 
 import (
 	"bytes"
+	"compress/flate"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -151,21 +153,35 @@ func Parse(data []byte) (Signed, error) {
 	return s, nil
 }
 
-// Compact is s as a URL-safe text, for the QR code's link: the base64url
-// of its JSON.
+// Compact is s as a short URL-safe text, for the QR code's link: the
+// base64url of its JSON compressed with DEFLATE (RFC 1951), which makes
+// the code's modules fewer and so larger on paper.
 func Compact(s Signed) (string, error) {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return "", err
 	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.BestCompression)
+	_, _ = w.Write(b)
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(z.Bytes()), nil
 }
+
+// maxCompact bounds what FromCompact inflates: a receipt is a few KiB.
+const maxCompact = 64 << 10
 
 // FromCompact reverses Compact.
 func FromCompact(text string) (Signed, error) {
-	b, err := base64.RawURLEncoding.DecodeString(text)
+	z, err := base64.RawURLEncoding.DecodeString(text)
 	if err != nil {
 		return Signed{}, fmt.Errorf("receipt: read: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(z)), maxCompact+1))
+	if err != nil || len(b) > maxCompact {
+		return Signed{}, fmt.Errorf("receipt: read: not a compressed receipt")
 	}
 	return Parse(b)
 }

@@ -151,3 +151,25 @@ func TestKeys_ARotatedOutKeyStillVerifiesWhatItSigned(t *testing.T) {
 		t.Error("a receipt with an unknown field was read")
 	}
 }
+
+func TestCompact_IsShortAndRefusesWhatIsNotACompressedReceipt(t *testing.T) {
+	t.Parallel()
+	keys, err := receipts.OpenKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, _ := keys.Sign(receipt())
+	text, err := receipts.Compact(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := json.Marshal(signed)
+	if len(text) >= len(plain) {
+		t.Errorf("the compact form is %d characters, the JSON %d: it should be shorter", len(text), len(plain))
+	}
+	for _, bad := range []string{"", "not base64!", "eyJyZWNlaXB0Ijp7fX0"} {
+		if _, err := receipts.FromCompact(bad); err == nil {
+			t.Errorf("FromCompact(%q) succeeded", bad)
+		}
+	}
+}

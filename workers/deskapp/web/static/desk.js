@@ -78,12 +78,25 @@
   // step first.
   var screen = document.querySelector("[data-screen]");
   if (screen && window.EventSource) {
-    var source = new EventSource(screen.getAttribute("data-screen"));
-    source.addEventListener("step", function (e) {
-      var step = JSON.parse(e.data);
-      document.documentElement.lang = step.lang;
-      screen.innerHTML = step.html;
-    });
+    var said = document.getElementById("screen-status");
+    var follow = function () {
+      var source = new EventSource(screen.getAttribute("data-screen"));
+      source.addEventListener("step", function (e) {
+        var step = JSON.parse(e.data);
+        document.documentElement.lang = step.lang;
+        screen.innerHTML = step.html;
+        // The new step's heading is told, not the whole screen again.
+        var heading = screen.querySelector("h1");
+        if (said && heading) { said.textContent = heading.textContent; }
+        if (step.ended) { source.close(); }
+      });
+      source.addEventListener("error", function () {
+        // The browser retries by itself unless the answer told it to stop
+        // (a 503); then ask again a little later.
+        if (source.readyState === EventSource.CLOSED) { setTimeout(follow, 5000); }
+      });
+    };
+    follow();
   }
 
   // The mediator's answers reach the citizen's screen as they are typed:
