@@ -633,6 +633,7 @@ func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 			scheme = "https"
 		}
 		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, agency reports /v1/agency, Open311 /open311/v2, /dashboard, /open-data, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
+		fmt.Fprintf(stdout, "  Desk      %s://%s/desk/  (mediators sign in here: spotflow mediator create gives them a setup link)\n", scheme, m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
