@@ -345,12 +345,16 @@ func (a *Attribute) check(raw json.RawMessage) error {
 		if len(vs) > MaxJSONMembers {
 			return &FieldError{CodeTooLarge, field, fmt.Sprintf("attribute %q has more than %d values", a.Code, MaxJSONMembers)}
 		}
-		for _, v := range vs {
+		for i, v := range vs {
 			if fault := TextFault(v, false); fault != "" {
 				return textError(field, fault)
 			}
 			if !a.allows(v) {
 				return badValue(fmt.Sprintf("has no value %q", v))
+			}
+			// At most a hundred values: a quadratic look is cheap.
+			if slices.Index(vs, v) != i {
+				return badValue(fmt.Sprintf("has the value %q twice", v))
 			}
 		}
 	}

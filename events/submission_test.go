@@ -215,6 +215,8 @@ func TestValidate_RefusesBadSubmissionsNamingTheField(t *testing.T) {
 			events.CodeInvalidType, "attributes.tags"},
 		{"multivaluelist value not allowed", func(s *events.Submission) { s.Attributes["tags"] = json.RawMessage(`["A","Z"]`) },
 			events.CodeInvalidValue, "attributes.tags"},
+		{"multivaluelist with a value twice", func(s *events.Submission) { s.Attributes["tags"] = json.RawMessage(`["A","B","A"]`) },
+			events.CodeInvalidValue, "attributes.tags"},
 		{"over-long string", func(s *events.Submission) { s.Attributes["street"] = mustRaw(t, strings.Repeat("r", 256)) },
 			events.CodeInvalidValue, "attributes.street"},
 		{"over-long text", func(s *events.Submission) { s.Attributes["notes"] = mustRaw(t, strings.Repeat("n", 4001)) },

@@ -82,6 +82,23 @@ func TestDeskAPI_RefusesBadInputNamingTheField(t *testing.T) {
 		})
 	}
 
+	t.Run("a request id that is not clean text is not found", func(t *testing.T) {
+		for _, id := range []string{"%00", "abc%00def", "%FF", "%E2%80%AEabc"} {
+			r := api.do(t, call{method: "GET", path: "/v1/requests/" + id, token: api.Token})
+			if e := r.err(t); r.status != http.StatusNotFound || e.Code != "not_found" {
+				t.Errorf("GET /v1/requests/%s: %d %+v, want 404 not_found", id, r.status, e)
+			}
+		}
+	})
+
+	t.Run("a multivaluelist with a value twice is refused", func(t *testing.T) {
+		r := api.submit(t, "twice", `{"service_code": "driving-licence-renewal", "citizen": {"national_id": "12345678", "name": "Maria"},`+
+			` "attributes": {"licence_number": "L-1", "categories": ["B", "C", "B"]}}`)
+		if e := r.err(t); r.status != http.StatusUnprocessableEntity || e.Code != events.CodeInvalidValue || e.Field != "attributes.categories" {
+			t.Errorf("%d %+v, want 422 invalid_value on attributes.categories", r.status, e)
+		}
+	})
+
 	t.Run("text with lines and direction marks is accepted where it belongs", func(t *testing.T) {
 		r := api.submit(t, "good-1", `{"service_code": "patent-application", "citizen": {"national_id": "12345678", "name": "\u200fمحمد\u200e Silva"},`+
 			` "attributes": {"title": "Um dispositivo", "summary": "Primeira linha.\nSegunda linha,\tcom tabulação.", "inventors": 2}}`)

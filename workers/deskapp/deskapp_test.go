@@ -869,4 +869,9 @@ func TestCitizen_CheckedAsTheAPIChecksItWhenAVisitStartsAndWhenLookedUp(t *testi
 	if !strings.Contains(a.body, `href="#national-id"`) {
 		t.Errorf("the look-up's refusal does not link the field: %.800s", a.body)
 	}
+	for _, id := range []string{"%00", "%FF", "no-such-request"} {
+		if a := b.get("/desk/requests/" + id); a.status != http.StatusNotFound {
+			t.Errorf("the page of request %s: %d, want 404", id, a.status)
+		}
+	}
 }

@@ -161,7 +161,13 @@ type timelineLine struct {
 
 func (a *App) requestPage(w http.ResponseWriter, r *http.Request, s *events.Session) {
 	lang := a.languageOf(r, s)
-	v, err := a.cfg.Store.RequestForDesk(r.Context(), s.Desk.ID, r.PathValue("id"))
+	id := r.PathValue("id")
+	if events.TextFault(id, false) != "" {
+		// No request has such an id; the database would refuse to look.
+		a.notFound(w, r, lang)
+		return
+	}
+	v, err := a.cfg.Store.RequestForDesk(r.Context(), s.Desk.ID, id)
 	if errors.Is(err, events.ErrNotFound) {
 		a.notFound(w, r, lang)
 		return
