@@ -106,7 +106,7 @@ func walkDesk(t *testing.T, run deskRun) {
 	if !run.js {
 		b.setJavaScript(false)
 	}
-	w := &deskWalk{t: t, b: b, run: run, axe: axe, base: "http://" + m.HTTPAddr(), cat: catalog.Current(),
+	w := &deskWalk{t: t, b: b, run: run, axe: axe, base: "http://" + m.HTTPAddr(), catalogTexts: catalogTexts{t, catalog.Current()},
 		tr: deskTexts(t, run.lang), en: deskTexts(t, "en")}
 	t.Logf("spotflow and Chromium started in %s", time.Since(started).Round(time.Millisecond))
 
@@ -204,16 +204,16 @@ func walkDesk(t *testing.T, run deskRun) {
 	record := w.service("criminal-record-certificate")
 	w.findAndAdd(record, run.findRecord)
 	w.servicePage("form-"+record.Code, record)
-	w.tabTo("the citizen card checkbox", byLabel(w.document("citizen-card")))
+	w.tabTo("the citizen card checkbox", byLabel(w.document("citizen-card", w.run.lang)))
 	b.press(keySpace, 0)
 	w.mustBeChecked("the citizen card checkbox")
-	w.tabTo("the first purpose", byLabel(w.value(record, "purpose", "employment")))
-	w.radio(w.value(record, "purpose", "public_office"))
-	w.tabTo("the number of copies", byLabel(w.attribute(record, "copies")))
+	w.tabTo("the first purpose", byLabel(w.value(record, "purpose", "employment", w.run.lang)))
+	w.radio(w.value(record, "purpose", "public_office", w.run.lang))
+	w.tabTo("the number of copies", byLabel(w.attribute(record, "copies", w.run.lang)))
 	b.typeText("2")
 	w.tabTo("the continue button", byText("BUTTON", w.T("form.continue")))
 	w.press(keyEnter)
-	recordID := w.checkAndSubmit(record, w.value(record, "purpose", "public_office"))
+	recordID := w.checkAndSubmit(record, w.value(record, "purpose", "public_office", w.run.lang))
 
 	// The request's page; with JavaScript it follows the agencies by itself.
 	w.tabTo("the link that follows the request", byText("A", w.T("done.follow")))
@@ -324,16 +324,70 @@ func walkDesk(t *testing.T, run deskRun) {
 
 // deskWalk is a walk through the desk application, keeping what it saw.
 type deskWalk struct {
-	t      *testing.T
-	b      *browser
-	run    deskRun
-	axe    string
-	base   string
-	cat    *events.Catalog
+	t    *testing.T
+	b    *browser
+	run  deskRun
+	axe  string
+	base string
+	catalogTexts
 	tr, en map[string]string
 	step   int
 	// report has a line per page checked.
 	report []string
+}
+
+// catalogTexts finds the catalogue's entries and texts a browser test
+// types and reads, failing the test when one is missing.
+type catalogTexts struct {
+	t   *testing.T
+	cat *events.Catalog
+}
+
+// service is the catalogue's service code.
+func (c catalogTexts) service(code string) *events.Service {
+	c.t.Helper()
+	svc, ok := c.cat.Service(code)
+	if !ok {
+		c.t.Fatalf("the catalogue has no service %s", code)
+	}
+	return svc
+}
+
+// document is the name of a document in lang.
+func (c catalogTexts) document(code, lang string) string {
+	c.t.Helper()
+	d, ok := c.cat.Document(code)
+	if !ok {
+		c.t.Fatalf("the catalogue has no document %s", code)
+	}
+	return d.Name.In(lang)
+}
+
+// attribute is the question svc's attribute code asks, in lang.
+func (c catalogTexts) attribute(svc *events.Service, code, lang string) string {
+	c.t.Helper()
+	for _, a := range svc.Attributes {
+		if a.Code == code {
+			return a.Description.In(lang)
+		}
+	}
+	c.t.Fatalf("%s has no attribute %s", svc.Code, code)
+	return ""
+}
+
+// value is the name, in lang, of the choice key of svc's list attribute
+// code.
+func (c catalogTexts) value(svc *events.Service, code, key, lang string) string {
+	c.t.Helper()
+	for _, a := range svc.Attributes {
+		for _, v := range a.Values {
+			if a.Code == code && v.Key == key {
+				return v.Name.In(lang)
+			}
+		}
+	}
+	c.t.Fatalf("%s's %s has no choice %s", svc.Code, code, key)
+	return ""
 }
 
 // deskTexts are the desk application's texts in lang.
@@ -362,53 +416,6 @@ func (w *deskWalk) T(key string, args ...any) string {
 		s = fmt.Sprintf(s, args...)
 	}
 	return s
-}
-
-// service is the catalogue's service code.
-func (w *deskWalk) service(code string) *events.Service {
-	w.t.Helper()
-	svc, ok := w.cat.Service(code)
-	if !ok {
-		w.t.Fatalf("the catalogue has no service %s", code)
-	}
-	return svc
-}
-
-// document is the name of a document in the run's language.
-func (w *deskWalk) document(code string) string {
-	w.t.Helper()
-	d, ok := w.cat.Document(code)
-	if !ok {
-		w.t.Fatalf("the catalogue has no document %s", code)
-	}
-	return d.Name.In(w.run.lang)
-}
-
-// attribute is the question the attribute code of svc asks, in the run's
-// language.
-func (w *deskWalk) attribute(svc *events.Service, code string) string {
-	w.t.Helper()
-	for _, a := range svc.Attributes {
-		if a.Code == code {
-			return a.Description.In(w.run.lang)
-		}
-	}
-	w.t.Fatalf("%s has no attribute %s", svc.Code, code)
-	return ""
-}
-
-// value is the name of the choice key of the list attribute code.
-func (w *deskWalk) value(svc *events.Service, code, key string) string {
-	w.t.Helper()
-	for _, a := range svc.Attributes {
-		for _, v := range a.Values {
-			if a.Code == code && v.Key == key {
-				return v.Name.In(w.run.lang)
-			}
-		}
-	}
-	w.t.Fatalf("%s's %s has no choice %s", svc.Code, code, key)
-	return ""
 }
 
 // open goes to path as if typed in the address bar.
@@ -718,14 +725,14 @@ func (w *deskWalk) errorSummary(n int) string {
 // type the address, the date left out.
 func (w *deskWalk) fillAddress(svc *events.Service) {
 	w.t.Helper()
-	w.tabBackTo("the proof of identity checkbox", byLabel(w.document("citizen-card")))
+	w.tabBackTo("the proof of identity checkbox", byLabel(w.document("citizen-card", w.run.lang)))
 	w.b.press(keySpace, 0)
 	w.mustBeChecked("the proof of identity checkbox")
-	w.tabTo("the proof of address checkbox", byLabel(w.document("proof-of-address")))
+	w.tabTo("the proof of address checkbox", byLabel(w.document("proof-of-address", w.run.lang)))
 	w.b.press(keySpace, 0)
 	w.mustBeChecked("the proof of address checkbox")
 	for i, code := range []string{"street", "postal_code", "locality"} {
-		w.tabTo("the "+code, byLabel(w.attribute(svc, code)))
+		w.tabTo("the "+code, byLabel(w.attribute(svc, code, w.run.lang)))
 		w.b.typeText(w.run.address[i])
 	}
 	w.tabTo("the continue button", byText("BUTTON", w.T("form.continue")))

@@ -111,7 +111,7 @@ func TestCitizenScreen_FollowsAVisitInGreekAndItsReceiptVerifies(t *testing.T) {
 		b.call(b.session, "Network.setExtraHTTPHeaders", map[string]any{"headers": map[string]string{"Accept-Language": "pt"}}, nil)
 	}
 	scr.call(scr.session, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": streamWatch}, nil)
-	w := &screenWalk{t: t, med: med, scr: scr, axe: axe, base: "http://" + m.HTTPAddr(), cat: catalog.Current(),
+	w := &screenWalk{t: t, med: med, scr: scr, axe: axe, base: "http://" + m.HTTPAddr(), catalogTexts: catalogTexts{t, catalog.Current()},
 		pt: deskTexts(t, "pt"), el: deskTexts(t, "el")}
 	// The screen reaches spotflow through a network the test can cut.
 	w.cable = startCable(t, m.HTTPAddr())
@@ -430,8 +430,8 @@ type screenWalk struct {
 	med, scr *browser
 	axe      string
 	base     string
-	cat      *events.Catalog
-	pt, el   map[string]string
+	catalogTexts
+	pt, el map[string]string
 	// cable is the screen's network.
 	cable *cable
 	// step numbers the screenshots; live is the screen's document once
@@ -561,53 +561,6 @@ func (w *screenWalk) reference() string {
 		w.t.Fatalf("the confirmation shows no reference (%v)", err)
 	}
 	return ref
-}
-
-// service is the catalogue's service code.
-func (w *screenWalk) service(code string) *events.Service {
-	w.t.Helper()
-	svc, ok := w.cat.Service(code)
-	if !ok {
-		w.t.Fatalf("the catalogue has no service %s", code)
-	}
-	return svc
-}
-
-// document is the name of a document in lang.
-func (w *screenWalk) document(code, lang string) string {
-	w.t.Helper()
-	d, ok := w.cat.Document(code)
-	if !ok {
-		w.t.Fatalf("the catalogue has no document %s", code)
-	}
-	return d.Name.In(lang)
-}
-
-// attribute is the question svc's attribute code asks, in lang.
-func (w *screenWalk) attribute(svc *events.Service, code, lang string) string {
-	w.t.Helper()
-	for _, a := range svc.Attributes {
-		if a.Code == code {
-			return a.Description.In(lang)
-		}
-	}
-	w.t.Fatalf("%s has no attribute %s", svc.Code, code)
-	return ""
-}
-
-// value is the name, in lang, of the choice key of svc's list attribute
-// code.
-func (w *screenWalk) value(svc *events.Service, code, key, lang string) string {
-	w.t.Helper()
-	for _, a := range svc.Attributes {
-		for _, v := range a.Values {
-			if a.Code == code && v.Key == key {
-				return v.Name.In(lang)
-			}
-		}
-	}
-	w.t.Fatalf("%s's %s has no choice %s", svc.Code, code, key)
-	return ""
 }
 
 // statuses are the requests' statuses' names in lang.
