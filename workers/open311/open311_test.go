@@ -820,43 +820,57 @@ type requestView struct {
 	Requested, Updated, Expected                                                   string
 }
 
-func readRequests(t *testing.T, r reply, format string) []requestView {
+// readEntries reads a list answer in either format: root holds one item
+// per entry, each with exactly fields, in that order; an empty or null
+// field reads as "".
+func readEntries(t *testing.T, r reply, format, root, item string, fields []string) []map[string]string {
 	t.Helper()
 	if r.status != http.StatusOK {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	wantContentType(t, r, format)
-	var out []requestView
+	var out []map[string]string
 	if format == "xml" {
-		root := parseXML(t, r.body)
-		if root.Name != "service_requests" {
-			t.Fatalf("root <%s>, want <service_requests>", root.Name)
+		doc := parseXML(t, r.body)
+		if doc.Name != root {
+			t.Fatalf("root <%s>, want <%s>", doc.Name, root)
 		}
-		for _, q := range root.Children {
-			if q.Name != "request" {
-				t.Fatalf("<service_requests> holds <%s>", q.Name)
+		for _, e := range doc.Children {
+			if e.Name != item {
+				t.Fatalf("<%s> holds <%s>", root, e.Name)
 			}
-			sameFields(t, "<request>", q.childNames(), requestFields)
-			out = append(out, requestView{q.child(t, "service_request_id"), q.child(t, "status"), q.child(t, "status_notes"),
-				q.child(t, "service_name"), q.child(t, "service_code"), q.child(t, "description"), q.child(t, "agency_responsible"),
-				q.child(t, "service_notice"), q.child(t, "requested_datetime"), q.child(t, "updated_datetime"), q.child(t, "expected_datetime")})
+			sameFields(t, "<"+item+">", e.childNames(), fields)
+			entry := make(map[string]string, len(fields))
+			for _, f := range fields {
+				entry[f] = e.child(t, f)
+			}
+			out = append(out, entry)
 		}
 		return out
 	}
 	for _, raw := range jsonArray(t, r.body) {
-		sameFields(t, "request", jsonKeys(t, raw), requestFields)
-		var q map[string]*string
-		if err := json.Unmarshal(raw, &q); err != nil {
-			t.Fatalf("request %s: %v", raw, err)
+		sameFields(t, item, jsonKeys(t, raw), fields)
+		var values map[string]*string
+		if err := json.Unmarshal(raw, &values); err != nil {
+			t.Fatalf("%s %s: %v", item, raw, err)
 		}
-		s := func(k string) string {
-			if q[k] == nil {
-				return ""
+		entry := make(map[string]string, len(fields))
+		for _, f := range fields {
+			if values[f] != nil {
+				entry[f] = *values[f]
 			}
-			return *q[k]
 		}
-		out = append(out, requestView{s("service_request_id"), s("status"), s("status_notes"), s("service_name"), s("service_code"),
-			s("description"), s("agency_responsible"), s("service_notice"), s("requested_datetime"), s("updated_datetime"), s("expected_datetime")})
+		out = append(out, entry)
+	}
+	return out
+}
+
+func readRequests(t *testing.T, r reply, format string) []requestView {
+	t.Helper()
+	var out []requestView
+	for _, q := range readEntries(t, r, format, "service_requests", "request", requestFields) {
+		out = append(out, requestView{q["service_request_id"], q["status"], q["status_notes"], q["service_name"], q["service_code"],
+			q["description"], q["agency_responsible"], q["service_notice"], q["requested_datetime"], q["updated_datetime"], q["expected_datetime"]})
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package open311_test
 
 import (
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
@@ -24,41 +23,10 @@ type updateView struct {
 
 func readUpdates(t *testing.T, r reply, format string) []updateView {
 	t.Helper()
-	if r.status != 200 {
-		t.Fatalf("%d %s", r.status, r.body)
-	}
-	wantContentType(t, r, format)
 	var out []updateView
-	if format == "xml" {
-		root := parseXML(t, r.body)
-		if root.Name != "service_request_updates" {
-			t.Fatalf("root <%s>, want <service_request_updates>", root.Name)
-		}
-		for _, u := range root.Children {
-			if u.Name != "request_update" {
-				t.Fatalf("<service_request_updates> holds <%s>", u.Name)
-			}
-			sameFields(t, "<request_update>", u.childNames(), updateFields)
-			out = append(out, updateView{u.child(t, "update_id"), u.child(t, "service_request_id"), u.child(t, "status"),
-				u.child(t, "updated_datetime"), u.child(t, "description"), u.child(t, "media_url"),
-				u.child(t, "external_status_code"), u.child(t, "agency_responsible")})
-		}
-		return out
-	}
-	for _, raw := range jsonArray(t, r.body) {
-		sameFields(t, "request_update", jsonKeys(t, raw), updateFields)
-		var u map[string]*string
-		if err := json.Unmarshal(raw, &u); err != nil {
-			t.Fatalf("update %s: %v", raw, err)
-		}
-		s := func(k string) string {
-			if u[k] == nil {
-				return ""
-			}
-			return *u[k]
-		}
-		out = append(out, updateView{s("update_id"), s("service_request_id"), s("status"), s("updated_datetime"),
-			s("description"), s("media_url"), s("external_status_code"), s("agency_responsible")})
+	for _, u := range readEntries(t, r, format, "service_request_updates", "request_update", updateFields) {
+		out = append(out, updateView{u["update_id"], u["service_request_id"], u["status"], u["updated_datetime"],
+			u["description"], u["media_url"], u["external_status_code"], u["agency_responsible"]})
 	}
 	return out
 }
