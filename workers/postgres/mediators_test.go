@@ -39,10 +39,7 @@ func TestMediators_SetUpWithAOneTimeCodeLockAfterFailuresAndEndSessionsWhenDisab
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := withTimeout(t)
-	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desk := newDesk(t, s, "lisboa")
 	setup := newMediator(t, s, desk.ID, "rui.lopes")
 	if len(setup.Code) < 20 || time.Until(setup.ExpiresAt) < 71*time.Hour {
 		t.Errorf("setup %+v: want a long one-time code valid 72 hours", setup)
@@ -155,10 +152,7 @@ func TestVisits_KeepTheCitizenAndAnswersSealedOnlyWhileTheVisitLasts(t *testing.
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := withTimeout(t)
-	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desk := newDesk(t, s, "lisboa")
 	newMediator(t, s, desk.ID, "rui.lopes")
 	newMediator(t, s, desk.ID, "ana.sousa")
 	citizen := events.Citizen{NationalID: "12345678", Name: "Maria da Silva"}
@@ -235,10 +229,7 @@ func TestCitizenRequests_FindsTheDesksRequestsOfANationalIDAndAuditsTheLookUp(t 
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := withTimeout(t)
-	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desk := newDesk(t, s, "lisboa")
 	mine := newRequest(desk.ID, "birth-certificate", t0)
 	mine.Citizen.NationalID = "AB-1234"
 	mine.Consent = &events.ConsentGiven{Version: "2026-12-01", Language: "pt", At: t0.Add(-time.Minute)}
@@ -271,10 +262,7 @@ func TestEndIdleVisits_EndsVisitsStartedBeforeTheCutoffAndForgetsTheirCitizens(t
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := withTimeout(t)
-	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desk := newDesk(t, s, "lisboa")
 	newMediator(t, s, desk.ID, "rui.lopes")
 	id, err := s.StartVisit(ctx, events.Visit{DeskID: desk.ID, Username: "rui.lopes", Citizen: events.Citizen{NationalID: "12345678", Name: "Maria"}, Language: "pt"})
 	if err != nil {

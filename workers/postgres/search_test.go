@@ -14,14 +14,8 @@ func TestSearchRequests_FiltersADesksRequestsNewestFirst(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := withTimeout(t)
-	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, _, err := s.CreateDesk(ctx, "porto", "Loja do Cidadão Porto")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desk := newDesk(t, s, "lisboa")
+	other := newDesk(t, s, "porto")
 	// Four projected requests of the desk, one of another desk.
 	address := newRequest(desk.ID, "change-of-address", t0)
 	licence := newRequest(desk.ID, "driving-licence-renewal", t0.Add(time.Hour))
@@ -111,14 +105,8 @@ func TestRequestUpdates_ListsADesksEventsInAWindowWithTheRequestsStatusAfterEach
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := withTimeout(t)
-	desk, _, err := s.CreateDesk(ctx, "lisboa", "Loja do Cidadão Laranjeiras")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, _, err := s.CreateDesk(ctx, "porto", "Loja do Cidadão Porto")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desk := newDesk(t, s, "lisboa")
+	other := newDesk(t, s, "porto")
 	// A change of address that two agencies complete; a certificate that
 	// fails, is replayed and completes in round 1; another desk's request.
 	address := newRequest(desk.ID, "change-of-address", t0)
