@@ -52,8 +52,7 @@ func agencyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if verb != "list" && agency == "" {
-		fs.Usage()
-		return fmt.Errorf("%w: %s needs --agency", errUsage, verb)
+		return usageError(fs, "%s needs --agency", verb)
 	}
 	catalog, err := loadCatalog(cfg.CatalogFile)
 	if err != nil {

@@ -52,16 +52,14 @@ func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if action != "" {
 		if q.Action = events.AuditAction(action); !q.Action.Known() {
-			fs.Usage()
-			return fmt.Errorf("%w: --action %q is not an action the audit log records", errUsage, action)
+			return usageError(fs, "--action %q is not an action the audit log records", action)
 		}
 	}
 	if since != "" {
 		if d, err := time.ParseDuration(since); err == nil {
 			q.Since = time.Now().Add(-d)
 		} else if q.Since, err = time.Parse(time.RFC3339, since); err != nil {
-			fs.Usage()
-			return fmt.Errorf("%w: --since %q: want a duration (24h) or an RFC 3339 time", errUsage, since)
+			return usageError(fs, "--since %q: want a duration (24h) or an RFC 3339 time", since)
 		}
 	}
 	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {

@@ -60,8 +60,7 @@ func citizen(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	if strings.TrimSpace(reason) == "" {
-		fs.Usage()
-		return fmt.Errorf("%w: erasing a citizen needs --reason: say why, for the audit log", errUsage)
+		return usageError(fs, "erasing a citizen needs --reason: say why, for the audit log")
 	}
 	if nationalID == "-" {
 		var err error
@@ -70,8 +69,7 @@ func citizen(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	}
 	if strings.TrimSpace(nationalID) == "" {
-		fs.Usage()
-		return fmt.Errorf("%w: erasing a citizen needs --national-id (or --national-id - to read it from standard input)", errUsage)
+		return usageError(fs, "erasing a citizen needs --national-id (or --national-id - to read it from standard input)")
 	}
 	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
 		e, err := store.EraseCitizen(ctx, nationalID, events.By{Actor: operatorActor(operatorName), Reason: reason})

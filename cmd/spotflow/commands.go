@@ -46,13 +46,19 @@ func verbOf(command string, verbs, args []string, usageLine, about string, stder
 	return "", fmt.Errorf("%w: %s needs %s", errUsage, command, list)
 }
 
+// usageError shows fs's usage and returns the usage error format says,
+// which the command's caller reports as such.
+func usageError(fs *flag.FlagSet, format string, a ...any) error {
+	fs.Usage()
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }
@@ -175,25 +181,21 @@ func deskCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	usageErr := func(format string, a ...any) error {
-		fs.Usage()
-		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
-	}
 	switch {
 	case verb == "create" && (municipality == "" || name == ""):
-		return usageErr("--municipality and --name are required")
+		return usageError(fs, "--municipality and --name are required")
 	case verb != "create" && verb != "list" && deskID == "":
-		return usageErr("%s needs --desk", verb)
+		return usageError(fs, "%s needs --desk", verb)
 	case verb == "expire" && expires == "":
-		return usageErr("expire needs --expires")
+		return usageError(fs, "expire needs --expires")
 	case verb == "revoke" && strings.TrimSpace(reason) == "":
-		return usageErr("revoke needs --reason: say why, for the audit log")
+		return usageError(fs, "revoke needs --reason: say why, for the audit log")
 	}
 	var until time.Time
 	if expires != "" {
 		var err error
 		if until, err = parseExpiry(expires, time.Now()); err != nil {
-			return usageErr("--expires: %v", err)
+			return usageError(fs, "--expires: %v", err)
 		}
 	}
 	by := events.By{Actor: operatorActor(operatorName), Reason: reason}

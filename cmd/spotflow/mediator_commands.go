@@ -42,15 +42,11 @@ func mediatorCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	usageErr := func(format string, a ...any) error {
-		fs.Usage()
-		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
-	}
 	switch {
 	case verb == "create" && (deskID == "" || username == "" || name == ""):
-		return usageErr("create needs --desk, --username and --name")
+		return usageError(fs, "create needs --desk, --username and --name")
 	case verb != "create" && verb != "list" && username == "":
-		return usageErr("%s needs --username", verb)
+		return usageError(fs, "%s needs --username", verb)
 	}
 	by := events.By{Actor: operatorActor(operatorName)}
 	return withDatabase(ctx, &cfg, stderr, func(s *postgres.Store) error {

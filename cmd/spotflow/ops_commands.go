@@ -191,8 +191,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		id, _ = strconv.ParseInt(fs.Arg(0), 10, 64)
 	}
 	if (verb == "show" || (verb == "replay" && !all)) && id <= 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: %s needs a dead letter ID", errUsage, verb)
+		return usageError(fs, "%s needs a dead letter ID", verb)
 	}
 	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
 		switch verb {

@@ -33,8 +33,7 @@ func receiptCommand(_ context.Context, args []string, stdout, stderr io.Writer) 
 	var file string
 	if verb == "verify" {
 		if len(rest) == 0 || (len(rest[0]) > 1 && rest[0][0] == '-') {
-			fs.Usage()
-			return fmt.Errorf("%w: receipt verify needs the receipt's file", errUsage)
+			return usageError(fs, "receipt verify needs the receipt's file")
 		}
 		file, rest = rest[0], rest[1:]
 	}
