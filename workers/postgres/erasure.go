@@ -159,7 +159,7 @@ func (s *Store) erase(ctx context.Context, id string, forms []string, by events.
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// A visit under way with the citizen ends, forgetting them and the
 		// answers not submitted.
-		if err := endVisits(ctx, tx, `citizen_ref = ANY($1)`, refs); err != nil {
+		if _, err := endVisits(ctx, tx, `citizen_ref = ANY($1)`, refs); err != nil {
 			return err
 		}
 		// Locked in ID order, as the projector locks them, so that neither

@@ -27,7 +27,7 @@ func (s *Store) StartVisit(ctx context.Context, v events.Visit) (string, error) 
 	}
 	id := events.NewID(time.Now())
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := endVisits(ctx, tx, `username = $1 AND ended_at IS NULL`, v.Username); err != nil {
+		if _, err := endVisits(ctx, tx, `username = $1 AND ended_at IS NULL`, v.Username); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `
@@ -42,19 +42,23 @@ func (s *Store) StartVisit(ctx context.Context, v events.Visit) (string, error) 
 }
 
 // endVisits ends the visits that where selects, deleting what they keep
-// of their citizen: the sealed identity and the answers not submitted.
-func endVisits(ctx context.Context, db DBTX, where string, args ...any) error {
-	_, err := db.Exec(ctx, `
+// of their citizen: the sealed identity and the answers not submitted. It
+// returns how many visits it selected.
+func endVisits(ctx context.Context, db DBTX, where string, args ...any) (int64, error) {
+	var n int64
+	err := db.QueryRow(ctx, `
 		WITH ended AS (
 			UPDATE visits SET ended_at = coalesce(ended_at, now()), citizen = NULL, citizen_ref = NULL
-			WHERE `+where+` RETURNING id)
-		UPDATE visit_services SET answers = NULL WHERE visit_id IN (SELECT id FROM ended)`, args...)
-	return err
+			WHERE `+where+` RETURNING id),
+		cleared AS (
+			UPDATE visit_services SET answers = NULL WHERE visit_id IN (SELECT id FROM ended))
+		SELECT count(*) FROM ended`, args...).Scan(&n)
+	return n, err
 }
 
 // EndVisit ends visit id of username.
 func (s *Store) EndVisit(ctx context.Context, id, username string) error {
-	if err := endVisits(ctx, s.pool, `id = $1 AND username = $2`, id, username); err != nil {
+	if _, err := endVisits(ctx, s.pool, `id = $1 AND username = $2`, id, username); err != nil {
 		return fmt.Errorf("end visit: %w", err)
 	}
 	return nil
@@ -63,17 +67,11 @@ func (s *Store) EndVisit(ctx context.Context, id, username string) error {
 // EndIdleVisits ends the visits started before cutoff that are still under
 // way, and returns how many it ended.
 func (s *Store) EndIdleVisits(ctx context.Context, cutoff time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE visits SET ended_at = now(), citizen = NULL, citizen_ref = NULL
-		WHERE ended_at IS NULL AND started_at < $1`, cutoff)
+	n, err := endVisits(ctx, s.pool, `ended_at IS NULL AND started_at < $1`, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("end idle visits: %w", err)
 	}
-	if _, err := s.pool.Exec(ctx, `
-		UPDATE visit_services x SET answers = NULL FROM visits v
-		WHERE x.visit_id = v.id AND v.ended_at IS NOT NULL AND x.answers IS NOT NULL`); err != nil {
-		return 0, fmt.Errorf("end idle visits: %w", err)
-	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // RecordConsent records that the citizen of visit id consented, in
