@@ -100,15 +100,12 @@ func Sign(r Receipt, keyID string, key ed25519.PrivateKey) (Signed, error) {
 	if err != nil {
 		return Signed{}, err
 	}
-	return Signed{Receipt: normal(r), KeyID: keyID, Signature: base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, msg))}, nil
-}
-
-// normal is r as Canonical encodes it.
-func normal(r Receipt) Receipt {
-	var out Receipt
-	b, _ := r.Canonical()
-	_ = json.Unmarshal(b, &out)
-	return out
+	// The receipt as signed: times in UTC to the second, no nil lists.
+	var signed Receipt
+	if err := json.Unmarshal(msg, &signed); err != nil {
+		return Signed{}, fmt.Errorf("receipt: %w", err)
+	}
+	return Signed{Receipt: signed, KeyID: keyID, Signature: base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, msg))}, nil
 }
 
 // The reasons a receipt does not verify.
