@@ -253,6 +253,16 @@ type language struct {
 	Code, Name string
 }
 
+// newPage is what a template of the session's (nil before sign-in) gets,
+// in lang.
+func (a *App) newPage(lang string, s *events.Session, errs []fieldError, data any) *page {
+	p := &page{Lang: lang, Session: s, Errors: errs, Data: data, t: a.i18n.translator(lang)}
+	if s != nil {
+		p.CSRF = s.CSRF
+	}
+	return p
+}
+
 // render writes the template name with data, in lang, with status.
 func (a *App) render(w http.ResponseWriter, r *http.Request, status int, name, lang string, s *events.Session, errs []fieldError, data any) {
 	t, ok := a.pages[name]
@@ -260,10 +270,7 @@ func (a *App) render(w http.ResponseWriter, r *http.Request, status int, name, l
 		http.Error(w, "no such page", http.StatusInternalServerError)
 		return
 	}
-	p := &page{Lang: lang, Session: s, Errors: errs, Data: data, t: a.i18n.translator(lang)}
-	if s != nil {
-		p.CSRF = s.CSRF
-	}
+	p := a.newPage(lang, s, errs, data)
 	for _, code := range a.cfg.Catalog.Current().Languages {
 		p.Languages = append(p.Languages, language{code, a.i18n.text(code, "language.name")})
 	}

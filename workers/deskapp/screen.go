@@ -194,7 +194,7 @@ func (a *App) screenVisit(r *http.Request) (*events.Visit, string, int64, error)
 
 // screenOf is what the screen of visit v shows at step, in the citizen's
 // language: never another visit, never the national ID in full.
-func (a *App) screenOf(ctx context.Context, r *http.Request, v *events.Visit, step string) screenData {
+func (a *App) screenOf(ctx context.Context, v *events.Visit, step string) screenData {
 	lang := v.Language
 	data := screenData{Paired: true, Step: step, Visit: a.viewOf(v, lang)}
 	if in, err := a.cfg.Screens.MediatorForSignIn(ctx, v.Username); err == nil {
@@ -253,7 +253,7 @@ func (a *App) screenLive(w http.ResponseWriter, r *http.Request) {
 	if !v.EndedAt.IsZero() {
 		step = "ended"
 	}
-	a.render(w, r, http.StatusOK, "screen", v.Language, nil, nil, a.screenOf(r.Context(), r, v, step))
+	a.render(w, r, http.StatusOK, "screen", v.Language, nil, nil, a.screenOf(r.Context(), v, step))
 }
 
 // screenEvents streams the screen's content, as server-sent events: now,
@@ -298,7 +298,7 @@ func (a *App) screenEvents(w http.ResponseWriter, r *http.Request) {
 		if seq != lastSeq || ended {
 			lastSeq = seq
 			var b strings.Builder
-			p := &page{Lang: v.Language, Data: a.screenOf(r.Context(), r, v, step), t: a.i18n.translator(v.Language)}
+			p := a.newPage(v.Language, nil, nil, a.screenOf(r.Context(), v, step))
 			if err := a.pages["screen"].ExecuteTemplate(&b, "screen-step", p); err != nil {
 				a.cfg.Logger.Error("desk application: render the citizen's screen", "err", err)
 				return false

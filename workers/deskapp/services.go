@@ -172,12 +172,8 @@ func (a *App) servicesPage(w http.ResponseWriter, r *http.Request, s *events.Ses
 // renderPart writes only the template part of page name, for the script
 // that refreshes that part in place.
 func (a *App) renderPart(w http.ResponseWriter, r *http.Request, name, part, lang string, s *events.Session, data any) {
-	p := &page{Lang: lang, Session: s, Data: data, t: a.i18n.translator(lang)}
-	if s != nil {
-		p.CSRF = s.CSRF
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := a.pages[name].ExecuteTemplate(w, part, p); err != nil {
+	if err := a.pages[name].ExecuteTemplate(w, part, a.newPage(lang, s, nil, data)); err != nil {
 		a.cfg.Logger.Error("desk application: render a part", "page", name, "part", part, "err", fmt.Sprint(err))
 	}
 }
