@@ -143,6 +143,26 @@ func answersOf(svc *events.Service, form url.Values) map[string]json.RawMessage 
 	return out
 }
 
+// documentsOf reads the documents of svc ticked in the form as posted.
+func documentsOf(svc *events.Service, form url.Values) []string {
+	var docs []string
+	for _, d := range form["document"] {
+		if slices.Contains(svc.Documents, d) {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// documentName is the name of document code in lang, or the code itself
+// when the catalogue has none.
+func documentName(c *events.Catalog, code, lang string) string {
+	if doc, ok := c.Document(code); ok {
+		return doc.Name.In(lang)
+	}
+	return code
+}
+
 // messageOf says in lang what is wrong with a field of svc's form, or
 // of the citizen or consent.
 func (a *App) messageOf(fe *events.FieldError, svc *events.Service, lang string) fieldError {

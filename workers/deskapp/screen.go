@@ -337,13 +337,7 @@ func (a *App) draft(w http.ResponseWriter, r *http.Request, s *events.Session) {
 			return
 		}
 		_ = r.ParseForm()
-		var docs []string
-		for _, d := range r.PostForm["document"] {
-			if slices.Contains(svc.Documents, d) {
-				docs = append(docs, d)
-			}
-		}
-		if err := a.cfg.Store.SaveVisitAnswers(r.Context(), v.ID, s.Mediator.Username, vs.N, answersOf(svc, r.PostForm), docs); err != nil {
+		if err := a.cfg.Store.SaveVisitAnswers(r.Context(), v.ID, s.Mediator.Username, vs.N, answersOf(svc, r.PostForm), documentsOf(svc, r.PostForm)); err != nil {
 			a.cfg.Logger.Warn("desk application: keep a draft", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return

@@ -221,11 +221,7 @@ func (a *App) formOf(v *events.Visit, vs *events.VisitService, svc *events.Servi
 	c := a.cfg.Catalog.Current()
 	data := formData{Visit: a.viewOf(v, lang), N: vs.N, Service: a.serviceViewOf(svc, lang), Fields: fieldsOf(svc, lang, vs.Answers)}
 	for _, d := range svc.Documents {
-		name := d
-		if doc, ok := c.Document(d); ok {
-			name = doc.Name.In(lang)
-		}
-		data.Documents = append(data.Documents, option{Key: d, Name: name, Checked: slices.Contains(vs.Documents, d)})
+		data.Documents = append(data.Documents, option{Key: d, Name: documentName(c, d, lang), Checked: slices.Contains(vs.Documents, d)})
 	}
 	for i := range data.Fields {
 		for _, e := range errs {
@@ -265,11 +261,7 @@ func (a *App) problems(v *events.Visit, vs *events.VisitService, svc *events.Ser
 	c := a.cfg.Catalog.Current()
 	for i, d := range svc.Documents {
 		if !slices.Contains(vs.Documents, d) {
-			name := d
-			if doc, ok := c.Document(d); ok {
-				name = doc.Name.In(lang)
-			}
-			errs = append(errs, fieldError{"doc-" + strconv.Itoa(i), a.i18n.text(lang, "error.document", name)})
+			errs = append(errs, fieldError{"doc-" + strconv.Itoa(i), a.i18n.text(lang, "error.document", documentName(c, d, lang))})
 		}
 	}
 	sub := submissionOf(v, vs, s)
@@ -290,13 +282,7 @@ func (a *App) saveForm(w http.ResponseWriter, r *http.Request, s *events.Session
 		}
 		lang := a.languageOf(r, s)
 		_ = r.ParseForm()
-		vs.Answers = answersOf(svc, r.PostForm)
-		vs.Documents = nil
-		for _, d := range r.PostForm["document"] {
-			if slices.Contains(svc.Documents, d) {
-				vs.Documents = append(vs.Documents, d)
-			}
-		}
+		vs.Answers, vs.Documents = answersOf(svc, r.PostForm), documentsOf(svc, r.PostForm)
 		if err := a.cfg.Store.SaveVisitAnswers(r.Context(), v.ID, s.Mediator.Username, vs.N, vs.Answers, vs.Documents); err != nil {
 			a.unavailable(w, r, s, err)
 			return
