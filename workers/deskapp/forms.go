@@ -163,6 +163,15 @@ func documentName(c *events.Catalog, code, lang string) string {
 	return code
 }
 
+// agencyName is the name of agency code in lang, or the code itself when
+// the catalogue has none (any more).
+func agencyName(c *events.Catalog, code, lang string) string {
+	if ag, ok := c.Agency(code); ok {
+		return ag.Name.In(lang)
+	}
+	return code
+}
+
 // messageOf says in lang what is wrong with a field of svc's form, or
 // of the citizen or consent.
 func (a *App) messageOf(fe *events.FieldError, svc *events.Service, lang string) fieldError {

@@ -177,25 +177,19 @@ func (a *App) requestPage(w http.ResponseWriter, r *http.Request, s *events.Sess
 		return
 	}
 	c := a.cfg.Catalog.Current()
-	agency := func(code string) string {
-		if ag, ok := c.Agency(code); ok {
-			return ag.Name.In(lang)
-		}
-		return code
-	}
 	data := requestData{ID: v.ID, Service: v.ServiceCode, Status: string(v.Status), StatusName: a.i18n.text(lang, "status."+string(v.Status)),
 		Mediator: v.Mediator, VisitID: v.VisitID, Open: !v.Status.Terminal(), SubmittedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Consent: v.Consent}
 	if svc, ok := c.Service(v.ServiceCode); ok {
 		data.Service, data.Expected = svc.Name.In(lang), v.CreatedAt.Add(svc.SLA())
 	}
 	for _, wi := range v.WorkItems {
-		data.WorkItems = append(data.WorkItems, workItemLine{Agency: agency(wi.Agency), Status: string(wi.Status),
+		data.WorkItems = append(data.WorkItems, workItemLine{Agency: agencyName(c, wi.Agency, lang), Status: string(wi.Status),
 			StatusName: a.i18n.text(lang, "status."+string(wi.Status)), UpdatedAt: wi.UpdatedAt})
 	}
 	for _, e := range v.Timeline {
 		line := timelineLine{At: e.At, Status: string(e.Status), StatusName: a.i18n.text(lang, "status."+string(e.Status)), Note: e.Note}
 		if e.Agency != "" {
-			line.Agency = agency(e.Agency)
+			line.Agency = agencyName(c, e.Agency, lang)
 		}
 		data.Timeline = append(data.Timeline, line)
 	}

@@ -75,11 +75,7 @@ func (a *App) viewReceipt(r *http.Request, s receipts.Signed, lang string) (rece
 			line.Service = svc.Name.In(lang)
 		}
 		for _, code := range req.Agencies {
-			name := code
-			if ag, ok := c.Agency(code); ok {
-				name = ag.Name.In(lang)
-			}
-			line.Agencies = append(line.Agencies, name)
+			line.Agencies = append(line.Agencies, agencyName(c, code, lang))
 		}
 		v.Requests = append(v.Requests, line)
 	}
