@@ -285,13 +285,13 @@ func (s *Store) Desks(ctx context.Context, municipality string) ([]events.DeskLi
 // desk, or events.ErrUnauthenticated. The generation it returns was read in
 // the same snapshot as the credential.
 func (s *Store) AuthenticateDesk(ctx context.Context, token string) (events.DeskAuthentication, error) {
-	hash := sha256.Sum256([]byte(token))
+	hash := secretHash(token)
 	var a events.DeskAuthentication
 	var expires, used *time.Time
 	err := s.pool.QueryRow(ctx, `
 		SELECT d.id, d.municipality, d.name, c.key, c.expires_at, c.last_used_at, g.generation
 		FROM desk_credentials c JOIN desks d ON d.id = c.desk_id CROSS JOIN desk_credential_changes g
-		WHERE c.token_hash = $1 AND c.revoked_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > now())`, hash[:]).
+		WHERE c.token_hash = $1 AND c.revoked_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > now())`, hash).
 		Scan(&a.Desk.ID, &a.Desk.Municipality, &a.Desk.Name, &a.Key, &expires, &used, &a.Generation)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return events.DeskAuthentication{}, events.ErrUnauthenticated

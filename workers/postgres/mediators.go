@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -39,8 +38,7 @@ func deref(t *time.Time) time.Time {
 // newSetupCode returns a one-time code and its SHA-256, as kept.
 func newSetupCode() (code string, hash []byte) {
 	code = rand.Text()
-	sum := sha256.Sum256([]byte(code))
-	return code, sum[:]
+	return code, secretHash(code)
 }
 
 // CreateMediator creates the account of a mediator of deskID, who speaks
@@ -250,14 +248,14 @@ func (s *Store) SignedIn(ctx context.Context, username string, start events.Sess
 // returns the username; events.ErrNotFound for a code unknown, used or
 // expired.
 func (s *Store) SetMediatorPassword(ctx context.Context, code, passwordHash string) (string, error) {
-	sum := sha256.Sum256([]byte(code))
+	sum := secretHash(code)
 	var username string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
 			UPDATE mediators SET password_hash = $2, setup_hash = NULL, setup_expires_at = NULL,
 			       failed_attempts = 0, locked_until = NULL
 			WHERE setup_hash = $1 AND setup_expires_at > now() AND disabled_at IS NULL
-			RETURNING username`, sum[:], passwordHash).Scan(&username)
+			RETURNING username`, sum, passwordHash).Scan(&username)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return events.ErrNotFound
 		}
@@ -277,11 +275,11 @@ func (s *Store) SetMediatorPassword(ctx context.Context, code, passwordHash stri
 
 // SetupCodeValid reports whether code is a setup code in force, and whose.
 func (s *Store) SetupCodeValid(ctx context.Context, code string) (string, bool, error) {
-	sum := sha256.Sum256([]byte(code))
+	sum := secretHash(code)
 	var username string
 	err := s.pool.QueryRow(ctx, `
 		SELECT username FROM mediators WHERE setup_hash = $1 AND setup_expires_at > now() AND disabled_at IS NULL`,
-		sum[:]).Scan(&username)
+		sum).Scan(&username)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
 	}

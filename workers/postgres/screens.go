@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -19,10 +18,10 @@ const screenChannel = "spotflow_screen"
 // life, replacing any before: the code a second window types to follow the
 // visit.
 func (s *Store) PairScreen(ctx context.Context, id, username, code string, life time.Duration) error {
-	sum := sha256.Sum256([]byte(code))
+	sum := secretHash(code)
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE visits SET pair_hash = $3, pair_expires_at = now() + $4::interval
-		WHERE id = $1 AND username = $2 AND ended_at IS NULL`, id, username, sum[:], life.String())
+		WHERE id = $1 AND username = $2 AND ended_at IS NULL`, id, username, sum, life.String())
 	if err != nil {
 		return fmt.Errorf("pair a screen: %w", err)
 	}
@@ -37,12 +36,12 @@ func (s *Store) PairScreen(ctx context.Context, id, username, code string, life 
 // the visit's ID. A screen paired before with the visit is unpaired.
 // events.ErrNotFound for a code unknown, used or expired.
 func (s *Store) ClaimScreen(ctx context.Context, code string, tokenHash []byte) (string, error) {
-	sum := sha256.Sum256([]byte(code))
+	sum := secretHash(code)
 	var id string
 	err := s.pool.QueryRow(ctx, `
 		UPDATE visits SET pair_hash = NULL, pair_expires_at = NULL, screen_hash = $2
 		WHERE pair_hash = $1 AND pair_expires_at > now() AND ended_at IS NULL
-		RETURNING id`, sum[:], tokenHash).Scan(&id)
+		RETURNING id`, sum, tokenHash).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", events.ErrNotFound
 	}

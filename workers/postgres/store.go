@@ -47,6 +47,13 @@ func NewStore(pool *pgxpool.Pool, citizenKey []byte, opts ...Option) *Store {
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // keyedHash is HMAC-SHA256 of parts under the citizen key.
+// secretHash is the SHA-256 of a random secret (a token, a one-time code),
+// as the database keeps it in the secret's place.
+func secretHash(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
 func (s *Store) keyedHash(parts ...[]byte) []byte {
 	m := hmac.New(sha256.New, s.citizenKey)
 	for _, p := range parts {
