@@ -250,9 +250,6 @@ func (a *App) screenLive(w http.ResponseWriter, r *http.Request) {
 		a.unavailable(w, r, nil, err)
 		return
 	}
-	if !v.EndedAt.IsZero() {
-		step = "ended"
-	}
 	a.render(w, r, http.StatusOK, "screen", v.Language, nil, nil, a.screenOf(r.Context(), v, step))
 }
 
@@ -262,7 +259,7 @@ func (a *App) screenLive(w http.ResponseWriter, r *http.Request) {
 func (a *App) screenEvents(w http.ResponseWriter, r *http.Request) {
 	v, step, _, err := a.screenVisit(r)
 	switch {
-	case errors.Is(err, events.ErrNotFound) || (err == nil && (step == "ended" || !v.EndedAt.IsZero())):
+	case errors.Is(err, events.ErrNotFound) || (err == nil && step == "ended"):
 		// Nothing to follow: 204 tells the browser not to reconnect.
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -289,12 +286,8 @@ func (a *App) screenEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return false
 		}
-		// The mediator's last step, or the visit ended otherwise (erased,
-		// left open too long).
-		ended := step == "ended" || !v.EndedAt.IsZero()
-		if ended {
-			step = "ended"
-		}
+		// The visit's step is "ended" once it has (ScreenVisit).
+		ended := step == "ended"
 		if seq != lastSeq || ended {
 			lastSeq = seq
 			var b strings.Builder
