@@ -50,6 +50,8 @@ type Request struct {
 	SubmittedAt time.Time                  `json:"submitted_at"`
 	// Round counts operator replays of the request; 0 for the original.
 	Round int `json:"round,omitempty"`
+	// Practice marks a request made in training mode (see Practice).
+	Practice *Practice `json:"practice,omitempty"`
 }
 
 // WorkItem is a request's share for one agency, as queued on the agency's
@@ -72,6 +74,9 @@ type WorkItem struct {
 	// 0 for the original. A replay keeps the ID, so the agency still
 	// recognises a work item it has already applied.
 	Round int `json:"round,omitempty"`
+	// Practice marks a work item of a request made in training mode: it
+	// travels on the practice queue only, never on an agency's.
+	Practice *Practice `json:"practice,omitempty"`
 }
 
 // WorkItemID names the work item of a request for an agency.
@@ -101,6 +106,9 @@ type StatusEvent struct {
 	// dispatched event travels in the answer's message rather than in one
 	// of its own. The projection records both events (see Split).
 	DispatchedAt time.Time `json:"dispatched_at,omitzero"`
+	// Practice marks an event of a work item made in training mode; the
+	// practice agency publishes its answers (SourceOf).
+	Practice bool `json:"practice,omitempty"`
 }
 
 // Split returns the events a status message stands for: the work item's
@@ -120,6 +128,7 @@ func (ev StatusEvent) Split() []StatusEvent {
 		At:        ev.DispatchedAt,
 		Actor:     ActorDispatcher,
 		Round:     ev.Round,
+		Practice:  ev.Practice,
 	}
 	ev.DispatchedAt = time.Time{}
 	return []StatusEvent{dispatched, ev}
@@ -178,7 +187,17 @@ func (r *Request) WorkItemFor(agency string) WorkItem {
 		Attributes:   r.Attributes,
 		SubmittedAt:  r.SubmittedAt,
 		Round:        r.Round,
+		Practice:     r.Practice,
 	}
+}
+
+// Queue is the subject item travels on: its agency's work queue, or the
+// practice queue for a work item made in training mode.
+func (item *WorkItem) Queue() string {
+	if item.Practice != nil {
+		return WorkSubject(SourcePractice)
+	}
+	return WorkSubject(item.Agency)
 }
 
 // Change is one thing a projection applies: a submitted request or a status

@@ -22,19 +22,24 @@ const (
 	// SourceReplay publishes the routed event with which an operator's
 	// replay opens a new round of a work item.
 	SourceReplay = "replay"
+	// SourcePractice is the simulated agency of training mode: it consumes
+	// the practice queue (WorkSubject(SourcePractice)) and publishes the
+	// answers to practice work items, whichever agency they name.
+	SourcePractice = "practice"
 )
 
 // PipelineSource reports whether code is one of the pipeline's own status
 // sources, which no agency may take as its code.
 func PipelineSource(code string) bool {
-	return code == SourceRouter || code == SourceDispatcher || code == SourceReplay
+	return code == SourceRouter || code == SourceDispatcher || code == SourceReplay || code == SourcePractice
 }
 
 // SourceOf is the one source that may publish ev: the router for a
 // request's own events, the replay for the routed event that opens a work
 // item's round, the dispatcher for a work item dispatched or failed, and
 // the work item's agency for its answers (accepted, in_progress, completed,
-// rejected), which may carry when it was dispatched (DispatchedAt).
+// rejected), which may carry when it was dispatched (DispatchedAt), and the
+// practice agency for the answers to a practice work item.
 func SourceOf(ev *StatusEvent) string {
 	switch {
 	case ev.Agency == "":
@@ -43,6 +48,8 @@ func SourceOf(ev *StatusEvent) string {
 		return SourceReplay
 	case ev.Status == StatusDispatched || ev.Status == StatusFailed:
 		return SourceDispatcher
+	case ev.Practice:
+		return SourcePractice
 	}
 	return ev.Agency
 }
@@ -122,10 +129,10 @@ func (ev *StatusEvent) CheckFrom(source string, arrived time.Time) error {
 	case ev.Agency == "" && ev.Status != StatusRouted && ev.Status != StatusFailed,
 		ev.Agency != "" && ev.Status == StatusSubmitted:
 		return Refuse(RuleSource, "event %s: %q never publishes %s", ev.ID, source, ev.Status)
-	case !ev.DispatchedAt.IsZero() && source != ev.Agency:
+	case !ev.DispatchedAt.IsZero() && source != ev.Agency && source != SourcePractice:
 		return Refuse(RuleSource, "event %s: dispatched_at on an event of %q", ev.ID, source)
 	}
-	if source == ev.Agency {
+	if source == ev.Agency || source == SourcePractice {
 		item := WorkItemID(ev.RequestID, ev.Agency)
 		if canonical := RoundEventID(ev.RequestID, ev.Agency, ev.Status, ev.Round); ev.Status.Terminal() && ev.ID != canonical {
 			return Refuse(RuleID, "event %s: the ID of a work item's %s in round %d must be %s", ev.ID, ev.Status, ev.Round, canonical)

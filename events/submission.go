@@ -26,6 +26,9 @@ type Submission struct {
 	// recorded it: the version of the catalogue's consent text, the
 	// language it was shown in, and when (intake's time when left out).
 	Consent *ConsentGiven `json:"consent,omitempty"`
+	// Practice makes the submission a training request. Only the desk
+	// application sets it, for a session in training mode; no API takes it.
+	Practice *Practice `json:"-"`
 }
 
 // Limits on the free-form parts of a submission.
@@ -121,6 +124,14 @@ func (c *Catalog) Validate(s *Submission) (*Service, error) {
 	svc, ok := c.Service(s.ServiceCode)
 	if !ok {
 		return nil, &FieldError{CodeUnknownService, "service_code", fmt.Sprintf("no service has code %q", s.ServiceCode)}
+	}
+	if s.Practice != nil {
+		if !svc.Training {
+			return nil, &FieldError{CodeInvalidValue, "service_code", fmt.Sprintf("service %q may not be practised in training mode", s.ServiceCode)}
+		}
+		if err := s.Practice.Check(); err != nil {
+			return nil, &FieldError{CodeInvalidValue, "practice", err.Error()}
+		}
 	}
 	if err := validateCitizen(s.Citizen); err != nil {
 		return nil, err

@@ -20,7 +20,10 @@ type RequestView struct {
 	// Mediator is who submitted it at the desk, when the desk said.
 	Mediator string `json:"mediator,omitempty"`
 	// Consent is the citizen's consent it was submitted under, if recorded.
-	Consent   *ConsentGiven   `json:"consent,omitempty"`
+	Consent *ConsentGiven `json:"consent,omitempty"`
+	// Training marks a request made in training mode: it went to the
+	// simulated practice agency only.
+	Training  bool            `json:"training,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
 	WorkItems []WorkItemView  `json:"work_items"`
@@ -109,6 +112,9 @@ type RequestQuery struct {
 	From, To time.Time
 	// Limit caps the number of requests; 0 means no cap.
 	Limit int
+	// NoTraining leaves out requests made in training mode, for interfaces
+	// that other systems read as the desk's real work (Open311).
+	NoTraining bool
 }
 
 // UpdateQuery selects the timeline events of a desk's requests that
@@ -147,6 +153,8 @@ type RequestSummary struct {
 	Note        string
 	SubmittedAt time.Time
 	UpdatedAt   time.Time
+	// Training marks a request made in training mode.
+	Training bool
 }
 
 // AgencyCredential is what spotflow keeps of an agency's credential: the

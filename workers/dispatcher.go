@@ -119,8 +119,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if item.Agency != agency {
-					return events.Permanent(fmt.Errorf("work item %s is for %s, not %s", item.ID, item.Agency, agency))
+				if item.Queue() != events.WorkSubject(agency) {
+					return events.Permanent(fmt.Errorf("work item %s of %s does not belong on the queue of %s", item.ID, item.Agency, agency))
 				}
 				return d.Deliver(ctx, adapter, item)
 			})
@@ -216,7 +216,7 @@ func (d *Dispatcher) publish(ctx context.Context, item *events.WorkItem, evs ...
 		return fmt.Errorf("report %s of work item %s: %w", evs[len(evs)-1].Status, item.ID, err)
 	}
 	for _, ev := range evs {
-		if ev.Status == events.StatusDispatched || !ev.DispatchedAt.IsZero() {
+		if !ev.Practice && (ev.Status == events.StatusDispatched || !ev.DispatchedAt.IsZero()) {
 			d.cfg.Metrics.wasDispatched(item.Agency)
 		}
 	}
@@ -235,20 +235,30 @@ func (d *Dispatcher) deadLetterFor(agency string) func(context.Context, jetstrea
 		dl := deadLetterOf(msg, events.ReasonPermanent, reason)
 		item, err := decodeWorkItem(msg.Data())
 		if err == nil {
-			dl.RequestID, dl.WorkItemID, dl.Agency = item.RequestID, item.ID, item.Agency
+			dl.RequestID, dl.WorkItemID, dl.Agency = item.RequestID, item.ID, queueOwner(item)
 		} else {
 			dl.Agency = agency
 		}
 		if err := record(ctx, d.cfg.DeadLetters, dl); err != nil {
 			return err
 		}
-		if err != nil || item.Agency != agency {
+		if err != nil || item.Queue() != events.WorkSubject(agency) {
 			d.cfg.Logger.Error("dispatcher: dead-lettered a message that is not a work item of this queue",
 				"agency", agency, "subject", msg.Subject(), "reason", reason.Error())
 			return nil
 		}
 		return d.publishStatus(ctx, item, events.StatusFailed, reason.Error())
 	}
+}
+
+// queueOwner is whose queue item travels on: its agency's, or the practice
+// agency's for a work item made in training mode, whose dead letter is
+// never counted or listed as its agency's.
+func queueOwner(item *events.WorkItem) string {
+	if item.Practice != nil {
+		return events.SourcePractice
+	}
+	return item.Agency
 }
 
 func decodeWorkItem(data []byte) (*events.WorkItem, error) {
@@ -278,6 +288,10 @@ func statusEvent(item *events.WorkItem, status events.Status, note string) event
 		Actor:     "agency:" + item.Agency,
 		Note:      events.CleanNote(note),
 		Round:     item.Round,
+		Practice:  item.Practice != nil,
+	}
+	if item.Practice != nil {
+		ev.Actor = "agency:" + events.SourcePractice
 	}
 	if status == events.StatusDispatched || status == events.StatusFailed {
 		ev.Actor = events.ActorDispatcher

@@ -280,7 +280,7 @@ func TestDispatcher_DeadLettersAWorkItemQueuedForAnotherAgency(t *testing.T) {
 		}
 	}
 	i := slices.IndexFunc(dead, func(dl events.DeadLetter) bool { return dl.WorkItemID == "req-4.sns" })
-	if i < 0 || !strings.Contains(dead[i].LastError, "is for sns, not tax") {
+	if i < 0 || !strings.Contains(dead[i].LastError, "of sns does not belong on the queue of tax") {
 		t.Errorf("dead letters %+v, want req-4.sns with the reason", dead)
 	}
 	if calls := adapter.Calls(); len(calls) != 0 {

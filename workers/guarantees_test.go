@@ -54,6 +54,7 @@ func startPipelineWithout(t *testing.T, adapter workers.Adapter, topology natsbu
 	for _, a := range cat.AgencyCodes() {
 		adapters[a] = adapter
 	}
+	adapters[events.SourcePractice] = workers.PracticeAgency{}
 	dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
 		JetStream: p.js, Adapters: adapters, DeadLetters: p.store, RetryFor: 50 * time.Millisecond, Logger: quiet,
 	})

@@ -150,7 +150,7 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 			return "", nil, err
 		}
 	}
-	canonical, err := json.Marshal(sub)
+	canonical, err := canonicalOf(sub)
 	if err != nil {
 		return "", nil, fmt.Errorf("accept: encode submission: %w", err)
 	}
@@ -170,7 +170,7 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
 	}
 	if published {
-		in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
+		in.accepted(desk, sub)
 		return id, svc, nil
 	}
 	req := events.Request{
@@ -185,6 +185,7 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 		Citizen:      *sub.Citizen,
 		Attributes:   sub.Attributes,
 		SubmittedAt:  now,
+		Practice:     sub.Practice,
 	}
 	if c := sub.Consent; c != nil && c.At.IsZero() {
 		// Stamped after the key was bound to the body without it, so that a
@@ -215,8 +216,28 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 	if in.cfg.Limits != nil {
 		in.cfg.Limits.Accepted(desk.ID)
 	}
-	in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
+	in.accepted(desk, sub)
 	return id, svc, nil
+}
+
+// accepted counts an accepted submission, unless it is practice, which
+// counts nowhere.
+func (in *Intake) accepted(desk events.Desk, sub *events.Submission) {
+	if sub.Practice == nil {
+		in.cfg.Metrics.accepted(desk.Municipality, sub.ServiceCode)
+	}
+}
+
+// canonicalOf is the body an idempotency key is bound to: the submission
+// as its JSON, with the practice scenario of a training request.
+func canonicalOf(sub *events.Submission) ([]byte, error) {
+	if sub.Practice == nil {
+		return json.Marshal(sub)
+	}
+	return json.Marshal(struct {
+		*events.Submission
+		Practice *events.Practice `json:"practice"`
+	}{sub, sub.Practice})
 }
 
 // PublishStatus stores a status event an agency reported over HTTPS on the

@@ -25,6 +25,9 @@ type PersonalDataPruning interface {
 	// EndIdleVisits ends the desk application's visits started before
 	// cutoff and left open, forgetting their citizens.
 	EndIdleVisits(ctx context.Context, cutoff time.Time) (int64, error)
+	// PruneTraining removes the training requests submitted, and the
+	// training visits started, before before.
+	PruneTraining(ctx context.Context, before time.Time) (events.Pruned, int64, error)
 }
 
 // PrunerStore is what the pruner needs of the database.
@@ -53,6 +56,10 @@ type PrunerConfig struct {
 	// VisitLife is how long a visit in the desk application may stay open
 	// before it is ended, and its citizen forgotten. Default 12 hours.
 	VisitLife time.Duration
+	// TrainingRetention is how long what training mode leaves (training
+	// requests and visits) is kept, for trainers to go through. Default 7
+	// days.
+	TrainingRetention time.Duration
 	// Now tells the time; default time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -62,7 +69,8 @@ type PrunerConfig struct {
 // Pruner deletes what is kept past its use: at start and then every Every,
 // the dashboard's minute and hour roll-ups past their retention, the sealed
 // copies of requests and dead letters that nothing can use any more, the
-// desk application's visits left open past VisitLife, and,
+// desk application's visits left open past VisitLife, training requests and
+// visits past TrainingRetention, and,
 // with a RequestRetention, the requests that ended longer ago than that. It
 // works in batches of a few thousand rows and adds nothing to the
 // projector's work. Several processes may run it; pruning twice is
@@ -82,6 +90,7 @@ func NewPruner(cfg PrunerConfig) (*Pruner, error) {
 	cfg.Every = cmp.Or(cfg.Every, 10*time.Minute)
 	cfg.ReconcileAfter = cmp.Or(cfg.ReconcileAfter, 5*time.Minute)
 	cfg.VisitLife = cmp.Or(cfg.VisitLife, 12*time.Hour)
+	cfg.TrainingRetention = cmp.Or(cfg.TrainingRetention, 7*24*time.Hour)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -123,6 +132,13 @@ func (p *Pruner) Prune(ctx context.Context) error {
 		errs = append(errs, err)
 	case ended > 0:
 		log.Info("pruner: ended visits left open", "visits", ended)
+	}
+	practice, visits, err := p.cfg.Store.PruneTraining(ctx, now.Add(-p.cfg.TrainingRetention))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if practice.Requests > 0 || visits > 0 {
+		log.Info("pruner: removed training past its retention", "requests", practice.Requests, "visits", visits)
 	}
 	if p.cfg.RequestRetention > 0 {
 		pruned, err := p.cfg.Store.PruneRequests(ctx, now.Add(-p.cfg.RequestRetention))

@@ -24,7 +24,18 @@ type prunerCalls struct {
 	reconcileAfter         []time.Duration
 	prunedBefore           []time.Time
 	visitsBefore           []time.Time
+	trainingBefore         []time.Time
 	failDashboard, failAll bool
+}
+
+func (c *prunerCalls) PruneTraining(_ context.Context, before time.Time) (events.Pruned, int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.trainingBefore = append(c.trainingBefore, before)
+	if c.failAll {
+		return events.Pruned{}, 0, errors.New("training: postgres down")
+	}
+	return events.Pruned{Requests: 1}, 1, nil
 }
 
 func (c *prunerCalls) EndIdleVisits(_ context.Context, cutoff time.Time) (int64, error) {
@@ -84,7 +95,7 @@ func TestPruner_PrunesRollupsSealedCopiesAndRequestsPastTheirRetention(t *testin
 		{name: "a step that fails does not stop the others", retention: time.Hour, failDashboard: true,
 			wantBefore: []time.Time{now.Add(-time.Hour)}, wantErrs: []string{"dashboard"}},
 		{name: "every failure is returned", retention: time.Hour, failAll: true,
-			wantBefore: []time.Time{now.Add(-time.Hour)}, wantErrs: []string{"dashboard", "sealed copies", "visits", "requests"}},
+			wantBefore: []time.Time{now.Add(-time.Hour)}, wantErrs: []string{"dashboard", "sealed copies", "visits", "training", "requests"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &prunerCalls{failDashboard: tc.failDashboard, failAll: tc.failAll}
@@ -102,6 +113,9 @@ func TestPruner_PrunesRollupsSealedCopiesAndRequestsPastTheirRetention(t *testin
 			}
 			if len(store.visitsBefore) != 1 || !store.visitsBefore[0].Equal(now.Add(-12*time.Hour)) {
 				t.Errorf("visits ended if started before %v, want once before %v (12 hours)", store.visitsBefore, now.Add(-12*time.Hour))
+			}
+			if len(store.trainingBefore) != 1 || !store.trainingBefore[0].Equal(now.Add(-7*24*time.Hour)) {
+				t.Errorf("training pruned if before %v, want once before %v (7 days)", store.trainingBefore, now.Add(-7*24*time.Hour))
 			}
 			if fmt.Sprint(store.prunedBefore) != fmt.Sprint(tc.wantBefore) {
 				t.Errorf("requests pruned before %v, want %v", store.prunedBefore, tc.wantBefore)

@@ -86,15 +86,17 @@ func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	var routed, items []natsbus.Outgoing
 	var planned []int     // the messages whose requests are in routed
-	var services []string // and their services, for the metrics
+	var services []string // and the services of those that count, for the metrics
 	for i, msg := range msgs {
 		req, err := decodeRequest(msg.Data())
 		if err == nil {
 			var ev natsbus.Outgoing
 			var its []natsbus.Outgoing
 			if ev, its, err = r.plan(req); err == nil {
-				routed, items = append(routed, ev), append(items, its...)
-				planned, services = append(planned, i), append(services, req.ServiceCode)
+				routed, items, planned = append(routed, ev), append(items, its...), append(planned, i)
+				if req.Practice == nil {
+					services = append(services, req.ServiceCode)
+				}
 			}
 		}
 		errs[i] = err
@@ -121,7 +123,9 @@ func (r *Router) Route(ctx context.Context, req *events.Request) error {
 	if err := r.publish(ctx, []natsbus.Outgoing{routed}, items); err != nil {
 		return fmt.Errorf("route request %s: %w", req.ID, err)
 	}
-	r.cfg.Metrics.wasRouted(req.ServiceCode)
+	if req.Practice == nil {
+		r.cfg.Metrics.wasRouted(req.ServiceCode)
+	}
 	return nil
 }
 
@@ -139,7 +143,8 @@ func (r *Router) publish(ctx context.Context, routed, items []natsbus.Outgoing) 
 }
 
 // plan works out what routing req publishes: its routed event and one work
-// item per responsible agency.
+// item per responsible agency, on that agency's queue, or on the practice
+// queue for a request made in training mode, which no agency consumes.
 func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []natsbus.Outgoing, err error) {
 	svc, ok := r.cfg.Catalog.Current().Service(req.ServiceCode)
 	if !ok {
@@ -159,7 +164,7 @@ func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []nat
 	items = make([]natsbus.Outgoing, len(svc.Agencies))
 	for i, agency := range svc.Agencies {
 		item := req.WorkItemFor(agency)
-		items[i] = natsbus.Outgoing{Subject: events.WorkSubject(agency), ID: events.MsgID(item.ID, item.Round), Value: item}
+		items[i] = natsbus.Outgoing{Subject: item.Queue(), ID: events.MsgID(item.ID, item.Round), Value: item}
 	}
 	return routed, items, nil
 }

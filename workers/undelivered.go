@@ -89,12 +89,12 @@ func (u *Undelivered) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	item, decodeErr := decodeWorkItem(raw.Data)
 	if decodeErr == nil {
-		d.RequestID, d.WorkItemID, d.Agency = item.RequestID, item.ID, item.Agency
+		d.RequestID, d.WorkItemID, d.Agency = item.RequestID, item.ID, queueOwner(item)
 	}
 	if err := record(ctx, u.cfg.Store, d); err != nil {
 		return err
 	}
-	if decodeErr == nil && raw.Subject == events.WorkSubject(item.Agency) {
+	if decodeErr == nil && raw.Subject == item.Queue() {
 		failed := statusEvent(item, events.StatusFailed, d.LastError)
 		if err := u.pub.Publish(ctx, natsbus.Outgoing{Subject: events.StatusSubject(events.SourceOf(&failed)), ID: failed.ID, Value: failed}); err != nil {
 			return err

@@ -330,7 +330,8 @@ func (p *process) startRouter() error {
 }
 
 // startDispatcher runs the dispatcher, with an adapter per agency of the
-// catalogue that does not consume its own queue, and Undelivered, which
+// catalogue that does not consume its own queue and the practice agency of
+// training mode, and Undelivered, which
 // dead-letters work items whose deliveries ran out, whoever consumes them.
 func (p *process) startDispatcher() error {
 	adapters, err := p.adapters(p.catalog)
@@ -340,16 +341,16 @@ func (p *process) startDispatcher() error {
 	for agency, a := range adapters {
 		adapters[agency] = p.metrics.Adapter(agency, a)
 	}
-	if len(adapters) > 0 {
-		dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
-			JetStream: p.bus.js(roleDispatcher), Adapters: adapters, DeadLetters: p.deadLetters, Metrics: p.metrics,
-			KeepAlive: p.Config.AckWait / 3, Publisher: p.bus.pub(roleDispatcher), Logger: p.log,
-		})
-		if err != nil {
-			return err
-		}
-		p.run(dispatcher)
+	// Training mode's simulated agency, counted nowhere.
+	adapters[events.SourcePractice] = workers.PracticeAgency{}
+	dispatcher, err := workers.NewDispatcher(workers.DispatcherConfig{
+		JetStream: p.bus.js(roleDispatcher), Adapters: adapters, DeadLetters: p.deadLetters, Metrics: p.metrics,
+		KeepAlive: p.Config.AckWait / 3, Publisher: p.bus.pub(roleDispatcher), Logger: p.log,
+	})
+	if err != nil {
+		return err
 	}
+	p.run(dispatcher)
 	undelivered, err := workers.NewUndelivered(workers.UndeliveredConfig{JetStream: p.bus.js(roleDispatcher), Store: p.deadLetters, Logger: p.log})
 	if err != nil {
 		return err
@@ -373,7 +374,7 @@ func (p *process) startProjector() error {
 		return err
 	}
 	pruner, err := workers.NewPruner(workers.PrunerConfig{
-		Store: p.store, RequestRetention: p.Config.RequestRetention, ReconcileAfter: p.Config.ReconcileAfter,
+		Store: p.store, RequestRetention: p.Config.RequestRetention, TrainingRetention: p.Config.TrainingRetention, ReconcileAfter: p.Config.ReconcileAfter,
 		Logger: p.log.With("role", "pruner"),
 	})
 	if err != nil {

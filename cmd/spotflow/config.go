@@ -111,6 +111,10 @@ type Config struct {
 	// them for ever, and so does the zero Config. It must be longer than
 	// StreamMaxAge (docs/personal-data.md).
 	RequestRetention time.Duration
+	// TrainingRetention is how long training requests and visits are kept,
+	// for trainers to go through them, from their start.
+	// SPOTFLOW_TRAINING_RETENTION, default 7d.
+	TrainingRetention time.Duration
 	// StreamMaxAge is how long the events stream keeps requests (with the
 	// citizen's personal data) and status events, and the advisories
 	// stream its advisories: longer than the longest outage of a consumer
@@ -235,6 +239,8 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("SPOTFLOW_RECONCILE_EVERY", 30*time.Second), "how often to look for stalled requests (SPOTFLOW_RECONCILE_EVERY)")
 	c.RequestRetention = envDays("SPOTFLOW_REQUEST_RETENTION", defaultRequestRetention)
 	fs.Var((*days)(&c.RequestRetention), "request-retention", "how long a request that ended is kept, with its timeline, work items and dead letters, in days (400d) or as a Go duration; 0 keeps them for ever; longer than --stream-max-age (SPOTFLOW_REQUEST_RETENTION)")
+	c.TrainingRetention = envDays("SPOTFLOW_TRAINING_RETENTION", 7*24*time.Hour)
+	fs.Var((*days)(&c.TrainingRetention), "training-retention", "how long requests and visits made in training mode are kept, in days (7d) or as a Go duration (SPOTFLOW_TRAINING_RETENTION)")
 	c.StreamMaxAge = envDays("SPOTFLOW_STREAM_MAX_AGE", natsbus.DefaultMaxAge)
 	fs.Var((*days)(&c.StreamMaxAge), "stream-max-age", "how long the events stream keeps requests (personal data) and status events, and the advisories stream its advisories, in days (7d) or as a Go duration (SPOTFLOW_STREAM_MAX_AGE)")
 	fs.Float64Var(&c.DeskRate, "desk-rate", envFloat("SPOTFLOW_DESK_RATE", 10), "submissions a second a desk may make to one intake process; 0 for no limit (SPOTFLOW_DESK_RATE)")

@@ -118,7 +118,7 @@ func RoleGrant(role string, adapterAgencies []string) (Grant, error) {
 			events.StatusSubject(events.SourceDispatcher),
 			"$JS.API.STREAM.MSG.GET."+events.WorkStream, "$JS.API.DIRECT.GET."+events.WorkStream,
 			"$JS.API.STREAM.MSG.DELETE."+events.WorkStream)
-		for _, a := range adapterAgencies {
+		for _, a := range append([]string{events.SourcePractice}, adapterAgencies...) {
 			g.Publish = append(g.Publish, pullGrant(events.WorkStream, events.AgencyConsumer(a))...)
 			g.Publish = append(g.Publish, events.StatusSubject(a))
 		}

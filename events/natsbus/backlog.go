@@ -49,7 +49,8 @@ func ConsumerStates(ctx context.Context, js jetstream.JetStream) ([]ConsumerStat
 	return out, nil
 }
 
-// Backlog reads the state of every agency's work queue.
+// Backlog reads the state of every agency's work queue (the practice queue
+// is no agency's).
 func Backlog(ctx context.Context, js jetstream.JetStream) ([]events.QueueBacklog, error) {
 	states, err := ConsumerStates(ctx, js)
 	if err != nil {
@@ -58,7 +59,7 @@ func Backlog(ctx context.Context, js jetstream.JetStream) ([]events.QueueBacklog
 	var out []events.QueueBacklog
 	for _, s := range states {
 		agency, ok := strings.CutPrefix(s.Consumer, events.AgencyConsumer(""))
-		if s.Stream != events.WorkStream || !ok {
+		if s.Stream != events.WorkStream || !ok || agency == events.SourcePractice {
 			continue
 		}
 		out = append(out, events.QueueBacklog{Agency: agency, Pending: s.Pending, AckPending: s.AckPending, Redelivered: s.Redelivered})

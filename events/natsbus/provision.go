@@ -125,7 +125,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := consumer(events.AdvisoryStream, events.UndeliveredConsumer, "", unlimited); err != nil {
 		return err
 	}
-	for _, a := range t.Agencies {
+	// The practice queue: training mode's work items, which only the
+	// dispatcher's practice agency consumes.
+	for _, a := range append([]string{events.SourcePractice}, t.Agencies...) {
 		err := consumer(events.WorkStream, events.AgencyConsumer(a), events.WorkSubject(a), cmp.Or(t.MaxDeliveries, 100))
 		if err != nil {
 			return err

@@ -125,7 +125,7 @@ func parseW3(s string) (time.Time, error) {
 // desk's requests as of now. When they are wrong, desc says why, naming the
 // argument as the client sent it, and q is empty.
 func requestsQuery(form url.Values, desk string, now time.Time) (q events.RequestQuery, desc string) {
-	q = events.RequestQuery{DeskID: desk, Limit: requestsLimit}
+	q = events.RequestQuery{DeskID: desk, Limit: requestsLimit, NoTraining: true}
 	ids, desc := commaList(form, "service_request_id")
 	if desc != "" {
 		return events.RequestQuery{}, desc
@@ -236,7 +236,7 @@ func (a *API) findOne(w http.ResponseWriter, r *http.Request, name, what string)
 		writeError(w, format, http.StatusNotFound, http.StatusNotFound, fmt.Sprintf("%s %q was not found", what, id))
 		return found, format, false
 	}
-	list, err := a.cfg.Store.SearchRequests(r.Context(), events.RequestQuery{DeskID: desk.ID, IDs: []string{id}, Limit: 1})
+	list, err := a.cfg.Store.SearchRequests(r.Context(), events.RequestQuery{DeskID: desk.ID, IDs: []string{id}, Limit: 1, NoTraining: true})
 	if err != nil {
 		a.cfg.Logger.Error("open311: read request", "desk", desk.ID, "err", err)
 		writeUnavailable(w, format, "cannot read requests right now; retry later")

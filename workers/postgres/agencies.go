@@ -121,14 +121,16 @@ func (s *Store) AgencyCredentials(ctx context.Context, agency, kind string, revo
 // work item of request requestID. It is events.ErrNotFound when the
 // projection holds the request's work items and none is agency's, and
 // events.ErrUnknownRequest when it holds none of them (yet: the projection
-// may lag the work queue by a moment).
+// may lag the work queue by a moment) or the request was made in training
+// mode, which no agency was given.
 func (s *Store) WorkItemState(ctx context.Context, requestID, agency string) (events.WorkItemState, error) {
 	var st events.WorkItemState
 	var items int
 	err := s.pool.QueryRow(ctx, `
 		SELECT count(*), coalesce(max(round) FILTER (WHERE agency = $2), 0),
 		       coalesce(max(status) FILTER (WHERE agency = $2), '')
-		FROM work_items WHERE request_id = $1`, requestID, agency).Scan(&items, &st.Round, &st.Status)
+		FROM work_items WHERE request_id = $1
+		  AND NOT EXISTS (SELECT 1 FROM requests WHERE id = $1 AND training)`, requestID, agency).Scan(&items, &st.Round, &st.Status)
 	switch {
 	case err != nil:
 		return events.WorkItemState{}, classify(fmt.Errorf("look up work item: %w", err))

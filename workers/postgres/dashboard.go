@@ -133,9 +133,12 @@ func (s *Store) DashboardLatency(ctx context.Context, f events.DashboardFilter, 
 }
 
 // PendingDeadLetters counts the dead letters never replayed, by agency ("" for
-// messages of no agency).
+// messages of no agency); the practice queue's count nowhere.
 func (s *Store) PendingDeadLetters(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT agency, count(*) FROM dead_letters WHERE replayed_at IS NULL AND payload IS NOT NULL GROUP BY agency`)
+	rows, err := s.pool.Query(ctx, `
+		SELECT agency, count(*) FROM dead_letters
+		WHERE replayed_at IS NULL AND payload IS NOT NULL AND agency IS DISTINCT FROM $1
+		GROUP BY agency`, events.SourcePractice)
 	if err != nil {
 		return nil, fmt.Errorf("count dead letters: %w", err)
 	}

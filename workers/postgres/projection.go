@@ -59,7 +59,9 @@ type requestState struct {
 	submittedAt                 time.Time
 	status                      events.Status
 	round                       int
-	items                       []workItemState
+	// training marks a request made in training mode: counted nowhere.
+	training bool
+	items    []workItemState
 	// at is the latest event time seen; dirty marks a request to write back.
 	at    time.Time
 	dirty bool
@@ -169,35 +171,36 @@ func (s *Store) load(ctx context.Context, tx pgx.Tx, ids, eventIDs []string, ins
 			refs                                  = make([][]byte, 0, n)
 			submitted                             = make([]time.Time, 0, n)
 			// NULL for a request without consent.
-			consent = make([]*events.ConsentGiven, 0, n)
+			consent  = make([]*events.ConsentGiven, 0, n)
+			training = make([]bool, 0, n)
 		)
 		for _, id := range slices.Sorted(maps.Keys(inserts)) {
 			r := inserts[id]
 			rid, desk, muni, svc = append(rid, r.ID), append(desk, r.DeskID), append(muni, r.Municipality), append(svc, r.ServiceCode)
 			visit, mediator = append(visit, r.VisitID), append(mediator, r.Mediator)
-			consent = append(consent, r.Consent)
+			consent, training = append(consent, r.Consent), append(training, r.Practice != nil)
 			refs = append(refs, s.keyedHash([]byte(r.Citizen.NationalID)))
 			submitted = append(submitted, r.SubmittedAt)
 		}
 		q.Queue(`
 			INSERT INTO requests (id, desk_id, municipality, service_code, visit_id, mediator,
-			                      citizen_ref, status, submitted_at, updated_at, consent)
-			SELECT id, desk, muni, svc, NULLIF(visit, ''), NULLIF(mediator, ''), ref, $9, at, at, consent
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[], $10::jsonb[])
-			     AS t(id, desk, muni, svc, visit, mediator, ref, at, consent)
+			                      citizen_ref, status, submitted_at, updated_at, consent, training)
+			SELECT id, desk, muni, svc, NULLIF(visit, ''), NULLIF(mediator, ''), ref, $9, at, at, consent, training
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[], $10::jsonb[], $11::bool[])
+			     AS t(id, desk, muni, svc, visit, mediator, ref, at, consent, training)
 			ORDER BY id
 			ON CONFLICT (id) DO NOTHING`,
-			rid, desk, muni, svc, visit, mediator, refs, submitted, events.StatusSubmitted, consent)
+			rid, desk, muni, svc, visit, mediator, refs, submitted, events.StatusSubmitted, consent, training)
 	}
 	b := &batch{requests: make(map[string]*requestState, len(ids)), seen: make(map[string]bool)}
 	q.Queue(`
-		SELECT id, desk_id, municipality, service_code, submitted_at, status, round FROM requests
+		SELECT id, desk_id, municipality, service_code, submitted_at, status, round, training FROM requests
 		WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
 				r := &requestState{}
-				if err := rows.Scan(&id, &r.desk, &r.municipality, &r.service, &r.submittedAt, &r.status, &r.round); err != nil {
+				if err := rows.Scan(&id, &r.desk, &r.municipality, &r.service, &r.submittedAt, &r.status, &r.round, &r.training); err != nil {
 					return err
 				}
 				b.requests[id] = r
@@ -264,13 +267,18 @@ func (b *batch) apply(ev *events.StatusEvent) error {
 }
 
 // check refuses a work item's event that breaks a rule only the projection
-// can judge: it names a round no replay opened (only the replay's routed
-// event opens one), or it would move the work item from one terminal status
-// to another within a round (a rival terminal event of that round is
-// recorded already: see rivals).
+// can judge: a practice event of a real request, or an agency's event of a
+// training request (which no agency was given); an event of a round no
+// replay opened (only the replay's routed event opens one); or one that
+// would move the work item from one terminal status to another within a
+// round (a rival terminal event of that round is recorded already: see
+// rivals).
 func (b *batch) check(req *requestState, ev *events.StatusEvent) error {
 	if ev.Agency == "" {
 		return nil
+	}
+	if ev.Practice != req.training {
+		return events.Refuse(events.RuleSource, "event %s (practice %t) of a request made with training mode %t", ev.ID, ev.Practice, req.training)
 	}
 	i := slices.IndexFunc(req.items, func(w workItemState) bool { return w.agency == ev.Agency })
 	if ev.Status != events.StatusRouted && ev.Round > req.items[i].round {
@@ -383,19 +391,23 @@ type throughputKey struct {
 	desk, municipality, service, agency, status string
 }
 
-// counted is the batch's new events, as the dashboard's roll-ups count them.
+// counted is the batch's new events, as the dashboard's roll-ups count them:
+// those of training requests count nowhere.
 func (b *batch) counted() []countedEvent {
-	out := make([]countedEvent, len(b.timeline))
-	for i, t := range b.timeline {
+	out := make([]countedEvent, 0, len(b.timeline))
+	for _, t := range b.timeline {
 		r := b.requests[t.requestID]
-		out[i] = countedEvent{
+		if r.training {
+			continue
+		}
+		out = append(out, countedEvent{
 			throughputKey: throughputKey{
 				minute: t.at.UTC().Truncate(time.Minute),
 				desk:   r.desk, municipality: r.municipality, service: r.service,
 				agency: t.agency, status: string(t.status),
 			},
 			sinceSubmitted: t.at.Sub(r.submittedAt),
-		}
+		})
 	}
 	return out
 }
@@ -453,6 +465,8 @@ func (b *batch) store(ctx context.Context, tx pgx.Tx, counted []countedEvent) er
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
 			ON CONFLICT (event_id) DO NOTHING`,
 			id, req, agency, status, at, actor, note)
+	}
+	if len(counted) > 0 {
 		queueForDashboard(&q, counted)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {

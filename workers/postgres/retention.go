@@ -183,7 +183,11 @@ func (s *Store) PruneRequests(ctx context.Context, before time.Time) (events.Pru
 	var p events.Pruned
 	bound := idBound(before)
 	for {
-		n, err := s.pruneRequestBatch(ctx, bound, before, &p)
+		n, err := s.pruneRequestBatch(ctx, `
+			SELECT id FROM requests
+			WHERE id < $1 AND status IN ('completed', 'rejected', 'failed') AND updated_at < $2
+			ORDER BY id LIMIT $3
+			FOR UPDATE SKIP LOCKED`, []any{bound, before, pruneBatch}, &p)
 		if err != nil {
 			return p, classify(fmt.Errorf("prune requests: %w", err))
 		}
@@ -213,20 +217,15 @@ func (s *Store) PruneRequests(ctx context.Context, before time.Time) (events.Pru
 	return p, nil
 }
 
-// pruneRequestBatch removes up to pruneBatch requests that ended before
-// before, with IDs below bound, and what belongs to them, in one
-// transaction. It returns how many requests it removed.
-func (s *Store) pruneRequestBatch(ctx context.Context, bound string, before time.Time, p *events.Pruned) (int, error) {
+// pruneRequestBatch removes the requests that which (a query of their IDs,
+// at most pruneBatch, locked and skipping locked ones) finds with args, and
+// what belongs to them, in one transaction. It returns how many requests it
+// removed.
+func (s *Store) pruneRequestBatch(ctx context.Context, which string, args []any, p *events.Pruned) (int, error) {
 	var ids []string
 	var batch events.Pruned
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			DELETE FROM requests WHERE id IN (
-				SELECT id FROM requests
-				WHERE id < $1 AND status IN ('completed', 'rejected', 'failed') AND updated_at < $2
-				ORDER BY id LIMIT $3
-				FOR UPDATE SKIP LOCKED)
-			RETURNING id`, bound, before, pruneBatch)
+		rows, err := tx.Query(ctx, `DELETE FROM requests WHERE id IN (`+which+`) RETURNING id`, args...)
 		if err != nil {
 			return err
 		}
@@ -263,4 +262,37 @@ func (s *Store) pruneRequestBatch(ctx context.Context, bound string, before time
 func idBound(t time.Time) string {
 	ms := uint64(t.UnixMilli())
 	return fmt.Sprintf("%08x-%04x", ms>>16, ms&0xffff)
+}
+
+// PruneTraining removes what training mode left: the requests made in
+// training mode submitted before before, whatever their status, with their
+// work items, timelines, idempotency keys and dead letters, and the
+// training visits started before it, with their services. It returns how
+// many rows it removed and how many visits.
+func (s *Store) PruneTraining(ctx context.Context, before time.Time) (events.Pruned, int64, error) {
+	var p events.Pruned
+	for {
+		n, err := s.pruneRequestBatch(ctx, `
+			SELECT id FROM requests WHERE training AND submitted_at < $1
+			ORDER BY submitted_at LIMIT $2
+			FOR UPDATE SKIP LOCKED`, []any{before, pruneBatch}, &p)
+		if err != nil {
+			return p, 0, classify(fmt.Errorf("prune training requests: %w", err))
+		}
+		if n < pruneBatch {
+			break
+		}
+	}
+	visits, err := s.execInBatches(ctx, `
+		WITH gone AS (
+			SELECT id FROM visits WHERE training AND started_at < $2
+			ORDER BY started_at LIMIT $1 FOR UPDATE SKIP LOCKED
+		), services AS (
+			DELETE FROM visit_services WHERE visit_id IN (SELECT id FROM gone)
+		)
+		DELETE FROM visits WHERE id IN (SELECT id FROM gone)`, before)
+	if err != nil {
+		return p, visits, classify(fmt.Errorf("prune training visits: %w", err))
+	}
+	return p, visits, nil
 }

@@ -12,7 +12,8 @@ import (
 
 // SearchRequests lists the requests of q.DeskID that match q, newest first,
 // each with the latest note of its timeline. A request JetStream stored but
-// the projection has not recorded yet is listed as submitted.
+// the projection has not recorded yet is listed as submitted (and known as
+// a training request only once recorded, a moment later).
 func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error) {
 	args := pgx.NamedArgs{"desk": q.DeskID}
 	// Of one desk, or, for public reads by ID, of any.
@@ -49,6 +50,9 @@ func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]ev
 			args["to"] = q.To
 		}
 	}
+	if q.NoTraining {
+		where = append(where, "NOT training")
+	}
 	filter := ""
 	if len(where) > 0 {
 		filter = "WHERE " + strings.Join(where, " AND ")
@@ -60,10 +64,10 @@ func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]ev
 	}
 	rows, err := s.pool.Query(ctx, `
 		WITH found AS (
-			SELECT id, service_code, status, submitted_at, updated_at
+			SELECT id, service_code, status, submitted_at, updated_at, training
 			FROM requests WHERE `+ofRequests+`
 			UNION ALL
-			SELECT k.request_id, k.service_code, 'submitted', k.created_at, k.created_at
+			SELECT k.request_id, k.service_code, 'submitted', k.created_at, k.created_at, false
 			FROM intake_keys k
 			WHERE `+ofKeys+`k.published_at IS NOT NULL
 			  AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = k.request_id)
@@ -73,7 +77,7 @@ func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]ev
 		                 WHERE t.request_id = f.id AND t.note <> ''
 		                 ORDER BY t.at DESC, CASE t.status `+rankCases+` ELSE 0 END DESC, t.agency = '' DESC, t.agency DESC
 		                 LIMIT 1), ''),
-		       f.submitted_at, f.updated_at
+		       f.submitted_at, f.updated_at, f.training
 		FROM (SELECT * FROM found `+filter+`) f
 		ORDER BY f.submitted_at DESC, f.id DESC `+limit, args)
 	if err != nil {
@@ -86,7 +90,8 @@ func (s *Store) SearchRequests(ctx context.Context, q events.RequestQuery) ([]ev
 	return found, nil
 }
 
-// RequestUpdates lists the timeline events of q.DeskID's requests that
+// RequestUpdates lists the timeline events of q.DeskID's requests (those
+// made in training mode left out) that
 // happened between q.From and q.To, in the timeline's order, each with the
 // request's status once it had happened. It looks among the desk's
 // requests submitted by q.To, through the timeline's index by request, so
@@ -108,7 +113,7 @@ func (s *Store) RequestUpdates(ctx context.Context, q events.UpdateQuery) ([]eve
 		                 LIMIT 1), 'submitted'),
 		       t.at, t.note
 		FROM requests r JOIN timeline t ON t.request_id = r.id
-		WHERE r.desk_id = @desk AND r.submitted_at <= @to
+		WHERE r.desk_id = @desk AND r.submitted_at <= @to AND NOT r.training
 		  AND t.at BETWEEN @from AND @to
 		ORDER BY t.at, `+rank("t")+`, t.agency = '', t.agency, t.event_id `+limit, args)
 	if err != nil {

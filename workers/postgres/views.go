@@ -16,9 +16,9 @@ func (s *Store) RequestForDesk(ctx context.Context, deskID, id string) (*events.
 	v := &events.RequestView{ID: id}
 	var visit, mediator *string
 	err := s.pool.QueryRow(ctx, `
-		SELECT service_code, status, visit_id, mediator, consent, submitted_at, updated_at
+		SELECT service_code, status, visit_id, mediator, consent, training, submitted_at, updated_at
 		FROM requests WHERE id = $1 AND desk_id = $2`, id, deskID).
-		Scan(&v.ServiceCode, &v.Status, &visit, &mediator, &v.Consent, &v.CreatedAt, &v.UpdatedAt)
+		Scan(&v.ServiceCode, &v.Status, &visit, &mediator, &v.Consent, &v.Training, &v.CreatedAt, &v.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s.acceptedRequest(ctx, deskID, id)
 	}

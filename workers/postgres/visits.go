@@ -268,7 +268,7 @@ func (s *Store) CitizenRequests(ctx context.Context, deskID, nationalID string, 
 			SELECT r.id, r.service_code, r.status,
 			       coalesce((SELECT t.note FROM timeline t WHERE t.request_id = r.id AND t.note <> ''
 			                 ORDER BY t.at DESC LIMIT 1), ''),
-			       r.submitted_at, r.updated_at
+			       r.submitted_at, r.updated_at, r.training
 			FROM requests r WHERE r.desk_id = $1 AND r.citizen_ref = ANY($2)
 			ORDER BY r.submitted_at DESC LIMIT 200`, deskID, refs)
 		if err != nil {
