@@ -24,7 +24,10 @@ type Mediator struct {
 	Language string `json:"language"`
 	// PasswordSet says whether they have set a password; until then they
 	// sign in with the one-time setup code an operator gave them.
-	PasswordSet bool      `json:"password_set"`
+	PasswordSet bool `json:"password_set"`
+	// Trainer says whether they prepare practice scenarios and follow
+	// the training visits of the mediators of their municipality.
+	Trainer     bool      `json:"trainer,omitempty"`
 	LockedUntil time.Time `json:"locked_until,omitzero"`
 	DisabledAt  time.Time `json:"disabled_at,omitzero"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -63,7 +66,10 @@ type Session struct {
 	Mediator Mediator
 	Desk     Desk
 	// CSRF is the token every form of the session must carry.
-	CSRF      string
+	CSRF string
+	// Training says whether the session is in training mode: its visits
+	// are practice, their requests go to simulated agencies only.
+	Training  bool
 	CreatedAt time.Time
 	SeenAt    time.Time
 	ExpiresAt time.Time
@@ -87,10 +93,12 @@ type Visit struct {
 	Username string
 	// Citizen is empty once the visit has ended: it is kept only while it
 	// lasts.
-	Citizen   Citizen
-	Language  string
-	Consent   *ConsentGiven
-	Services  []VisitService
+	Citizen  Citizen
+	Language string
+	Consent  *ConsentGiven
+	Services []VisitService
+	// Training marks a practice visit, started in training mode.
+	Training  bool
 	StartedAt time.Time
 	EndedAt   time.Time
 }

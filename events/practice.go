@@ -1,9 +1,14 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrVisitUnderWay: a session cannot switch to or from training mode while
+// its mediator has a visit under way.
+var ErrVisitUnderWay = errors.New("a visit is under way")
 
 // Training mode: a request a mediator submits while practising goes
 // through the whole pipeline like any other, but only to the practice
@@ -74,12 +79,20 @@ func (p *Practice) Delay() time.Duration {
 	return time.Duration(p.DelaySeconds) * time.Second
 }
 
-// Scenario is what a trainer chose for one trainee's practice requests.
+// Scenario is what a trainer chose for one trainee's practice requests;
+// SetBy is empty for the default, OutcomeComplete.
 type Scenario struct {
 	Username string
 	Practice Practice
 	SetBy    string
 	SetAt    time.Time
+}
+
+// Trainee is a mediator as a trainer's page lists them, with the scenario
+// their practice requests follow.
+type Trainee struct {
+	Mediator Mediator
+	Scenario Scenario
 }
 
 // PracticeVisit is one visit a mediator made in training mode, as a

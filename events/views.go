@@ -241,6 +241,15 @@ const (
 	// AuditMediatorPasswordSet: a mediator set their password with a
 	// setup code.
 	AuditMediatorPasswordSet AuditAction = "mediator_password_set"
+	// AuditMediatorTrainer: an operator made a mediator a trainer, or no
+	// longer one.
+	AuditMediatorTrainer AuditAction = "mediator_trainer"
+	// AuditTrainingMode: a mediator switched their session to training
+	// mode, or back.
+	AuditTrainingMode AuditAction = "training_mode"
+	// AuditTrainingScenarioSet: a trainer chose what the simulated
+	// agencies do with a trainee's practice requests.
+	AuditTrainingScenarioSet AuditAction = "training_scenario_set"
 )
 
 // AuditActions are every action the audit log records.
@@ -250,7 +259,8 @@ var AuditActions = []AuditAction{
 	AuditAgencyCredentialRevoked, AuditReplay, AuditDeadLetterViewed, AuditCitizenLookedUp,
 	AuditCitizenErased, AuditOperatorSignedIn, AuditMediatorSignedIn, AuditMediatorSignInFailed,
 	AuditMediatorSignedOut, AuditMediatorCreated, AuditMediatorReset, AuditMediatorDisabled,
-	AuditMediatorEnabled, AuditMediatorPasswordSet,
+	AuditMediatorEnabled, AuditMediatorPasswordSet, AuditMediatorTrainer, AuditTrainingMode,
+	AuditTrainingScenarioSet,
 }
 
 // Known reports whether a is one of AuditActions.

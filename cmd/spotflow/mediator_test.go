@@ -44,6 +44,12 @@ func TestMediator_CommandsCreateListDisableEnableAndReset(t *testing.T) {
 		!strings.HasPrefix(again.Link, "/desk/setup?code=") {
 		t.Errorf("mediator reset printed %+v (%v): want a new code and a relative link without --public-url", again, err)
 	}
+	if out := cli("mediator", "trainer", "--username", "ana.sousa"); !strings.Contains(out, "ana.sousa is a trainer") {
+		t.Errorf("mediator trainer printed %q", out)
+	}
+	if table := cli("mediator", "list"); !strings.Contains(table, "trainer") {
+		t.Errorf("mediator list after trainer:\n%s", table)
+	}
 	entries, err := postgres.NewStore(pgtest.Pool(t, dbURL), nil).AuditEntries(t.Context(), events.AuditQuery{Target: "mediator:ana.sousa"})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +58,7 @@ func TestMediator_CommandsCreateListDisableEnableAndReset(t *testing.T) {
 	for _, e := range entries {
 		actions = append(actions, string(e.Action)+" by "+e.Actor)
 	}
-	want := "mediator_reset by operator:ana,mediator_enabled by operator:ana,mediator_disabled by operator:ana,mediator_created by operator:ana"
+	want := "mediator_trainer by operator:ana,mediator_reset by operator:ana,mediator_enabled by operator:ana,mediator_disabled by operator:ana,mediator_created by operator:ana"
 	if strings.Join(actions, ",") != want {
 		t.Errorf("audit log %q, want %q", actions, want)
 	}

@@ -17,12 +17,12 @@ const SetupCodeLife = 72 * time.Hour
 
 // mediatorColumns are the columns scanMediator reads, in its order.
 const mediatorColumns = `m.username, m.desk_id, m.name, m.language, m.password_hash IS NOT NULL,
-	m.locked_until, m.disabled_at, m.created_at, m.signed_in_at`
+	m.trainer, m.locked_until, m.disabled_at, m.created_at, m.signed_in_at`
 
 func scanMediator(row pgx.Row, extra ...any) (events.Mediator, error) {
 	var m events.Mediator
 	var locked, disabled, signedIn *time.Time
-	err := row.Scan(append([]any{&m.Username, &m.DeskID, &m.Name, &m.Language, &m.PasswordSet,
+	err := row.Scan(append([]any{&m.Username, &m.DeskID, &m.Name, &m.Language, &m.PasswordSet, &m.Trainer,
 		&locked, &disabled, &m.CreatedAt, &signedIn}, extra...)...)
 	m.LockedUntil, m.DisabledAt, m.SignedInAt = deref(locked), deref(disabled), deref(signedIn)
 	return m, err
@@ -62,9 +62,9 @@ func (s *Store) CreateMediator(ctx context.Context, m events.Mediator, by events
 			return err
 		}
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO mediators (username, desk_id, name, language, setup_hash, setup_expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING`,
-			m.Username, m.DeskID, m.Name, m.Language, hash, setup.ExpiresAt)
+			INSERT INTO mediators (username, desk_id, name, language, setup_hash, setup_expires_at, trainer)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING`,
+			m.Username, m.DeskID, m.Name, m.Language, hash, setup.ExpiresAt, m.Trainer)
 		if err != nil {
 			return err
 		}
@@ -72,7 +72,7 @@ func (s *Store) CreateMediator(ctx context.Context, m events.Mediator, by events
 			return fmt.Errorf("username %q is taken", m.Username)
 		}
 		return auditBy(ctx, tx, by, events.AuditMediatorCreated, "mediator:"+m.Username, map[string]any{
-			"desk_id": m.DeskID, "name": m.Name, "language": m.Language,
+			"desk_id": m.DeskID, "name": m.Name, "language": m.Language, "trainer": m.Trainer,
 		})
 	})
 	if err != nil {
@@ -296,13 +296,13 @@ func (s *Store) SetupCodeValid(ctx context.Context, code string) (string, bool, 
 func (s *Store) Session(ctx context.Context, tokenHash []byte, idle time.Duration) (events.Session, error) {
 	var ses events.Session
 	m, err := scanMediator(s.pool.QueryRow(ctx, `
-		SELECT `+mediatorColumns+`, d.id, d.municipality, d.name, x.csrf, x.created_at, x.seen_at, x.expires_at
+		SELECT `+mediatorColumns+`, d.id, d.municipality, d.name, x.csrf, x.training, x.created_at, x.seen_at, x.expires_at
 		FROM mediator_sessions x
 		JOIN mediators m ON m.username = x.username
 		JOIN desks d ON d.id = m.desk_id
 		WHERE x.token_hash = $1 AND x.ended_at IS NULL AND x.expires_at > now()
 		  AND x.seen_at > now() - $2::interval AND m.disabled_at IS NULL`, tokenHash, idle.String()),
-		&ses.Desk.ID, &ses.Desk.Municipality, &ses.Desk.Name, &ses.CSRF, &ses.CreatedAt, &ses.SeenAt, &ses.ExpiresAt)
+		&ses.Desk.ID, &ses.Desk.Municipality, &ses.Desk.Name, &ses.CSRF, &ses.Training, &ses.CreatedAt, &ses.SeenAt, &ses.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ses, events.ErrUnauthenticated
 	}

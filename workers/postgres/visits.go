@@ -31,8 +31,8 @@ func (s *Store) StartVisit(ctx context.Context, v events.Visit) (string, error) 
 			return err
 		}
 		_, err := tx.Exec(ctx, `
-			INSERT INTO visits (id, desk_id, username, citizen, citizen_ref, language) VALUES ($1, $2, $3, $4, $5, $6)`,
-			id, v.DeskID, v.Username, sealed, s.keyedHash([]byte(v.Citizen.NationalID)), v.Language)
+			INSERT INTO visits (id, desk_id, username, citizen, citizen_ref, language, training) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			id, v.DeskID, v.Username, sealed, s.keyedHash([]byte(v.Citizen.NationalID)), v.Language, v.Training)
 		return err
 	})
 	if err != nil {
@@ -112,9 +112,9 @@ func (s *Store) Visit(ctx context.Context, id, username string) (*events.Visit, 
 	var version *string
 	var consentAt, ended *time.Time
 	err := s.pool.QueryRow(ctx, `
-		SELECT desk_id, username, citizen, language, consent_version, consent_at, started_at, ended_at
+		SELECT desk_id, username, citizen, language, consent_version, consent_at, training, started_at, ended_at
 		FROM visits WHERE id = $1 AND username = $2`, id, username).
-		Scan(&v.DeskID, &v.Username, &sealed, &v.Language, &version, &consentAt, &v.StartedAt, &ended)
+		Scan(&v.DeskID, &v.Username, &sealed, &v.Language, &version, &consentAt, &v.Training, &v.StartedAt, &ended)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, events.ErrNotFound
 	}
