@@ -95,6 +95,9 @@ func verifyReceipt(file, keysFile, keyDir string, stdout io.Writer) error {
 	r := signed.Receipt
 	fmt.Fprintf(stdout, "valid: receipt %s, signed with key %s\ndesk %s (%s), mediator %s, started %s, consent %s\n",
 		r.Visit, signed.KeyID, r.DeskName, r.Desk, r.Mediator, r.StartedAt.Format("2006-01-02 15:04 UTC"), r.ConsentVersion)
+	if r.Training {
+		fmt.Fprintln(stdout, "practice: made in training mode; its requests went to simulated agencies only")
+	}
 	for _, req := range r.Requests {
 		fmt.Fprintf(stdout, "  %s  %s  submitted %s, expected by %s\n", req.ID, req.Service,
 			req.SubmittedAt.Format("2006-01-02 15:04 UTC"), req.ExpectedBy.Format("2006-01-02"))

@@ -66,6 +66,12 @@ type Store interface {
 	SearchRequests(ctx context.Context, q events.RequestQuery) ([]events.RequestSummary, error)
 	RequestForDesk(ctx context.Context, deskID, id string) (*events.RequestView, error)
 	CitizenRequests(ctx context.Context, deskID, nationalID string, by events.By) ([]events.RequestSummary, error)
+
+	SetTraining(ctx context.Context, tokenHash []byte, username string, on bool) error
+	TrainingScenario(ctx context.Context, username string) (events.Practice, error)
+	SetTrainingScenario(ctx context.Context, trainer string, sc events.Scenario) error
+	Trainees(ctx context.Context, trainer string) ([]events.Trainee, error)
+	PracticeVisits(ctx context.Context, trainer string, limit int) ([]events.PracticeVisit, error)
 }
 
 // Intake accepts submissions (workers.Intake).
@@ -200,6 +206,9 @@ func (a *App) routes() {
 		a.mux.HandleFunc("GET /desk/screen/live", a.screenLive)
 		a.mux.HandleFunc("GET /desk/screen/events", a.screenEvents)
 	}
+	a.mux.HandleFunc("POST /desk/training-mode", a.signedIn(a.trainingMode))
+	a.mux.HandleFunc("GET /desk/training", a.signedIn(a.trainingPage))
+	a.mux.HandleFunc("POST /desk/training", a.signedIn(a.setScenario))
 	a.mux.HandleFunc("GET /desk/citizen", a.signedIn(a.citizenPage))
 	a.mux.HandleFunc("POST /desk/citizen", a.signedIn(a.citizenLookup))
 	if a.cfg.Mediators != nil && a.cfg.Operators != nil {

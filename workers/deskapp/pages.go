@@ -16,7 +16,7 @@ type requestLine struct {
 	ID, Service, Status, StatusName string
 	Note                            string
 	SubmittedAt, UpdatedAt          time.Time
-	Open                            bool
+	Open, Training                  bool
 }
 
 func (a *App) linesOf(found []events.RequestSummary, lang string) []requestLine {
@@ -28,7 +28,7 @@ func (a *App) linesOf(found []events.RequestSummary, lang string) []requestLine 
 			name = svc.Name.In(lang)
 		}
 		out = append(out, requestLine{ID: f.ID, Service: name, Status: string(f.Status), StatusName: a.i18n.text(lang, "status."+string(f.Status)),
-			Note: f.Note, SubmittedAt: f.SubmittedAt, UpdatedAt: f.UpdatedAt, Open: !f.Status.Terminal()})
+			Note: f.Note, SubmittedAt: f.SubmittedAt, UpdatedAt: f.UpdatedAt, Open: !f.Status.Terminal(), Training: f.Training})
 	}
 	return out
 }
@@ -62,7 +62,7 @@ func (a *App) renderHome(w http.ResponseWriter, r *http.Request, s *events.Sessi
 	if citizen != nil {
 		data.Citizen = *citizen
 	}
-	for _, n := range []string{"visit-ended", "no-visit"} {
+	for _, n := range []string{"visit-ended", "no-visit", "training-on", "training-off"} {
 		if q.Get(n) != "" {
 			data.Notice = a.i18n.text(lang, "notice."+n)
 		}
@@ -141,7 +141,7 @@ func statusNames() []string {
 // requestData is what a request's page shows.
 type requestData struct {
 	ID, Service, Status, StatusName, Mediator, VisitID string
-	Open                                               bool
+	Open, Training                                     bool
 	SubmittedAt, UpdatedAt, Expected                   time.Time
 	Consent                                            *events.ConsentGiven
 	WorkItems                                          []workItemLine
@@ -178,7 +178,7 @@ func (a *App) requestPage(w http.ResponseWriter, r *http.Request, s *events.Sess
 	}
 	c := a.cfg.Catalog.Current()
 	data := requestData{ID: v.ID, Service: v.ServiceCode, Status: string(v.Status), StatusName: a.i18n.text(lang, "status."+string(v.Status)),
-		Mediator: v.Mediator, VisitID: v.VisitID, Open: !v.Status.Terminal(), SubmittedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Consent: v.Consent}
+		Mediator: v.Mediator, VisitID: v.VisitID, Open: !v.Status.Terminal(), Training: v.Training, SubmittedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Consent: v.Consent}
 	if svc, ok := c.Service(v.ServiceCode); ok {
 		data.Service, data.Expected = svc.Name.In(lang), v.CreatedAt.Add(svc.SLA())
 	}

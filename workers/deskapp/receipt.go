@@ -31,7 +31,7 @@ type Receipts interface {
 func (a *App) receiptOf(v *events.Visit, desk events.Desk) receipts.Receipt {
 	c := a.cfg.Catalog.Current()
 	r := receipts.Receipt{Visit: v.ID, Desk: desk.ID, DeskName: desk.Name, Municipality: desk.Municipality,
-		Mediator: v.Username, Language: v.Language, StartedAt: v.StartedAt, Requests: []receipts.Request{}}
+		Mediator: v.Username, Language: v.Language, StartedAt: v.StartedAt, Requests: []receipts.Request{}, Training: v.Training}
 	if v.Consent != nil {
 		r.ConsentVersion, r.ConsentAt = v.Consent.Version, v.Consent.At
 	}

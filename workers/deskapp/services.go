@@ -133,7 +133,7 @@ func (a *App) servicesPage(w http.ResponseWriter, r *http.Request, s *events.Ses
 	var found []scored
 	for i := range c.Services {
 		svc := &c.Services[i]
-		if group != "" && svc.Group != group {
+		if (group != "" && svc.Group != group) || (s.Training && !svc.Training) {
 			continue
 		}
 		score := 1

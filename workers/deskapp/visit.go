@@ -25,6 +25,8 @@ type visitView struct {
 	Language, LanguageName    string
 	Consent                   *events.ConsentGiven
 	Services                  []visitServiceView
+	// Training marks a practice visit.
+	Training bool
 }
 
 type visitServiceView struct {
@@ -37,7 +39,7 @@ type visitServiceView struct {
 func (a *App) viewOf(v *events.Visit, lang string) visitView {
 	c := a.cfg.Catalog.Current()
 	vv := visitView{ID: v.ID, CitizenName: v.Citizen.Name, MaskedID: maskID(v.Citizen.NationalID),
-		Language: v.Language, LanguageName: a.i18n.text(v.Language, "language.name"), Consent: v.Consent}
+		Language: v.Language, LanguageName: a.i18n.text(v.Language, "language.name"), Consent: v.Consent, Training: v.Training}
 	for _, s := range v.Services {
 		name := s.ServiceCode
 		if svc, ok := c.Service(s.ServiceCode); ok {
@@ -96,7 +98,8 @@ func (a *App) startVisit(w http.ResponseWriter, r *http.Request, s *events.Sessi
 		a.renderHome(w, r, s, http.StatusUnprocessableEntity, errs, &citizen, citizenLang)
 		return
 	}
-	if _, err := a.cfg.Store.StartVisit(r.Context(), events.Visit{DeskID: s.Desk.ID, Username: s.Mediator.Username, Citizen: citizen, Language: citizenLang}); err != nil {
+	if _, err := a.cfg.Store.StartVisit(r.Context(), events.Visit{DeskID: s.Desk.ID, Username: s.Mediator.Username, Citizen: citizen,
+		Language: citizenLang, Training: s.Training}); err != nil {
 		a.unavailable(w, r, s, err)
 		return
 	}
@@ -176,7 +179,7 @@ func (a *App) consent(w http.ResponseWriter, r *http.Request, s *events.Session)
 func (a *App) addService(w http.ResponseWriter, r *http.Request, s *events.Session) {
 	a.withVisit(w, r, s, func(v *events.Visit) {
 		code := r.PostFormValue("service")
-		if _, ok := a.cfg.Catalog.Current().Service(code); !ok {
+		if svc, ok := a.cfg.Catalog.Current().Service(code); !ok || !practisable(v, svc) {
 			a.notFound(w, r, a.languageOf(r, s))
 			return
 		}
@@ -371,7 +374,13 @@ func (a *App) submit(w http.ResponseWriter, r *http.Request, s *events.Session) 
 			a.renderCheck(w, r, s, v, vs, svc, http.StatusUnprocessableEntity, []fieldError{{"consent-link", a.i18n.text(lang, "error.consent.missing")}})
 			return
 		}
-		id, _, err := a.cfg.Intake.Accept(r.Context(), s.Desk, vs.IdempotencyKey, submissionOf(v, vs, s))
+		sub := submissionOf(v, vs, s)
+		var err error
+		if sub.Practice, err = a.practise(r, v); err != nil {
+			a.unavailable(w, r, s, err)
+			return
+		}
+		id, _, err := a.cfg.Intake.Accept(r.Context(), s.Desk, vs.IdempotencyKey, sub)
 		var fe *events.FieldError
 		var th *events.Throttled
 		switch {

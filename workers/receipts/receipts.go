@@ -41,6 +41,9 @@ type Receipt struct {
 	ConsentAt      time.Time `json:"consent_at"`
 	StartedAt      time.Time `json:"started_at"`
 	Requests       []Request `json:"requests"`
+	// Training marks the receipt of a practice visit: its requests went
+	// to simulated agencies only.
+	Training bool `json:"training,omitempty"`
 }
 
 // Request is one request of the visit, as its receipt lists it.

@@ -69,6 +69,8 @@ func TestReceipt_ChangedInAnyFieldFailsVerification(t *testing.T) {
 		"a due date":      func(r *receipts.Receipt) { r.Requests[0].ExpectedBy = r.Requests[0].ExpectedBy.Add(24 * time.Hour) },
 		"a request less":  func(r *receipts.Receipt) { r.Requests = r.Requests[:1] },
 		"the order":       func(r *receipts.Receipt) { r.Requests[0], r.Requests[1] = r.Requests[1], r.Requests[0] },
+		// A real visit's receipt cannot pass for practice, nor the reverse.
+		"training": func(r *receipts.Receipt) { r.Training = !r.Training },
 	}
 	for name, change := range changes {
 		var changed receipts.Signed
