@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/events/eventstest"
+	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"github.com/spotflow/spotflow/workers/workertest"
@@ -54,12 +56,26 @@ func TestRoles_RunApartShareTheWork(t *testing.T) {
 		}
 		ids = append(ids, a.id)
 	}
+	// A practice request, as intake publishes one from the desk
+	// application's training mode: the router, dispatcher and projector,
+	// each with only its own permissions, carry it through the practice
+	// queue.
+	practice := eventstest.Request(events.NewID(time.Now()), "driving-licence-renewal", map[string]any{"licence_number": "L-1", "categories": []string{"B"}})
+	practice.DeskID, practice.Municipality, practice.SubmittedAt = desk.ID, desk.Municipality, time.Now().UTC()
+	practice.Practice = &events.Practice{Outcome: events.OutcomeReject, Reason: "Practice: photo too dark"}
+	if err := natsbus.NewPublisher(connectAs(t, front, natsbus.Intake)).Publish(ctx, natsbus.Outgoing{
+		Subject: events.RequestSubject(desk.Municipality, desk.ID), ID: practice.ID, Value: practice}); err != nil {
+		t.Fatal(err)
+	}
 	workertest.WaitWithin(t, 60*time.Second, "every request to complete", func() error {
 		done := 0
 		for _, id := range ids {
 			if v, err := store.RequestForDesk(ctx, desk.ID, id); err == nil && v.Status == events.StatusCompleted {
 				done++
 			}
+		}
+		if v, err := store.RequestForDesk(ctx, desk.ID, practice.ID); err != nil || v.Status != events.StatusRejected || !v.Training {
+			return fmt.Errorf("the practice request: %+v (err %v)", v, err)
 		}
 		if done == len(ids) {
 			return nil
