@@ -14,7 +14,7 @@ DEMO_FOR    ?= 5m
 FUZZTIME    ?= 1m
 FUZZPARALLEL ?= 1
 
-.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos
+.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos cluster
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,6 +77,9 @@ bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost
 
 chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgres restarts, agency faults, poison, duplicates, a burst over a desk's limit) and print the ledger
 	$(GO) run ./cmd/chaos --spotflow $(BIN)
+
+cluster: build postgres-binaries ## run spotflow on a three-node NATS cluster (deploy/nats/cluster.conf, TLS, R3 streams) under load: leader killed every 15 s for 2 min, quorum lost for 30 s, three rounds of lame-duck restarts; print the ledger
+	$(GO) run ./cmd/chaos --cluster --spotflow $(BIN)
 
 postgres-binaries: ## install PostgreSQL's server binaries if this machine has none
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \

@@ -42,6 +42,17 @@ type Config struct {
 	// LogLevel is the level the roles log at, to their files under the
 	// data directory's logs/. Default warn.
 	LogLevel string
+	// Cluster runs spotflow on a three-node NATS cluster (nats-server
+	// nodes with NATSConf, TLS, streams of three replicas) with the
+	// cluster's faults: the stream leader killed, quorum lost, rolling
+	// restarts in lame-duck mode.
+	Cluster bool
+	// NATSServer is the nats-server binary a cluster run starts. Default:
+	// built from spotflow's go.mod into the data directory.
+	NATSServer string
+	// NATSConf is the nodes' configuration file. Default
+	// deploy/nats/cluster.conf.
+	NATSConf string
 	// Log receives progress lines. Default: discarded.
 	Log io.Writer
 }
@@ -63,7 +74,7 @@ type ScenarioResult struct {
 	// the poison scenario, those of the poison messages.
 	DeadLettered int
 	// Drained reports whether the backlog drained before the deadline, and
-	// Drain how long after the fault ended it did.
+	// Drain how long after the fault and the load ended it did.
 	Drained bool
 	Drain   time.Duration
 	// Notes say what happened, for people; Problems are failures.
@@ -73,6 +84,7 @@ type ScenarioResult struct {
 	poisonExpected int
 	poisonDead     int
 	requestDead    int
+	unavailable    int // 503 answers the load got
 }
 
 // Report is the outcome of a run.
@@ -105,6 +117,9 @@ func (r Report) Failures() []string {
 		}
 		if s.requestDead > 0 {
 			out = append(out, fmt.Sprintf("%s: %d dead letters of good requests", s.Name, s.requestDead))
+		}
+		if s.Name == "quorum-loss" && s.unavailable == 0 {
+			out = append(out, "quorum-loss: intake never answered 503 while the streams could store nothing")
 		}
 		if s.poisonDead != s.poisonExpected {
 			out = append(out, fmt.Sprintf("%s: %d of %d poison messages dead-lettered", s.Name, s.poisonDead, s.poisonExpected))
@@ -222,6 +237,15 @@ type plan struct {
 	poison       int
 	poisonWindow time.Duration
 	dupWindow    time.Duration
+	// On a NATS cluster: the stream leader killed leaderKills times, one
+	// every leaderEvery, each restarted after leaderDown; two nodes down
+	// for quorumDown; lameRounds rounds of restarting every node in turn
+	// in lame-duck mode.
+	leaderKills int
+	leaderEvery time.Duration
+	leaderDown  [2]time.Duration
+	quorumDown  time.Duration
+	lameRounds  int
 }
 
 func planFor(reduced bool) plan {
@@ -235,6 +259,8 @@ func planFor(reduced bool) plan {
 			slow: 5 * time.Second, slowLatency: 8 * time.Second,
 			lead: time.Second, tail: time.Second,
 			poison: 50, poisonWindow: 3 * time.Second, dupWindow: 3 * time.Second,
+			leaderKills: 2, leaderEvery: 8 * time.Second, leaderDown: [2]time.Duration{time.Second, 2 * time.Second},
+			quorumDown: 8 * time.Second, lameRounds: 1,
 		}
 	}
 	return plan{
@@ -246,6 +272,8 @@ func planFor(reduced bool) plan {
 		slow: 20 * time.Second, slowLatency: 8 * time.Second,
 		lead: 3 * time.Second, tail: 3 * time.Second,
 		poison: 50, poisonWindow: 12 * time.Second, dupWindow: 12 * time.Second,
+		leaderKills: 8, leaderEvery: 15 * time.Second, leaderDown: [2]time.Duration{2 * time.Second, 5 * time.Second},
+		quorumDown: 30 * time.Second, lameRounds: 3,
 	}
 }
 
@@ -336,6 +364,13 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		cfg.Log = io.Discard
 	}
 	sc := scenarios()
+	if cfg.Cluster {
+		sc = clusterScenarios()
+		cfg.NATSConf = cmp.Or(cfg.NATSConf, filepath.Join("deploy", "nats", "cluster.conf"))
+		if _, err := os.Stat(cfg.NATSConf); err != nil {
+			return rep, fmt.Errorf("chaos: the nodes' configuration: %w (run from the repository's root, or give --nats-conf)", err)
+		}
+	}
 	if len(cfg.Scenarios) > 0 {
 		var chosen []scenario
 		for _, s := range sc {
@@ -399,7 +434,18 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		}
 	}()
 
-	c, err = startCluster(ctx, bin, dir, cfg.LogLevel, cfg.Log)
+	var setup natsSetup
+	if cfg.Cluster {
+		setup.Conf = cfg.NATSConf
+		if setup.Server = cfg.NATSServer; setup.Server == "" {
+			setup.Server = filepath.Join(dir, "nats-server")
+			fmt.Fprintf(cfg.Log, "chaos: building nats-server\n")
+			if err := buildNATSServer(ctx, setup.Server); err != nil {
+				return rep, fmt.Errorf("chaos: %w", err)
+			}
+		}
+	}
+	c, err = startCluster(ctx, bin, dir, cfg.LogLevel, setup, cfg.Log)
 	if err != nil {
 		return rep, fmt.Errorf("chaos: start spotflow: %w", err)
 	}
@@ -407,7 +453,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	if h.desks, err = c.createDesks(ctx, cfg.Desks); err != nil {
 		return rep, fmt.Errorf("chaos: %w", err)
 	}
-	h.loader = newLoader(c.intakeURL, h.desks)
+	h.loader = newLoader(c.intakeURLs, h.desks)
 	if h.ledger, err = newLedger(ctx, c.pgURL, filepath.Join(dir, "agencies")); err != nil {
 		return rep, fmt.Errorf("chaos: %w", err)
 	}
@@ -434,6 +480,14 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	problems, notes, err := h.ledger.whole(ctx, h.all, keys, h.poison)
 	if err != nil {
 		return rep, err
+	}
+	if cfg.Cluster {
+		same, err := c.sameStreams(ctx, maxDrain)
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			notes = append(notes, same)
+		}
 	}
 	rep.Problems = append(rep.Problems, problems...)
 	rep.Notes = append(rep.Notes, notes...)
@@ -508,7 +562,13 @@ func (h *harness) runScenario(ctx context.Context, s scenario, subs []submission
 	res.DeadLettered = len(lk.DeadLettered) + lk.Poison
 	if !settledAt.IsZero() {
 		res.Drained = true
-		res.Drain = max(settledAt.Sub(faultEnd), 0)
+		// From when the fault and the load had both ended: nothing can
+		// drain while requests still arrive.
+		ended := faultEnd
+		if loadEnd.After(ended) {
+			ended = loadEnd
+		}
+		res.Drain = max(settledAt.Sub(ended), 0)
 	} else {
 		res.Problems = append(res.Problems, fmt.Sprintf("not drained %v after the fault ended: %s", time.Since(faultEnd).Round(time.Second), lk.Pending))
 	}
@@ -523,7 +583,7 @@ func (h *harness) runScenario(ctx context.Context, s scenario, subs []submission
 	if after := h.agencyDuplicates(ctx); after >= 0 && dupsBefore >= 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("agencies recognised %d repeated deliveries of work items they had applied", after-dupsBefore))
 	}
-	fmt.Fprintf(h.log, "chaos: %s: %d accepted, %d lost, %d applied twice, %d dead-lettered, drained %v after the fault (%v in all)\n",
+	fmt.Fprintf(h.log, "chaos: %s: %d accepted, %d lost, %d applied twice, %d dead-lettered, drained %v after the fault and the load ended (%v in all)\n",
 		s.name, res.Requests, res.Lost, res.AppliedTwice, res.DeadLettered, res.Drain.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
 	return res, nil
 }
@@ -532,9 +592,10 @@ func (h *harness) runScenario(ctx context.Context, s scenario, subs []submission
 // recording every submission that got no 202 as a problem.
 func (h *harness) collect(subs []submission, outs []outcome, res *ScenarioResult) []accepted {
 	var reqs []accepted
-	retried, attempts := 0, 0
+	retried, attempts, unavailable := 0, 0, 0
 	for i, o := range outs {
 		attempts += o.Attempts
+		unavailable += o.Unavailable
 		if o.Attempts > 1 {
 			retried++
 		}
@@ -544,7 +605,8 @@ func (h *harness) collect(subs []submission, outs []outcome, res *ScenarioResult
 		}
 		res.Problems = append(res.Problems, fmt.Sprintf("submission %s got no 202: HTTP %d %s %v", subs[i].Key, o.Status, o.Code, o.Err))
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("%d of %d submissions needed retries (%d attempts in all)", retried, len(subs), attempts))
+	res.Notes = append(res.Notes, fmt.Sprintf("%d of %d submissions needed retries (%d attempts in all, %d answered 503)", retried, len(subs), attempts, unavailable))
+	res.unavailable = unavailable
 	return reqs
 }
 

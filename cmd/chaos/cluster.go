@@ -24,11 +24,27 @@ import (
 // event of a round no replay opened after 10 seconds rather than 2 minutes.
 var roleFlags = []string{"--ack-wait", "5s", "--reconcile-after", "3m", "--unknown-event-for", "10s"}
 
-// How many processes of each role run side by side.
-var roleCounts = []struct {
+// roleCount is how many processes of a role run side by side.
+type roleCount struct {
 	role string
 	n    int
-}{{"intake", 1}, {"router", 2}, {"dispatcher", 2}, {"projector", 2}}
+}
+
+// roleCounts are a run's processes: on a NATS cluster, two intakes too.
+func roleCounts(natsCluster bool) []roleCount {
+	intakes := 1
+	if natsCluster {
+		intakes = 2
+	}
+	return []roleCount{{"intake", intakes}, {"router", 2}, {"dispatcher", 2}, {"projector", 2}}
+}
+
+// natsSetup says which NATS a run starts: one `spotflow nats`, or, with
+// Server set, a cluster of nats-server nodes run with the configuration
+// file Conf.
+type natsSetup struct {
+	Server, Conf string
+}
 
 // cluster is one running spotflow: Postgres, a NATS server, the simulated
 // agencies and every role, each in its own process, all on 127.0.0.1 and
@@ -43,18 +59,23 @@ type cluster struct {
 	pgURL       string
 	natsURL     string
 	agenciesURL string
-	intakeURL   string
+	intakeURLs  []string
 
-	nats     *process
+	// Either nats, one `spotflow nats`, or natsNodes, a cluster whose
+	// clients check its certificates against natsCA.
+	nats      *process
+	natsNodes []*natsNode
+	natsCA    string
+
 	agencies *process
-	intake   *process
-	workers  []*process // every role's processes, intake first
+	intakes  []*process
+	workers  []*process // every role's processes, intakes first
 }
 
 // startCluster starts everything, in dependency order, and returns once
 // every process is ready, the roles logging at logLevel. On error the
 // caller still calls close.
-func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer) (*cluster, error) {
+func startCluster(ctx context.Context, bin, dir, logLevel string, setup natsSetup, log io.Writer) (*cluster, error) {
 	sup, err := newSupervisor(bin, filepath.Join(dir, "logs"))
 	if err != nil {
 		return nil, err
@@ -67,34 +88,35 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 	if err := c.startPostgres(ctx); err != nil {
 		return c, err
 	}
-	natsPort, err := freePort()
-	if err != nil {
-		return c, err
-	}
 	agencyPort, err := freePort()
 	if err != nil {
 		return c, err
 	}
-	intakePort, err := freePort()
-	if err != nil {
-		return c, err
-	}
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", natsPort)
-	c.natsURL = "nats://" + natsAddr
 	c.agenciesURL = fmt.Sprintf("http://127.0.0.1:%d", agencyPort)
-	c.intakeURL = fmt.Sprintf("http://127.0.0.1:%d", intakePort)
-
-	fmt.Fprintf(log, "chaos: starting nats on %s and the agencies on %s\n", natsAddr, c.agenciesURL)
-	c.nats = sup.add(procSpec{
-		Name: "nats",
-		// It provisions the consumers, so it takes the roles' settings.
-		Args:  append([]string{"nats", "--data-dir", dir, "--nats-listen", natsAddr, "--log-level", "warn"}, roleFlags...),
-		Env:   c.env(),
-		Ready: "NATS nats://",
-	})
-	if err := c.nats.start(ctx); err != nil {
-		return c, err
+	if setup.Server != "" {
+		if err := c.startNATSCluster(ctx, setup.Server, setup.Conf); err != nil {
+			return c, err
+		}
+	} else {
+		natsPort, err := freePort()
+		if err != nil {
+			return c, err
+		}
+		natsAddr := fmt.Sprintf("127.0.0.1:%d", natsPort)
+		c.natsURL = "nats://" + natsAddr
+		fmt.Fprintf(log, "chaos: starting nats on %s\n", natsAddr)
+		c.nats = sup.add(procSpec{
+			Name: "nats",
+			// It provisions the consumers, so it takes the roles' settings.
+			Args:  append([]string{"nats", "--data-dir", dir, "--nats-listen", natsAddr, "--log-level", "warn"}, roleFlags...),
+			Env:   c.env(),
+			Ready: "NATS nats://",
+		})
+		if err := c.nats.start(ctx); err != nil {
+			return c, err
+		}
 	}
+	fmt.Fprintf(log, "chaos: starting the agencies on %s\n", c.agenciesURL)
 	// The agencies take only deliveries signed with their secret.
 	secretFile := filepath.Join(dir, "agencies.whsec")
 	if _, err := c.spotflow(ctx, time.Minute, "agency", "secret", "--out", secretFile); err != nil {
@@ -117,7 +139,7 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 		return c, err
 	}
 
-	for _, rc := range roleCounts {
+	for _, rc := range roleCounts(setup.Server != "") {
 		for i := 1; i <= rc.n; i++ {
 			name := rc.role
 			if rc.n > 1 {
@@ -127,8 +149,14 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 			spec := procSpec{Name: name, Env: c.env(), Ready: "spotflow running"}
 			switch rc.role {
 			case "intake":
-				args = append(args, "--http", fmt.Sprintf("127.0.0.1:%d", intakePort))
-				spec.Probe = c.intakeReady
+				port, err := freePort()
+				if err != nil {
+					return c, err
+				}
+				url := fmt.Sprintf("http://127.0.0.1:%d", port)
+				args = append(args, "--http", fmt.Sprintf("127.0.0.1:%d", port))
+				spec.Probe = func(ctx context.Context) error { return ready(ctx, url) }
+				c.intakeURLs = append(c.intakeURLs, url)
 			case "dispatcher":
 				args = append(args, "--delivery", string(delivery))
 			}
@@ -136,11 +164,11 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, log io.Writer)
 			p := sup.add(spec)
 			c.workers = append(c.workers, p)
 			if rc.role == "intake" {
-				c.intake = p
+				c.intakes = append(c.intakes, p)
 			}
 		}
 	}
-	fmt.Fprintf(log, "chaos: starting %d role processes; intake on %s\n", len(c.workers), c.intakeURL)
+	fmt.Fprintf(log, "chaos: starting %d role processes; intake on %s\n", len(c.workers), strings.Join(c.intakeURLs, " and "))
 	// The first process migrates the database alone; the rest start at once.
 	if err := c.workers[0].start(ctx); err != nil {
 		return c, err
@@ -170,6 +198,10 @@ func (c *cluster) env() []string {
 		env = append(env, kv)
 	}
 	env = append(env, "SPOTFLOW_CITIZEN_KEY="+c.citizenKey, "SPOTFLOW_NATS_IDENTITIES="+c.identities())
+	if c.natsCA != "" {
+		// A cluster: TLS, and every stream on three nodes.
+		env = append(env, "SPOTFLOW_NATS_CA="+c.natsCA, fmt.Sprintf("SPOTFLOW_STREAM_REPLICAS=%d", clusterNodes))
+	}
 	if c.natsURL != "" {
 		env = append(env, "NATS_URL="+c.natsURL)
 	}
@@ -249,9 +281,9 @@ func (c *cluster) createDesks(ctx context.Context, n int) ([]desk, error) {
 	return desks, nil
 }
 
-// intakeReady succeeds once intake's /readyz answers 200.
-func (c *cluster) intakeReady(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.intakeURL+"/readyz", nil)
+// ready succeeds once the intake at url answers /readyz with 200.
+func ready(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
 	if err != nil {
 		return err
 	}

@@ -39,23 +39,26 @@ type outcome struct {
 	// Throttled counts the 429 answers, each waited out as its
 	// Retry-After said before the next attempt.
 	Throttled int
-	Err       error // why the submission got no final answer
+	// Unavailable counts the 503 answers before the final one: intake
+	// could not store the request then.
+	Unavailable int
+	Err         error // why the submission got no final answer
 }
 
 // loader posts submissions to intake on behalf of the desks, retrying each
 // with the same key and body until it gets a final answer. It is safe for
 // concurrent use.
 type loader struct {
-	base   string
+	bases  []string // the intakes, as a desk's balancer would share them
 	desks  []desk
 	client *http.Client
 }
 
-func newLoader(base string, desks []desk) *loader {
+func newLoader(bases []string, desks []desk) *loader {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = inFlight
 	t.MaxIdleConnsPerHost = inFlight
-	return &loader{base: base, desks: desks, client: &http.Client{Timeout: 15 * time.Second, Transport: t}}
+	return &loader{bases: bases, desks: desks, client: &http.Client{Timeout: 15 * time.Second, Transport: t}}
 }
 
 // run submits subs at an even pace over window, each in its own goroutine
@@ -113,7 +116,12 @@ func (l *loader) submit(ctx context.Context, s submission) outcome {
 	var o outcome
 	for {
 		o.Attempts++
-		a := l.post(ctx, s)
+		// Each attempt to the next intake, as a balancer moves on from one
+		// that failed.
+		a := l.post(ctx, l.bases[(s.Desk+o.Attempts)%len(l.bases)], s)
+		if a.err == nil && a.status == http.StatusServiceUnavailable {
+			o.Unavailable++
+		}
 		o.Status, o.ID, o.Code = a.status, a.id, a.code
 		pause := backoff/2 + rand.N(backoff)
 		switch {
@@ -152,9 +160,9 @@ type answer struct {
 	err        error
 }
 
-// post makes one POST /v1/requests.
-func (l *loader) post(ctx context.Context, s submission) answer {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.base+"/v1/requests", bytes.NewReader(s.Body))
+// post makes one POST /v1/requests to the intake at base.
+func (l *loader) post(ctx context.Context, base string, s submission) answer {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/requests", bytes.NewReader(s.Body))
 	if err != nil {
 		return answer{err: err}
 	}

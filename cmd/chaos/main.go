@@ -51,11 +51,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Reduced, "reduced", false, "the short form: fewer requests, every fault once, short outages")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the data directory (logs, journals, NATS store, Postgres cluster) after the run")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the random choices (victims, moments); default: from the clock")
-	fs.Func("scenarios", "run only these scenarios, comma-separated (kill-workers, nats-restart, postgres-down, agency-transient, agency-slow, poison, duplicates, burst)", func(v string) error {
+	fs.Func("scenarios", "run only these scenarios, comma-separated (kill-workers, nats-restart, postgres-down, agency-transient, agency-slow, poison, duplicates, burst; with --cluster: leader-kill, quorum-loss, lame-duck)", func(v string) error {
 		cfg.Scenarios = strings.Split(v, ",")
 		return nil
 	})
 	fs.StringVar(&cfg.LogLevel, "log-level", "warn", "log level of the spotflow roles, whose logs go to <data dir>/logs")
+	fs.BoolVar(&cfg.Cluster, "cluster", false, "run on a three-node NATS cluster (nats-server, TLS, streams of three replicas, two intakes) with the cluster's faults: the stream leader killed, quorum lost, lame-duck restarts")
+	fs.StringVar(&cfg.NATSServer, "nats-server", "", "with --cluster: the nats-server binary; default: built from go.mod")
+	fs.StringVar(&cfg.NATSConf, "nats-conf", "", "with --cluster: the nodes' configuration; default deploy/nats/cluster.conf")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "where to create the run's data directory; default: the system's temporary directory")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: chaos [flags]\n\n"+

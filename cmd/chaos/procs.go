@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,11 +22,14 @@ const readyTimeout = 60 * time.Second
 type procSpec struct {
 	// Name identifies the process in logs and the report: "router-1".
 	Name string
-	// Args follow the spotflow binary on the command line.
+	// Bin is the program to run; default the spotflow binary.
+	Bin string
+	// Args follow the program on the command line.
 	Args []string
 	// Env is the process's whole environment.
 	Env []string
-	// Ready is what the process prints on stdout once it is ready.
+	// Ready is what the process prints on stdout once it is ready; empty
+	// when Probe alone says so.
 	Ready string
 	// Probe, when set, must also succeed before the process counts as
 	// ready; it is polled until readyTimeout.
@@ -121,9 +125,14 @@ func (p *process) start(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", p.spec.Name, err)
 	}
 	p.starts++
-	fmt.Fprintf(f, "=== chaos: start #%d at %s: spotflow %s\n", p.starts, time.Now().Format(time.RFC3339Nano), strings.Join(p.spec.Args, " "))
+	bin := cmp.Or(p.spec.Bin, p.bin)
+	fmt.Fprintf(f, "=== chaos: start #%d at %s: %s %s\n", p.starts, time.Now().Format(time.RFC3339Nano), filepath.Base(bin), strings.Join(p.spec.Args, " "))
 	ready := &markerWriter{w: f, marker: []byte(p.spec.Ready), found: make(chan struct{})}
-	cmd := exec.Command(p.bin, p.spec.Args...)
+	if p.spec.Ready == "" {
+		ready.done = true
+		close(ready.found)
+	}
+	cmd := exec.Command(bin, p.spec.Args...)
 	cmd.Env = p.spec.Env
 	cmd.Stdout, cmd.Stderr = ready, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
