@@ -144,18 +144,40 @@ func AgencyGrant(agency string) Grant {
 	}
 }
 
-// User is an identity the server lets in: its public nkey and grant.
+// User is an identity the server lets in: its public nkey and grant. A
+// Leaf user is a desk's edge, which connects as a leaf node only: what its
+// grant lets it publish flows from the edge to the hub, and only its inbox
+// flows back.
 type User struct {
 	PublicKey string
 	Grant     Grant
+	Leaf      bool
 }
 
 func nkeyUsers(users []User) []*server.NkeyUser {
 	out := make([]*server.NkeyUser, len(users))
 	for i, u := range users {
 		out[i] = &server.NkeyUser{Nkey: u.PublicKey, Permissions: u.Grant.Permissions()}
+		if u.Leaf {
+			out[i].AllowedConnectionTypes = map[string]struct{}{leafConnection: {}}
+		}
 	}
 	return out
+}
+
+// leafConnection is the connection type of a leaf node, as nats-server
+// names it (jwt.ConnectionTypeLeafnode).
+const leafConnection = "LEAFNODE"
+
+// EdgeIdentity names the identity of a desk's edge.
+func EdgeIdentity(desk string) string { return "edge-" + desk }
+
+// EdgeGrant is what a desk's edge may do at the hub, over its leaf-node
+// connection: store its desk's requests, on the desk's own request
+// subject, and receive JetStream's acknowledgements in its own inbox.
+// Nothing else crosses the link.
+func EdgeGrant(municipality, desk string) Grant {
+	return Grant{Identity: EdgeIdentity(desk), Publish: []string{events.RequestSubject(municipality, desk)}}
 }
 
 // SetUsers replaces the users the server lets in, without restarting it:
@@ -259,8 +281,12 @@ func AuthorizationConfig(users []User) string {
 	b.WriteString("authorization {\n  users = [\n")
 	for _, u := range users {
 		p := u.Grant.Permissions()
-		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {publish: {allow: %s}, subscribe: {allow: %s}}}\n",
-			u.Grant.Identity, u.PublicKey, quote(p.Publish.Allow), quote(p.Subscribe.Allow))
+		leaf := ""
+		if u.Leaf {
+			leaf = fmt.Sprintf(", allowed_connection_types: [%q]", leafConnection)
+		}
+		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {publish: {allow: %s}, subscribe: {allow: %s}}%s}\n",
+			u.Grant.Identity, u.PublicKey, quote(p.Publish.Allow), quote(p.Subscribe.Allow), leaf)
 	}
 	b.WriteString("  ]\n}\n")
 	return b.String()

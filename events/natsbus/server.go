@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -42,9 +43,36 @@ type ServerConfig struct {
 	Anonymous bool
 	// TLS, when set, makes every client connection TLS with this
 	// configuration (its certificate); clients need to trust its issuer.
+	// Leaf-node connections too, when LeafPort is set.
 	TLS *tls.Config
+	// Name is the server's name; default "spotflow".
+	Name string
+	// LeafPort, when set, accepts leaf-node connections from desks' edges
+	// (spotflow edge) on LeafHost (default Host) and this port; -1 a random
+	// free port. They authenticate as Users marked Leaf.
+	LeafHost string
+	LeafPort int
+	// Domain is the server's JetStream domain. A desk's edge has one of
+	// its own, so that its JetStream and the hub's stay apart across the
+	// leaf connection.
+	Domain string
+	// Hub, when set, makes this server a leaf node of the hub: it connects
+	// to Hub.URLs as Hub.Seed, and keeps reconnecting while the link is
+	// down.
+	Hub *LeafRemote
 	// Logger receives the server's log lines; nil keeps it quiet.
 	Logger *slog.Logger
+}
+
+// LeafRemote is the hub a leaf node connects to.
+type LeafRemote struct {
+	// URLs of the hub's leaf-node listeners: nats-leaf://host:7422, or
+	// tls://… for TLS.
+	URLs []string
+	// Seed is the edge's credential at the hub.
+	Seed Seed
+	// TLS, when the hub's leaf-node listener is TLS: the roots to trust.
+	TLS *tls.Config
 }
 
 // Server is an embedded nats-server that RunServer started.
@@ -64,7 +92,7 @@ func RunServer(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("run nats-server: users are required: spotflow's server lets nobody in anonymously")
 	}
 	opts := &server.Options{
-		ServerName: "spotflow",
+		ServerName: cmpOr(cfg.Name, "spotflow"),
 		Host:       cmpOr(cfg.Host, "127.0.0.1"),
 		Port:       cfg.Port,
 		JetStream:  true,
@@ -82,6 +110,29 @@ func RunServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 5
+	}
+	opts.JetStreamDomain = cfg.Domain
+	if cfg.LeafPort != 0 {
+		opts.LeafNode.Host, opts.LeafNode.Port = cmpOr(cfg.LeafHost, opts.Host), cfg.LeafPort
+		if cfg.TLS != nil {
+			opts.LeafNode.TLSConfig, opts.LeafNode.TLSTimeout = cfg.TLS, 5
+		}
+	}
+	if cfg.Hub != nil {
+		remote := &server.RemoteLeafOpts{Nkey: string(cfg.Hub.Seed)}
+		for _, u := range cfg.Hub.URLs {
+			parsed, err := url.Parse(u)
+			if err != nil {
+				return nil, fmt.Errorf("run nats-server: hub %q: %w", u, err)
+			}
+			remote.URLs = append(remote.URLs, parsed)
+		}
+		if cfg.Hub.TLS != nil {
+			remote.TLS, remote.TLSConfig, remote.TLSTimeout = true, cfg.Hub.TLS, 5
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
+		// Try the link again soon after it dropped.
+		opts.LeafNode.ReconnectInterval = time.Second
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -114,3 +165,11 @@ func (s *serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(
 func (s *serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s *serverLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s *serverLogger) Tracef(format string, v ...any)  {}
+
+// LeafPort is the port the server accepts leaf-node connections on, once
+// running; 0 when it accepts none.
+func (s *Server) LeafPort() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts.LeafNode.Port
+}
