@@ -14,7 +14,7 @@ DEMO_FOR    ?= 5m
 FUZZTIME    ?= 1m
 FUZZPARALLEL ?= 1
 
-.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos cluster
+.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos cluster deploy-deps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,7 +34,7 @@ lint: ## check formatting (gofmt), go.mod and go.sum (go mod tidy) and run stati
 	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy" >&2; exit 1; }
 	$(GO) tool staticcheck ./...
 
-test: build vet lint postgres-binaries browser-deps ## lint, then run every test with the race detector against a real Postgres (started here) and embedded NATS, the pages in headless Chromium
+test: build vet lint postgres-binaries browser-deps deploy-deps ## lint, then run every test with the race detector against a real Postgres (started here) and embedded NATS, the pages in headless Chromium
 	@set -e; \
 	url=$$(./$(BIN) postgres start --data-dir $(TEST_DIR) --log-level warn); \
 	trap './$(BIN) postgres stop --data-dir $(TEST_DIR) --log-level warn' EXIT; \
@@ -67,6 +67,14 @@ browser-deps: ## fetch axe-core for the browser test and the NATS client of the 
 	fi
 	@npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error
 	@npm ci --prefix $(AGENCY_JS_DIR) --no-audit --no-fund --loglevel=error
+
+deploy-deps: ## install systemd-analyze, which checks the unit files in deploy/systemd, if this machine has none
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing systemd-analyze (apt-get install systemd)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+		else echo "systemd-analyze not found: install systemd, or the unit files cannot be checked" >&2; exit 1; fi; \
+	fi
 
 bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; full report in .data/bench/reports, one line in BENCHMARKS.md
 	$(GO) run ./cmd/bench --spotflow $(BIN)
