@@ -32,9 +32,9 @@ import (
 // starts: the official nats-server, run with deploy/nats/cluster.conf as
 // it is, through a link beside the authorization block the run prints.
 type natsNode struct {
-	name                   string
-	client, route, monitor string // host:port
-	proc                   *process
+	name                         string
+	client, route, monitor, leaf string // host:port
+	proc                         *process
 }
 
 // clusterNodes is how many NATS nodes a cluster run starts.
@@ -79,7 +79,7 @@ func (c *cluster) startNATSCluster(ctx context.Context, natsServer, confFile str
 	}
 	for i := 1; i <= clusterNodes; i++ {
 		n := &natsNode{name: fmt.Sprintf("nats-%d", i)}
-		for _, addr := range []*string{&n.client, &n.route, &n.monitor} {
+		for _, addr := range []*string{&n.client, &n.route, &n.monitor, &n.leaf} {
 			port, err := freePort()
 			if err != nil {
 				return err
@@ -99,6 +99,7 @@ func (c *cluster) startNATSCluster(ctx context.Context, natsServer, confFile str
 			"NATS_CLIENT_LISTEN="+n.client,
 			"NATS_CLUSTER_LISTEN="+n.route,
 			"NATS_MONITOR_LISTEN="+n.monitor,
+			"NATS_LEAF_LISTEN="+n.leaf,
 			"NATS_STORE_DIR="+filepath.Join(c.dir, n.name),
 			"NATS_TLS_CERT="+filepath.Join(tlsDir, "node.pem"),
 			"NATS_TLS_KEY="+filepath.Join(tlsDir, "node-key.pem"),
