@@ -23,11 +23,14 @@ type RequestView struct {
 	Consent *ConsentGiven `json:"consent,omitempty"`
 	// Training marks a request made in training mode: it went to the
 	// simulated practice agency only.
-	Training  bool            `json:"training,omitempty"`
-	CreatedAt time.Time       `json:"created_at"`
-	UpdatedAt time.Time       `json:"updated_at"`
-	WorkItems []WorkItemView  `json:"work_items"`
-	Timeline  []TimelineEntry `json:"timeline"`
+	Training bool `json:"training,omitempty"`
+	// HeldAtDesk says the request is stored at the desk's edge, waiting
+	// for the link to the hub to be forwarded (spotflow edge).
+	HeldAtDesk bool            `json:"held_at_desk,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	WorkItems  []WorkItemView  `json:"work_items"`
+	Timeline   []TimelineEntry `json:"timeline"`
 }
 
 // WorkItemView is one agency's share of a request.
@@ -247,6 +250,10 @@ const (
 	// AuditTrainingMode: a mediator switched their session to training
 	// mode, or back.
 	AuditTrainingMode AuditAction = "training_mode"
+	// AuditEdgeCredentialIssued, AuditEdgeCredentialRevoked: an operator
+	// gave a desk's edge its credential at the hub, or revoked it.
+	AuditEdgeCredentialIssued  AuditAction = "edge_credential_issued"
+	AuditEdgeCredentialRevoked AuditAction = "edge_credential_revoked"
 	// AuditTrainingScenarioSet: a trainer chose what the simulated
 	// agencies do with a trainee's practice requests.
 	AuditTrainingScenarioSet AuditAction = "training_scenario_set"
@@ -260,7 +267,7 @@ var AuditActions = []AuditAction{
 	AuditCitizenErased, AuditOperatorSignedIn, AuditMediatorSignedIn, AuditMediatorSignInFailed,
 	AuditMediatorSignedOut, AuditMediatorCreated, AuditMediatorReset, AuditMediatorDisabled,
 	AuditMediatorEnabled, AuditMediatorPasswordSet, AuditMediatorTrainer, AuditTrainingMode,
-	AuditTrainingScenarioSet,
+	AuditTrainingScenarioSet, AuditEdgeCredentialIssued, AuditEdgeCredentialRevoked,
 }
 
 // Known reports whether a is one of AuditActions.
@@ -440,3 +447,13 @@ var ErrPersonalDataDeleted error = deletedError("its sealed copy was deleted (th
 type deletedError string
 
 func (e deletedError) Error() string { return string(e) }
+
+// EdgeCredential is a desk's edge's credential at the hub: the public half
+// of its nkey, and the desk whose requests it may store.
+type EdgeCredential struct {
+	PublicKey    string     `json:"public_key"`
+	DeskID       string     `json:"desk_id"`
+	Municipality string     `json:"municipality"`
+	CreatedAt    time.Time  `json:"created_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+}

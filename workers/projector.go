@@ -227,7 +227,7 @@ func requestOf(msg jetstream.Msg) string {
 
 func decodeChange(msg jetstream.Msg) (events.Change, error) {
 	if events.IsRequestSubject(msg.Subject()) {
-		req, err := decodeRequest(msg.Data())
+		req, err := decodeRequestOn(msg.Subject(), msg.Data())
 		return events.Change{Request: req}, err
 	}
 	arrived := time.Now()

@@ -88,7 +88,7 @@ func (r *Router) routeBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	var planned []int     // the messages whose requests are in routed
 	var services []string // and the services of those that count, for the metrics
 	for i, msg := range msgs {
-		req, err := decodeRequest(msg.Data())
+		req, err := decodeRequestOn(msg.Subject(), msg.Data())
 		if err == nil {
 			var ev natsbus.Outgoing
 			var its []natsbus.Outgoing
@@ -172,7 +172,10 @@ func (r *Router) plan(req *events.Request) (routed natsbus.Outgoing, items []nat
 // deadLetter records a request that cannot be routed, and marks it failed.
 func (r *Router) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) error {
 	dl := deadLetterOf(msg, events.ReasonPermanent, reason)
-	req, err := decodeRequest(msg.Data())
+	if events.RefusedRule(reason) != "" {
+		dl.Reason = events.ReasonRefused
+	}
+	req, err := decodeRequestOn(msg.Subject(), msg.Data())
 	if err == nil {
 		dl.RequestID = req.ID
 	}
@@ -180,8 +183,9 @@ func (r *Router) deadLetter(ctx context.Context, msg jetstream.Msg, reason error
 		return err
 	}
 	if err != nil {
-		// Not a request at all: nothing to attach a status to.
-		r.cfg.Logger.Error("router: dropping a message that is not a request", "subject", msg.Subject(), "reason", reason.Error())
+		// Not a request at all, or one of another desk's: nothing to attach
+		// a status to.
+		r.cfg.Logger.Error("router: dropping a message that is not a request of its subject's desk", "subject", msg.Subject(), "reason", reason.Error())
 		return nil
 	}
 	failed := events.StatusEvent{
@@ -197,6 +201,20 @@ func (r *Router) deadLetter(ctx context.Context, msg jetstream.Msg, reason error
 	return r.pub.Publish(ctx, natsbus.Outgoing{
 		Subject: events.StatusSubject(events.SourceRouter), ID: failed.ID, Value: failed,
 	})
+}
+
+// decodeRequestOn decodes the request published on subject, which must be
+// its desk's: each desk, and its edge, may publish on its own subject only,
+// and a request that claims another desk is forged.
+func decodeRequestOn(subject string, data []byte) (*events.Request, error) {
+	req, err := decodeRequest(data)
+	if err != nil {
+		return nil, err
+	}
+	if want := events.RequestSubject(req.Municipality, req.DeskID); subject != want {
+		return nil, events.Refuse(events.RuleSource, "request %s of desk %s of %s published on %s", req.ID, req.DeskID, req.Municipality, subject)
+	}
+	return req, nil
 }
 
 func decodeRequest(data []byte) (*events.Request, error) {

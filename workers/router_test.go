@@ -13,6 +13,7 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/eventstest"
+	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/workertest"
@@ -220,4 +221,38 @@ func TestRouter_RoutesABatchAroundARequestItCannotRoute(t *testing.T) {
 		t.Errorf("the unroutable request's event = %+v, want it failed", failed)
 	}
 	workertest.WaitFor(t, "the router to settle every request", drained(t, js, events.EventsStream, events.RouterConsumer))
+}
+
+// TestPipeline_RefusesARequestOfAnotherDeskThanItsSubjects plays an edge
+// that publishes, on its own desk's subject, a request claiming another
+// desk: the router routes it to no agency and the projector records
+// nothing of it; it is dead-lettered as refused (once: both find the same
+// message).
+func TestPipeline_RefusesARequestOfAnotherDeskThanItsSubjects(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, &fakeAdapter{answer: func(int, events.WorkItem) (workers.Receipt, error) {
+		return workers.Receipt{Status: events.StatusCompleted}, nil
+	}}, natsbus.Topology{})
+	forged := eventstest.Request("req-forged", "birth-certificate", map[string]any{"format": "online"})
+	forged.DeskID = "desk-2"
+	publish(t, p.js, events.RequestSubject("lisboa", "desk-1"), forged.ID, forged)
+	waitForDeadLetters(t, p, 1)
+	workertest.WaitFor(t, "the projector to settle the forged request", drained(t, p.js, events.EventsStream, events.ProjectorConsumer))
+	workertest.WaitFor(t, "the router to settle the forged request", drained(t, p.js, events.EventsStream, events.RouterConsumer))
+	dead, err := p.store.ListDeadLetters(t.Context(), "", true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dead {
+		if d.Reason != events.ReasonRefused || !strings.Contains(d.LastError, "published on spotflow.requests.lisboa.desk-1") {
+			t.Errorf("dead letter %+v, want the forged request refused with the reason", d)
+		}
+	}
+	var n int
+	if err := p.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM requests WHERE id = 'req-forged'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the projection recorded the forged request %d times (err %v)", n, err)
+	}
+	if n := natstest.StreamMessages(t, p.js, events.WorkStream); n != 0 {
+		t.Errorf("the forged request made %d work items", n)
+	}
 }

@@ -18,6 +18,11 @@ type AgencyCredentialStore interface {
 	AgencyCredentials(ctx context.Context, agency, kind string, revoked bool) ([]events.AgencyCredential, error)
 }
 
+// EdgeCredentialStore lists the desks' edges' credentials in force.
+type EdgeCredentialStore interface {
+	EdgeCredentials(ctx context.Context, revoked bool) ([]events.EdgeCredential, error)
+}
+
 // UsersConfig configures Users.
 type UsersConfig struct {
 	// Server whose users are kept. Required.
@@ -27,6 +32,9 @@ type UsersConfig struct {
 	Own []natsbus.User
 	// Store lists the agencies' credentials. Required.
 	Store AgencyCredentialStore
+	// Edges lists the desks' edges' credentials, let in as leaf nodes.
+	// Optional: without it no edge is.
+	Edges EdgeCredentialStore
 	// Every is how often the credentials are read again: a credential
 	// issued or revoked takes effect within it. Default 2 seconds.
 	Every time.Duration
@@ -65,9 +73,18 @@ func (u *Users) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	keys := make([]string, len(creds))
-	for i, c := range creds {
-		keys[i] = c.Agency + " " + c.PublicKey
+	var edges []events.EdgeCredential
+	if u.cfg.Edges != nil {
+		if edges, err = u.cfg.Edges.EdgeCredentials(ctx, false); err != nil {
+			return fmt.Errorf("users: %w", err)
+		}
+	}
+	keys := make([]string, 0, len(creds)+len(edges))
+	for _, c := range creds {
+		keys = append(keys, c.Agency+" "+c.PublicKey)
+	}
+	for _, e := range edges {
+		keys = append(keys, "edge "+e.DeskID+" "+e.PublicKey)
 	}
 	slices.Sort(keys)
 	if u.last != nil && slices.Equal(keys, u.last) {
@@ -77,10 +94,13 @@ func (u *Users) Sync(ctx context.Context) error {
 	for _, c := range creds {
 		users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
 	}
+	for _, e := range edges {
+		users = append(users, natsbus.User{PublicKey: e.PublicKey, Grant: natsbus.EdgeGrant(e.Municipality, e.DeskID), Leaf: true})
+	}
 	if err := u.cfg.Server.SetUsers(users); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	u.cfg.Logger.Info("users: agencies' credentials in force", "credentials", len(creds))
+	u.cfg.Logger.Info("users: agencies' and edges' credentials in force", "agencies", len(creds), "edges", len(edges))
 	u.last = keys
 	return nil
 }

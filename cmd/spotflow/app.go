@@ -79,6 +79,7 @@ type Main struct {
 	ready     chan struct{}
 	httpAddr  string
 	natsURL   string
+	leafURL   string
 	agencies  map[string]*simagency.Agency
 	js        jetstream.JetStream
 	pool      *pgxpool.Pool
@@ -97,6 +98,10 @@ func (m *Main) HTTPAddr() string { return m.httpAddr }
 
 // NATSURL is the NATS server in use, once Ready.
 func (m *Main) NATSURL() string { return m.natsURL }
+
+// LeafURL is where the embedded NATS server accepts desks' edges, once
+// Ready; empty when it accepts none.
+func (m *Main) LeafURL() string { return m.leafURL }
 
 // Agencies are the simulated agencies of the dispatcher role, once Ready.
 func (m *Main) Agencies() map[string]*simagency.Agency { return m.agencies }
@@ -552,6 +557,13 @@ func (m *Main) openBus(ctx context.Context, catalog *events.Catalog, store *post
 			return nil, err
 		}
 		m.natsURL = b.server.ClientURL()
+		if port := b.server.LeafPort(); port > 0 {
+			host, _, _ := net.SplitHostPort(m.Config.LeafListen)
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			m.leafURL = "nats-leaf://" + net.JoinHostPort(host, strconv.Itoa(port))
+		}
 	}
 	m.natsURL = cmp.Or(m.natsURL, nats.DefaultURL)
 	identities := slices.Clone(m.Roles)
@@ -642,16 +654,9 @@ func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 }
 
 func (m *Main) embedNATS(users []natsbus.User, log *slog.Logger) (*natsbus.Server, error) {
-	host, portStr, err := net.SplitHostPort(m.Config.NATSListen)
+	host, port, err := hostPort(m.Config.NATSListen)
 	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: %w", m.Config.NATSListen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: %w", m.Config.NATSListen, err)
-	}
-	if port == 0 {
-		port = -1 // any free port
+		return nil, fmt.Errorf("nats listen address: %w", err)
 	}
 	key, err := m.Config.natsStoreKey()
 	if err != nil {
@@ -661,7 +666,7 @@ func (m *Main) embedNATS(users []natsbus.User, log *slog.Logger) (*natsbus.Serve
 	if err != nil {
 		return nil, err
 	}
-	return natsbus.RunServer(natsbus.ServerConfig{
+	cfg := natsbus.ServerConfig{
 		Users:    users,
 		StoreDir: filepath.Join(m.Config.DataDir, "nats"),
 		StoreKey: hex.EncodeToString(key),
@@ -670,7 +675,13 @@ func (m *Main) embedNATS(users []natsbus.User, log *slog.Logger) (*natsbus.Serve
 		Port:     port,
 		NoSync:   m.Config.NATSNoSync,
 		Logger:   log.With("component", "nats-server"),
-	})
+	}
+	if m.Config.LeafListen != "" {
+		if cfg.LeafHost, cfg.LeafPort, err = hostPort(m.Config.LeafListen); err != nil {
+			return nil, fmt.Errorf("leaf listen address: %w", err)
+		}
+	}
+	return natsbus.RunServer(cfg)
 }
 
 // loadCatalog loads the catalogue file at path, or the built-in one.
@@ -722,4 +733,21 @@ func demoDesk(ctx context.Context, store *postgres.Store, dataDir string) (strin
 		return "", fmt.Errorf("demo desk: %w", err)
 	}
 	return path, nil
+}
+
+// hostPort splits a listen address; port 0 becomes -1, nats-server's any
+// free port.
+func hostPort(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
 }

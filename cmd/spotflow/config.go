@@ -34,6 +34,10 @@ type Config struct {
 	// NATSURL is the NATS server to use. NATS_URL; when empty, `run`
 	// embeds a server and the single roles use nats://127.0.0.1:4222.
 	NATSURL string
+	// LeafListen, when set, is where an embedded NATS server accepts the
+	// leaf-node connections of desks' edges (spotflow edge).
+	// SPOTFLOW_LEAF_LISTEN.
+	LeafListen string
 	// NATSListen is where an embedded NATS server listens.
 	// SPOTFLOW_NATS_LISTEN, default 127.0.0.1:4222.
 	NATSListen string
@@ -219,6 +223,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.HTTPAddr, "http", env("SPOTFLOW_HTTP_ADDR", httpDefault), "HTTP listen address; empty for none (SPOTFLOW_HTTP_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", os.Getenv("NATS_URL"), "NATS server URL (NATS_URL)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("SPOTFLOW_NATS_LISTEN", "127.0.0.1:4222"), "listen address of the embedded NATS server (SPOTFLOW_NATS_LISTEN)")
+	fs.StringVar(&c.LeafListen, "leaf-listen", os.Getenv("SPOTFLOW_LEAF_LISTEN"), "where the embedded NATS server accepts desks' edges as leaf nodes (spotflow edge), e.g. 0.0.0.0:7422; default: none (SPOTFLOW_LEAF_LISTEN)")
 	fs.BoolVar(&c.NATSNoSync, "nats-no-sync", envBool("SPOTFLOW_NATS_NO_SYNC"), "embedded JetStream acks before fsync: faster, may lose acknowledged requests on power loss (SPOTFLOW_NATS_NO_SYNC)")
 	fs.IntVar(&c.Replicas, "replicas", envInt("SPOTFLOW_STREAM_REPLICAS", 1), "replicas per stream: 1 on one server, 3 on a cluster (SPOTFLOW_STREAM_REPLICAS)")
 	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL; default: the local cluster under the data directory (DATABASE_URL)")

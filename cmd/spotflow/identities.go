@@ -98,8 +98,8 @@ func (c *Config) credential(identity string) (natsbus.Credential, error) {
 
 // newUsers keeps ns's users: spotflow's own, and the agencies' credentials
 // in force in store, read once now.
-func newUsers(ctx context.Context, ns *natsbus.Server, own []natsbus.User, store workers.AgencyCredentialStore, log *slog.Logger) (*workers.Users, error) {
-	users, err := workers.NewUsers(workers.UsersConfig{Server: ns, Own: own, Store: store, Logger: log.With("component", "nats-users")})
+func newUsers(ctx context.Context, ns *natsbus.Server, own []natsbus.User, store *postgres.Store, log *slog.Logger) (*workers.Users, error) {
+	users, err := workers.NewUsers(workers.UsersConfig{Server: ns, Own: own, Store: store, Edges: store, Logger: log.With("component", "nats-users")})
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +141,13 @@ func natsConfigCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		for _, c := range creds {
 			users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
+		}
+		edges, err := store.EdgeCredentials(ctx, false)
+		if err != nil {
+			return err
+		}
+		for _, e := range edges {
+			users = append(users, natsbus.User{PublicKey: e.PublicKey, Grant: natsbus.EdgeGrant(e.Municipality, e.DeskID), Leaf: true})
 		}
 		_, err = io.WriteString(stdout, natsbus.AuthorizationConfig(users))
 		return err

@@ -68,6 +68,7 @@ func commands() []command {
 		{"audit", "verify, link and list the audit log: audit verify|chain|list", auditCommand},
 		{"citizen", "erase a citizen's personal data: citizen erase", citizenCommand},
 		{"agency", "manage agencies' NATS credentials: agency issue|list|revoke", agencyCommand},
+		{"edge", "run a desk's edge, which keeps the desk working offline, and manage edges at the hub: edge run|issue|list|revoke", edgeCommand},
 		{"nats-config", "print the users block of a NATS server of one's own", natsConfigCommand},
 		{"loadgen", "drive a running spotflow with desk submissions and report throughput and latency", loadgenCommand},
 		{"dead", "inspect and replay dead letters: dead list|show|replay", deadCommand},

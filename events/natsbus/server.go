@@ -114,6 +114,9 @@ func RunServer(cfg ServerConfig) (*Server, error) {
 	opts.JetStreamDomain = cfg.Domain
 	if cfg.LeafPort != 0 {
 		opts.LeafNode.Host, opts.LeafNode.Port = cmpOr(cfg.LeafHost, opts.Host), cfg.LeafPort
+		// Edges reach the hub at the address they were given (through a
+		// proxy, say), never at the one the server listens on.
+		opts.LeafNode.NoAdvertise = true
 		if cfg.TLS != nil {
 			opts.LeafNode.TLSConfig, opts.LeafNode.TLSTimeout = cfg.TLS, 5
 		}

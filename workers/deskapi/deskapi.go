@@ -51,6 +51,10 @@ type Config struct {
 	// Refused, when set, is told the error code of every submission
 	// refused.
 	Refused func(code string)
+	// StoredAt, when set, tells the desk where an accepted request is
+	// stored: "desk" at a desk's edge, which forwards it to the hub when
+	// it can.
+	StoredAt string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }

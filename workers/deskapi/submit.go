@@ -16,6 +16,9 @@ type submitted struct {
 	ID        string        `json:"id"`
 	Status    events.Status `json:"status"`
 	StatusURL string        `json:"status_url"`
+	// StoredAt is "desk" for a request an edge holds until it can forward
+	// it to the hub.
+	StoredAt string `json:"stored_at,omitempty"`
 }
 
 func (a *API) submit(w http.ResponseWriter, r *http.Request, desk events.Desk) {
@@ -51,7 +54,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, desk events.Desk) {
 		return
 	}
 	w.Header().Set("Location", "/v1/requests/"+id)
-	jsonapi.Write(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id})
+	jsonapi.Write(w, http.StatusAccepted, submitted{ID: id, Status: events.StatusSubmitted, StatusURL: "/v1/requests/" + id, StoredAt: a.cfg.StoredAt})
 }
 
 // decodeSubmission reads the body strictly: JSON only, within MaxBody, and
