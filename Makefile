@@ -14,7 +14,7 @@ DEMO_FOR    ?= 5m
 FUZZTIME    ?= 1m
 FUZZPARALLEL ?= 1
 
-.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos cluster deploy-deps
+.PHONY: help build run test fuzz bench bench-publish bench-dashboard demo vet lint postgres-binaries browser-deps clean chaos cluster national-day deploy-deps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,6 +88,9 @@ chaos: build postgres-binaries ## run the fault suite (kill -9, NATS and Postgre
 
 cluster: build postgres-binaries ## run spotflow on a three-node NATS cluster (deploy/nats/cluster.conf, TLS, R3 streams) under load: leader killed every 15 s for 2 min, quorum lost for 30 s, three rounds of lame-duck restarts; print the ledger
 	$(GO) run ./cmd/chaos --cluster --spotflow $(BIN)
+
+national-day: build postgres-binaries ## a country's day of desks (765 desks, 308 municipalities, 45,900 requests, two peaks, desks offline for a while) compressed to ten minutes, on the three-node NATS cluster with three processes of every role; prints the ledger and checks the dashboard against Postgres
+	$(GO) run ./cmd/chaos --cluster --national-day --spotflow $(BIN)
 
 postgres-binaries: ## install PostgreSQL's server binaries if this machine has none
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \

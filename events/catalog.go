@@ -115,6 +115,28 @@ type Service struct {
 	Training bool `json:"training"`
 }
 
+// SampleAnswers is the n-th of a series of valid answers to the service's
+// attributes, for load generators and fault suites: every attribute
+// answered, list values taken in turn.
+func (s *Service) SampleAnswers(n int) map[string]any {
+	attrs := make(map[string]any, len(s.Attributes))
+	for _, a := range s.Attributes {
+		switch a.Datatype {
+		case DatatypeNumber:
+			attrs[a.Code] = 1 + n%5
+		case DatatypeDatetime:
+			attrs[a.Code] = "2026-12-01T09:30:00Z"
+		case DatatypeSingleValueList:
+			attrs[a.Code] = a.Values[n%len(a.Values)].Key
+		case DatatypeMultiValueList:
+			attrs[a.Code] = []string{a.Values[n%len(a.Values)].Key}
+		default:
+			attrs[a.Code] = fmt.Sprintf("%s %d", a.Code, n)
+		}
+	}
+	return attrs
+}
+
 // SLA is the expected time from submission to completion.
 func (s *Service) SLA() time.Duration { return time.Duration(s.SLAHours * float64(time.Hour)) }
 

@@ -813,3 +813,27 @@ func mustCatalog(t *testing.T, doc map[string]any) *events.Catalog {
 	}
 	return c
 }
+
+func TestSampleAnswers_AreValidForEveryServiceOfTheBuiltInCatalogue(t *testing.T) {
+	t.Parallel()
+	c, err := events.ParseCatalog(schemas.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range c.Services {
+		for n := range 7 {
+			raw := make(map[string]json.RawMessage)
+			for k, v := range svc.SampleAnswers(n) {
+				b, err := json.Marshal(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw[k] = b
+			}
+			sub := &events.Submission{ServiceCode: svc.Code, Citizen: &events.Citizen{NationalID: "12345678", Name: "Load Test"}, Attributes: raw}
+			if _, err := c.Validate(sub); err != nil {
+				t.Errorf("%s, sample %d: %v", svc.Code, n, err)
+			}
+		}
+	}
+}

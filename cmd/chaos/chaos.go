@@ -53,6 +53,10 @@ type Config struct {
 	// NATSConf is the nodes' configuration file. Default
 	// deploy/nats/cluster.conf.
 	NATSConf string
+	// NationalDay, with Cluster, runs no fault but a country's day of
+	// desks compressed (nationalDay), with three processes of every role,
+	// and checks the dashboard's figures against Postgres's.
+	NationalDay bool
 	// Log receives progress lines. Default: discarded.
 	Log io.Writer
 }
@@ -323,6 +327,9 @@ type scenario struct {
 	inject func(ctx context.Context, h *harness, res *ScenarioResult) (time.Time, error)
 	// submit replaces the plain load (the duplicates and burst scenarios).
 	submit func(ctx context.Context, h *harness, subs []submission, res *ScenarioResult) ([]accepted, time.Time)
+	// plan, when set, makes the scenario's submissions, each with its
+	// moment, instead of n spread evenly.
+	plan func(h *harness) []submission
 }
 
 func scenarios() []scenario {
@@ -364,8 +371,18 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		cfg.Log = io.Discard
 	}
 	sc := scenarios()
+	if cfg.NationalDay && !cfg.Cluster {
+		return rep, errors.New("chaos: a national day runs on the cluster: add --cluster")
+	}
+	if cfg.NationalDay {
+		sc = []scenario{{name: "national-day", window: func(plan) time.Duration { return nationalDay.Length }, inject: quietDay,
+			plan: func(h *harness) []submission { return nationalDay.plan(h.ledger.catalog, h.desks, h.cfg.Seed) }}}
+		cfg.Desks, cfg.Requests = nationalDay.Desks, nationalDay.Requests
+	}
 	if cfg.Cluster {
-		sc = clusterScenarios()
+		if !cfg.NationalDay {
+			sc = clusterScenarios()
+		}
 		cfg.NATSConf = cmp.Or(cfg.NATSConf, filepath.Join("deploy", "nats", "cluster.conf"))
 		if _, err := os.Stat(cfg.NATSConf); err != nil {
 			return rep, fmt.Errorf("chaos: the nodes' configuration: %w (run from the repository's root, or give --nats-conf)", err)
@@ -435,6 +452,9 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	}()
 
 	var setup natsSetup
+	if cfg.NationalDay {
+		setup.PerRole = 3
+	}
 	if cfg.Cluster {
 		setup.Conf = cfg.NATSConf
 		if setup.Server = cfg.NATSServer; setup.Server == "" {
@@ -450,7 +470,13 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		return rep, fmt.Errorf("chaos: start spotflow: %w", err)
 	}
 	h.cluster = c
-	if h.desks, err = c.createDesks(ctx, cfg.Desks); err != nil {
+	if cfg.NationalDay {
+		fmt.Fprintf(cfg.Log, "chaos: registering %d desks in %d municipalities\n", nationalDay.Desks, nationalDay.Municipalities)
+		h.desks, err = createDesksFast(ctx, c.pgURL, nationalDay.Desks, nationalDay.Municipalities)
+	} else {
+		h.desks, err = c.createDesks(ctx, cfg.Desks)
+	}
+	if err != nil {
 		return rep, fmt.Errorf("chaos: %w", err)
 	}
 	h.loader = newLoader(c.intakeURLs, h.desks)
@@ -467,6 +493,9 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		}
 		n = max(n, s.least)
 		subs := makeSubmissions(s.name, first, n, cfg.Desks)
+		if s.plan != nil {
+			subs = s.plan(h)
+		}
 		first += n
 		res, err := h.runScenario(ctx, s, subs)
 		rep.Scenarios = append(rep.Scenarios, res)
@@ -487,6 +516,22 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 			problems = append(problems, err.Error())
 		} else {
 			notes = append(notes, same)
+		}
+	}
+	if cfg.NationalDay {
+		// The roll-ups are folded every two seconds.
+		var line string
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			if line, err = c.figuresAgree(ctx, c.pgURL); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			notes = append(notes, line)
 		}
 	}
 	rep.Problems = append(rep.Problems, problems...)

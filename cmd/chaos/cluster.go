@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -30,13 +31,14 @@ type roleCount struct {
 	n    int
 }
 
-// roleCounts are a run's processes: on a NATS cluster, two intakes too.
-func roleCounts(natsCluster bool) []roleCount {
+// roleCounts are a run's processes: on a NATS cluster, two intakes too,
+// and perRole of each other role.
+func roleCounts(natsCluster bool, perRole int) []roleCount {
 	intakes := 1
 	if natsCluster {
 		intakes = 2
 	}
-	return []roleCount{{"intake", intakes}, {"router", 2}, {"dispatcher", 2}, {"projector", 2}}
+	return []roleCount{{"intake", intakes}, {"router", perRole}, {"dispatcher", perRole}, {"projector", perRole}}
 }
 
 // natsSetup says which NATS a run starts: one `spotflow nats`, or, with
@@ -44,6 +46,8 @@ func roleCounts(natsCluster bool) []roleCount {
 // file Conf.
 type natsSetup struct {
 	Server, Conf string
+	// PerRole is how many processes of each role but intake run; default 2.
+	PerRole int
 }
 
 // cluster is one running spotflow: Postgres, a NATS server, the simulated
@@ -139,7 +143,7 @@ func startCluster(ctx context.Context, bin, dir, logLevel string, setup natsSetu
 		return c, err
 	}
 
-	for _, rc := range roleCounts(setup.Server != "") {
+	for _, rc := range roleCounts(setup.Server != "", cmp.Or(setup.PerRole, 2)) {
 		for i := 1; i <= rc.n; i++ {
 			name := rc.role
 			if rc.n > 1 {

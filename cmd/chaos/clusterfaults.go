@@ -122,3 +122,13 @@ func lameDuckRestarts(ctx context.Context, h *harness, res *ScenarioResult) (tim
 	}
 	return time.Now(), nil
 }
+
+// quietDay is the national day's "fault": none. It waits out the day.
+func quietDay(ctx context.Context, h *harness, res *ScenarioResult) (time.Time, error) {
+	res.Fault = fmt.Sprintf("none: %d desks in %d municipalities, %d requests over a day compressed to %v, %d desks offline for a while",
+		nationalDay.Desks, nationalDay.Municipalities, nationalDay.Requests, nationalDay.Length, nationalDay.Offline)
+	if !sleepUntil(ctx, time.Now().Add(nationalDay.Length)) {
+		return time.Time{}, ctx.Err()
+	}
+	return time.Now(), nil
+}

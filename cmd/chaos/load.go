@@ -28,6 +28,9 @@ type submission struct {
 	Key     string
 	Body    []byte
 	Service string
+	// At, when set, is when in the load's window it is sent; otherwise the
+	// window is shared evenly.
+	At time.Duration
 }
 
 // outcome is the final answer to a submission after its retries.
@@ -83,6 +86,9 @@ func (l *loader) runCopies(ctx context.Context, subs []submission, window time.D
 	for i := range subs {
 		out[i] = make([]outcome, copies)
 		at := start.Add(window * time.Duration(i) / time.Duration(len(subs)))
+		if subs[i].At > 0 {
+			at = start.Add(subs[i].At)
+		}
 		if !sleepUntil(ctx, at) {
 			for c := range out[i] {
 				out[i][c] = outcome{Err: ctx.Err()}

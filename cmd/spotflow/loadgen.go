@@ -103,25 +103,10 @@ func loadgenCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 // loadBody is a valid submission body for a service, built from its
 // definition in the catalogue.
 func loadBody(svc events.Service, n int) []byte {
-	attrs := make(map[string]any)
-	for _, a := range svc.Attributes {
-		switch a.Datatype {
-		case events.DatatypeNumber:
-			attrs[a.Code] = 1 + n%5
-		case events.DatatypeDatetime:
-			attrs[a.Code] = "2026-12-01T09:30:00Z"
-		case events.DatatypeSingleValueList:
-			attrs[a.Code] = a.Values[n%len(a.Values)].Key
-		case events.DatatypeMultiValueList:
-			attrs[a.Code] = []string{a.Values[n%len(a.Values)].Key}
-		default:
-			attrs[a.Code] = fmt.Sprintf("%s %d", a.Code, n)
-		}
-	}
 	body, _ := json.Marshal(map[string]any{
 		"service_code": svc.Code,
 		"citizen":      map[string]string{"national_id": strconv.Itoa(10000000 + n%90000000), "name": "Load Test"},
-		"attributes":   attrs,
+		"attributes":   svc.SampleAnswers(n),
 	})
 	return body
 }
