@@ -376,7 +376,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	}
 	if cfg.NationalDay {
 		sc = []scenario{{name: "national-day", window: func(plan) time.Duration { return nationalDay.Length }, inject: quietDay,
-			plan: func(h *harness) []submission { return nationalDay.plan(h.ledger.catalog, h.desks, h.cfg.Seed) }}}
+			plan: dayPlan}}
 		cfg.Desks, cfg.Requests = nationalDay.Desks, nationalDay.Requests
 	}
 	if cfg.Cluster {
@@ -472,7 +472,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	h.cluster = c
 	if cfg.NationalDay {
 		fmt.Fprintf(cfg.Log, "chaos: registering %d desks in %d municipalities\n", nationalDay.Desks, nationalDay.Municipalities)
-		h.desks, err = createDesksFast(ctx, c.pgURL, nationalDay.Desks, nationalDay.Municipalities)
+		h.desks, err = createDesksFast(ctx, c.pgURL, nationalDay)
 	} else {
 		h.desks, err = c.createDesks(ctx, cfg.Desks)
 	}

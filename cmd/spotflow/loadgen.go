@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/loadprofile"
 	"github.com/spotflow/spotflow/workers/postgres"
 )
 
@@ -32,6 +33,9 @@ type loadgenConfig struct {
 	Mix         string
 	Drain       time.Duration
 	JSONOut     string
+	// Profile, when "national-day", replaces Desks, Rate, Duration and
+	// Mix with loadprofile.NationalDay.
+	Profile string
 }
 
 // loadReport is what a load run measured. Latencies are in milliseconds.
@@ -72,6 +76,7 @@ func loadgenCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&lc.Mix, "mix", "", "service mix as code=weight,...; default: every service, equally")
 	fs.DurationVar(&lc.Drain, "drain", 2*time.Minute, "how long to wait for submitted requests to finish")
 	fs.StringVar(&lc.JSONOut, "json", "", "also write the report as JSON to this file (- for stdout)")
+	fs.StringVar(&lc.Profile, "profile", "", "national-day: a country's day of desks (765 desks in 308 municipalities, 45,900 requests in a realistic service mix, two peaks, a few desks offline for a while) compressed to ten minutes, instead of --desks, --rate, --duration and --mix")
 	cfg.flags(fs, "")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -183,6 +188,8 @@ type load struct {
 	interval time.Duration // between submissions; 0 for as fast as possible
 	run      string        // names this run's idempotency keys
 	report   *loadReport
+	// day, with a profile, is the planned submissions.
+	day []loadprofile.Submission
 
 	submitted, accepted, failed, retries, throttled atomic.Int64
 	mu                                              sync.Mutex
@@ -202,12 +209,27 @@ func newLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig) (*loa
 	if l.mix, err = mixOf(services, lc.Mix); err != nil {
 		return nil, err
 	}
+	municipality := func(i int) string { return fmt.Sprintf("load-%d", i%50) }
+	switch lc.Profile {
+	case "":
+	case "national-day":
+		day := loadprofile.NationalDay
+		l.day = day.Plan(&events.Catalog{Services: services}, rand.Int64())
+		lc.Desks, lc.Duration, lc.Rate, municipality = day.Desks, day.Length, "profile", day.Municipality
+		l.lc = lc
+	default:
+		return nil, fmt.Errorf("loadgen: unknown --profile %q (national-day)", lc.Profile)
+	}
 	for i := range max(lc.Desks, 1) {
-		d, tok, err := store.CreateDesk(ctx, fmt.Sprintf("load-%d", i%50), fmt.Sprintf("Load desk %d", i))
+		d, tok, err := store.CreateDesk(ctx, municipality(i), fmt.Sprintf("Load desk %d", i))
 		if err != nil {
 			return nil, err
 		}
 		l.deskIDs, l.tokens = append(l.deskIDs, d.ID), append(l.tokens, tok)
+	}
+	if l.day != nil {
+		l.report = &loadReport{Started: time.Now().UTC(), TargetRate: "national-day", Desks: len(l.deskIDs)}
+		return l, nil
 	}
 	if lc.Rate != "max" {
 		rate, err := strconv.ParseFloat(lc.Rate, 64)
@@ -220,9 +242,14 @@ func newLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig) (*loa
 	return l, nil
 }
 
-// drive submits for the run's duration, at its rate, with at most
-// Concurrency submissions in flight, and returns once the last is answered.
+// drive submits for the run's duration, at its rate (or, with a profile,
+// each planned submission at its moment), with at most Concurrency
+// submissions in flight, and returns once the last is answered.
 func (l *load) drive(ctx context.Context, begin time.Time) {
+	if l.day != nil {
+		l.driveDay(ctx, begin)
+		return
+	}
 	loadCtx, stop := context.WithTimeout(ctx, l.lc.Duration)
 	defer stop()
 	sem := make(chan struct{}, l.lc.Concurrency)
@@ -251,12 +278,41 @@ func (l *load) drive(ctx context.Context, begin time.Time) {
 	}
 }
 
+// driveDay sends the day's planned submissions, each at its moment.
+func (l *load) driveDay(ctx context.Context, begin time.Time) {
+	sem := make(chan struct{}, l.lc.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, s := range l.day {
+		if wait := time.Until(begin.Add(s.At)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			l.post(ctx, s.N, s.Body, l.tokens[s.Desk])
+		})
+	}
+}
+
 // submit posts the n-th submission, retrying what may be retried with the
 // same key, and counts the outcome.
 func (l *load) submit(ctx context.Context, n int) {
-	body := loadBody(l.mix[n%len(l.mix)], n)
+	l.post(ctx, n, loadBody(l.mix[n%len(l.mix)], n), l.tokens[n%len(l.tokens)])
+}
+
+// post posts body as the n-th submission with a desk's token, retrying what
+// may be retried with the same key, and counts the outcome.
+func (l *load) post(ctx context.Context, n int, body []byte, token string) {
 	key := fmt.Sprintf("load-%s-%d", l.run, n)
-	token := l.tokens[n%len(l.tokens)]
 	start := time.Now()
 	l.submitted.Add(1)
 	for attempt := 0; ; attempt++ {
