@@ -68,12 +68,19 @@ browser-deps: ## fetch axe-core for the browser test and the NATS client of the 
 	@npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error
 	@npm ci --prefix $(AGENCY_JS_DIR) --no-audit --no-fund --loglevel=error
 
-deploy-deps: ## install systemd-analyze, which checks the unit files in deploy/systemd, if this machine has none
+deploy-deps: ## install systemd-analyze and promtool, which check deploy/systemd and deploy/prometheus, if this machine lacks them
 	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			echo "installing systemd-analyze (apt-get install systemd)"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
 		else echo "systemd-analyze not found: install systemd, or the unit files cannot be checked" >&2; exit 1; fi; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing promtool (apt-get install --no-install-recommends prometheus)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+			systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+		else echo "promtool not found: install Debian's prometheus package, or the alert rules cannot be checked" >&2; exit 1; fi; \
 	fi
 
 bench: build postgres-binaries ## measure the whole system (max rate, 500/2,000/5,000 req/s, durable and not) against the raw limit; full report in .data/bench/reports, one line in BENCHMARKS.md
