@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -93,8 +94,11 @@ func (c *cluster) startNATSCluster(ctx context.Context, natsServer, confFile str
 		urls = append(urls, "tls://"+n.client)
 	}
 	c.natsURL = strings.Join(urls, ",")
+	storeKey := make([]byte, 32)
+	_, _ = rand.Read(storeKey)
 	for _, n := range c.natsNodes {
 		env := append(os.Environ(),
+			"NATS_STORE_KEY="+hex.EncodeToString(storeKey),
 			"NATS_SERVER_NAME="+n.name,
 			"NATS_CLIENT_LISTEN="+n.client,
 			"NATS_CLUSTER_LISTEN="+n.route,
