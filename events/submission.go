@@ -402,3 +402,30 @@ func CheckIdempotencyKey(key string) *FieldError {
 	}
 	return nil
 }
+
+// RequestOf is the request that sub, accepted from desk at now, becomes
+// under id. A consent given without its time takes now: it is stamped only
+// here, after the idempotency key was bound to the body without it, so
+// that a retry is the same body.
+func RequestOf(desk Desk, sub *Submission, id string, now time.Time) Request {
+	req := Request{
+		Schema:       SchemaRequest,
+		ID:           id,
+		DeskID:       desk.ID,
+		Municipality: desk.Municipality,
+		Mediator:     sub.Mediator,
+		ServiceCode:  sub.ServiceCode,
+		VisitID:      sub.VisitID,
+		Consent:      sub.Consent,
+		Citizen:      *sub.Citizen,
+		Attributes:   sub.Attributes,
+		SubmittedAt:  now,
+		Practice:     sub.Practice,
+	}
+	if c := sub.Consent; c != nil && c.At.IsZero() {
+		given := *c
+		given.At = now
+		req.Consent = &given
+	}
+	return req
+}

@@ -173,27 +173,7 @@ func (in *Intake) Accept(ctx context.Context, desk events.Desk, key string, sub 
 		in.accepted(desk, sub)
 		return id, svc, nil
 	}
-	req := events.Request{
-		Schema:       events.SchemaRequest,
-		ID:           id,
-		DeskID:       desk.ID,
-		Municipality: desk.Municipality,
-		Mediator:     sub.Mediator,
-		ServiceCode:  sub.ServiceCode,
-		VisitID:      sub.VisitID,
-		Consent:      sub.Consent,
-		Citizen:      *sub.Citizen,
-		Attributes:   sub.Attributes,
-		SubmittedAt:  now,
-		Practice:     sub.Practice,
-	}
-	if c := sub.Consent; c != nil && c.At.IsZero() {
-		// Stamped after the key was bound to the body without it, so that a
-		// retry is the same body.
-		given := *c
-		given.At = now
-		req.Consent = &given
-	}
+	req := events.RequestOf(desk, sub, id, now)
 	message, err := json.Marshal(req)
 	if err != nil {
 		return "", nil, fmt.Errorf("accept: encode request: %w", err)

@@ -188,16 +188,7 @@ func (e *Edge) Accept(ctx context.Context, desk events.Desk, key string, sub *ev
 	}
 	sum := sha256.Sum256(body)
 	now := time.Now().UTC()
-	req := events.Request{
-		Schema: events.SchemaRequest, ID: events.NewID(now), DeskID: desk.ID, Municipality: desk.Municipality,
-		Mediator: sub.Mediator, ServiceCode: sub.ServiceCode, VisitID: sub.VisitID, Consent: sub.Consent,
-		Citizen: *sub.Citizen, Attributes: sub.Attributes, SubmittedAt: now,
-	}
-	if c := sub.Consent; c != nil && c.At.IsZero() {
-		given := *c
-		given.At = now
-		req.Consent = &given
-	}
+	req := events.RequestOf(desk, sub, events.NewID(now), now)
 	message, err := json.Marshal(req)
 	if err != nil {
 		return "", nil, fmt.Errorf("accept: encode request: %w", err)
