@@ -457,3 +457,14 @@ type EdgeCredential struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 }
+
+// EdgeMediator is a mediator's account as a desk's edge keeps it, to let
+// them sign in to the desk application while the desk is offline: the
+// argon2id hash of their password, never the password.
+type EdgeMediator struct {
+	Username     string `json:"username"`
+	Name         string `json:"name"`
+	Language     string `json:"language"`
+	PasswordHash string `json:"password_hash"`
+	Trainer      bool   `json:"trainer,omitempty"`
+}

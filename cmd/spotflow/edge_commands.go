@@ -24,8 +24,11 @@ import (
 	"github.com/spotflow/spotflow/events/natsbus"
 	"github.com/spotflow/spotflow/workers"
 	"github.com/spotflow/spotflow/workers/deskapi"
+	"github.com/spotflow/spotflow/workers/deskapp"
 	"github.com/spotflow/spotflow/workers/edge"
 	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/localpg"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 // edgeBundle is what `edge issue` writes for a desk's edge: the desk, the
@@ -37,6 +40,9 @@ type edgeBundle struct {
 	DeskName     string   `json:"desk_name"`
 	Seed         string   `json:"seed"`
 	TokenSHA256  []string `json:"token_sha256"`
+	// Mediators may sign in to the edge's desk application while the desk
+	// is offline, with the passwords they had when the bundle was issued.
+	Mediators []events.EdgeMediator `json:"mediators"`
 }
 
 // edgeCommand manages desks' edges at the hub (issue, list, revoke) and
@@ -129,7 +135,12 @@ func issueEdge(ctx context.Context, s *postgres.Store, deskID, out string, by ev
 		_ = os.Remove(out)
 		return err
 	}
-	b := edgeBundle{DeskID: desk.ID, Municipality: desk.Municipality, DeskName: desk.Name, Seed: string(seed)}
+	mediators, err := s.EdgeMediators(ctx, deskID)
+	if err != nil {
+		_ = os.Remove(out)
+		return err
+	}
+	b := edgeBundle{DeskID: desk.ID, Municipality: desk.Municipality, DeskName: desk.Name, Seed: string(seed), Mediators: mediators}
 	for _, h := range hashes {
 		b.TokenSHA256 = append(b.TokenSHA256, hex.EncodeToString(h))
 	}
@@ -142,7 +153,7 @@ func issueEdge(ctx context.Context, s *postgres.Store, deskID, out string, by ev
 		return err
 	}
 	return printJSON(stdout, map[string]any{"desk_id": desk.ID, "municipality": desk.Municipality, "public_key": pub,
-		"bundle": out, "desk_tokens": len(hashes)})
+		"bundle": out, "desk_tokens": len(hashes), "mediators": len(mediators)})
 }
 
 // edgeRun runs a desk's edge until ctx ends.
@@ -150,6 +161,7 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 	var bundlePath, hubs, hubCA, hubAPI, httpAddr, dataDir, catalogFile, logLevel string
 	outboxAge := envDays("SPOTFLOW_EDGE_OUTBOX_AGE", 30*24*time.Hour)
 	var outboxBytes int64
+	var deskApp bool
 	fs := newFlagSet("edge run", line, about, stderr)
 	fs.StringVar(&bundlePath, "bundle", os.Getenv("SPOTFLOW_EDGE_BUNDLE"), "the edge's bundle, from edge issue at the hub (SPOTFLOW_EDGE_BUNDLE)")
 	fs.StringVar(&hubs, "hub", os.Getenv("SPOTFLOW_EDGE_HUB"), "the hub's leaf-node addresses, comma-separated: nats-leaf://hub:7422, or tls://… (SPOTFLOW_EDGE_HUB)")
@@ -160,6 +172,7 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 	fs.StringVar(&catalogFile, "catalog", os.Getenv("SPOTFLOW_CATALOG"), "service catalogue file; default: the built-in one (SPOTFLOW_CATALOG)")
 	fs.Var((*days)(&outboxAge), "outbox-age", "how long the outbox keeps a request: longer than the longest outage to ride out, in days (30d) or a Go duration (SPOTFLOW_EDGE_OUTBOX_AGE)")
 	fs.Int64Var(&outboxBytes, "outbox-max-bytes", 1<<30, "the outbox's size on disk; once full, submissions are refused (503)")
+	fs.BoolVar(&deskApp, "desk-app", true, "also serve the desk application (/desk/) to the bundle's mediators, with a database of the edge's own (a Postgres cluster under --data-dir, from the system's binaries)")
 	fs.StringVar(&logLevel, "log-level", env("SPOTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (SPOTFLOW_LOG_LEVEL)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -211,10 +224,23 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 		return err
 	}
 	defer nc.Close()
-	e, err := edge.New(ctx, edge.Config{
-		JetStream: js, Desk: events.Desk{ID: b.DeskID, Municipality: b.Municipality, Name: b.DeskName}, TokenHashes: hashes,
+	desk := events.Desk{ID: b.DeskID, Municipality: b.Municipality, Name: b.DeskName}
+	ecfg := edge.Config{
+		JetStream: js, Desk: desk, TokenHashes: hashes,
 		Catalog: catalog, OutboxAge: outboxAge, OutboxBytes: outboxBytes, HubAPI: hubAPI, Logger: log,
-	})
+	}
+	var db *postgres.Store
+	if deskApp {
+		var stop func()
+		if db, stop, err = edgeDatabase(ctx, dataDir, desk, b.Mediators, log); err != nil {
+			return err
+		}
+		defer stop()
+		ecfg.Accepted = func(ctx context.Context, req *events.Request) error {
+			return errors.Join(db.Project(ctx, []events.Change{{Request: req}})...)
+		}
+	}
+	e, err := edge.New(ctx, ecfg)
 	if err != nil {
 		return err
 	}
@@ -224,6 +250,14 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", edge.WithToken(api))
+	var app *deskapp.App
+	if db != nil {
+		if app, err = deskapp.New(deskapp.Config{Store: db, Intake: e, Catalog: catalog, Screens: db,
+			FailedAuth: ratelimit.New(30.0/60, 30), Logger: log.With("component", "desk-app")}); err != nil {
+			return err
+		}
+		mux.Handle("/desk/", app)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := e.Pending(r.Context()); err != nil {
@@ -239,6 +273,9 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Run(gctx) })
+	if app != nil {
+		g.Go(func() error { return app.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -301,4 +338,47 @@ func startEdgeServer(dataDir string, b edgeBundle, hubs []string, hubCA string, 
 		Hub:    remote,
 		Logger: log.With("component", "nats-server"),
 	})
+}
+
+// edgeDatabase starts the edge's own Postgres cluster under dataDir, from
+// the system's binaries, migrates it, and makes it know the desk and its
+// mediators; stop stops the cluster it started.
+func edgeDatabase(ctx context.Context, dataDir string, desk events.Desk, mediators []events.EdgeMediator, log *slog.Logger) (*postgres.Store, func(), error) {
+	cluster, err := localpg.Open(ctx, localpg.Config{DataDir: dataDir, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("edge database: %w", err)
+	}
+	stop := func() {
+		if !cluster.Started() {
+			return
+		}
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := cluster.Stop(stopCtx); err != nil {
+			log.Error("edge database: stop", "err", err)
+		}
+	}
+	pool, err := postgres.Connect(ctx, cluster.URL())
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		stop()
+		return nil, nil, err
+	}
+	key, err := secretKey("edge citizen key", "SPOTFLOW_CITIZEN_KEY", os.Getenv("SPOTFLOW_CITIZEN_KEY"), dataDir, "citizen.key")
+	if err != nil {
+		pool.Close()
+		stop()
+		return nil, nil, err
+	}
+	store := postgres.NewStore(pool, key)
+	if err := store.ImportEdgeDesk(ctx, desk, mediators); err != nil {
+		pool.Close()
+		stop()
+		return nil, nil, err
+	}
+	return store, func() { pool.Close(); stop() }, nil
 }

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
+	"github.com/spotflow/spotflow/workers/deskapp"
 	"github.com/spotflow/spotflow/workers/postgres"
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 	"github.com/spotflow/spotflow/workers/workertest"
@@ -41,7 +46,7 @@ type edgeWorld struct {
 	client  *http.Client
 }
 
-func startEdgeWorld(t *testing.T) *edgeWorld {
+func startEdgeWorld(t *testing.T, beforeIssue ...func(*edgeWorld)) *edgeWorld {
 	t.Helper()
 	hub, dbURL := startMain(t, "*:latency=2ms", func(c *Config) { c.LeafListen = "127.0.0.1:0" })
 	w := &edgeWorld{t: t, hub: hub, store: postgres.NewStore(pgtest.Pool(t, dbURL), nil), dataDir: t.TempDir(),
@@ -50,6 +55,9 @@ func startEdgeWorld(t *testing.T) *edgeWorld {
 	var err error
 	if w.desk, w.token, err = w.store.CreateDesk(ctx, "aldeia", "Espaço Cidadão da Aldeia"); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range beforeIssue {
+		f(w)
 	}
 	w.bundle = filepath.Join(t.TempDir(), "edge.json")
 	if err := issueEdge(ctx, w.store, w.desk.ID, w.bundle, events.By{Actor: "operator:test"}, io.Discard); err != nil {
@@ -66,8 +74,9 @@ type runningEdge struct {
 }
 
 // startEdge runs spotflow edge run on the world's bundle and data
-// directory, reaching the hub through the cable, until stopped.
-func (w *edgeWorld) startEdge() *runningEdge {
+// directory, reaching the hub through the cable, until stopped; flags are
+// added to its command line.
+func (w *edgeWorld) startEdge(flags ...string) *runningEdge {
 	w.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,8 +87,8 @@ func (w *edgeWorld) startEdge() *runningEdge {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- edgeCommand(ctx, []string{"run", "--bundle", w.bundle, "--hub", "nats-leaf://" + w.cable.addr(),
-			"--hub-api", "http://" + w.hub.HTTPAddr(), "--http", addr, "--data-dir", w.dataDir, "--log-level", "warn"},
+		done <- edgeCommand(ctx, append([]string{"run", "--bundle", w.bundle, "--hub", "nats-leaf://" + w.cable.addr(),
+			"--hub-api", "http://" + w.hub.HTTPAddr(), "--http", addr, "--data-dir", w.dataDir, "--log-level", "warn"}, flags...),
 			io.Discard, testLog{w.t})
 	}()
 	e := &runningEdge{base: "http://" + addr}
@@ -253,7 +262,7 @@ func TestEdge_ADeskKeepsSubmittingWhileItsLinkIsDownAndEverythingArrivesOnceInOr
 	}
 	t.Parallel()
 	w := startEdgeWorld(t)
-	e := w.startEdge()
+	e := w.startEdge("--desk-app=false")
 	// Online first: a request goes straight through.
 	first := w.submit(e, "online-0", 0)
 	w.waitForEnds([]string{first}, 30*time.Second)
@@ -295,7 +304,7 @@ func TestEdge_RestartedDuringAnOutageLosesNothing(t *testing.T) {
 	}
 	t.Parallel()
 	w := startEdgeWorld(t)
-	e := w.startEdge()
+	e := w.startEdge("--desk-app=false")
 	w.cable.pull(true)
 	cut := time.Now()
 	var ids []string
@@ -303,7 +312,7 @@ func TestEdge_RestartedDuringAnOutageLosesNothing(t *testing.T) {
 		ids = append(ids, w.submit(e, fmt.Sprintf("before-%d", n), n))
 	}
 	e.stop()
-	e = w.startEdge()
+	e = w.startEdge("--desk-app=false")
 	for n := 100; n < 200; n++ {
 		ids = append(ids, w.submit(e, fmt.Sprintf("after-%d", n), n))
 	}
@@ -313,4 +322,110 @@ func TestEdge_RestartedDuringAnOutageLosesNothing(t *testing.T) {
 	time.Sleep(time.Until(cut.Add(outage)))
 	w.cable.pull(false)
 	w.waitForEnds(ids, 2*time.Minute)
+}
+
+// TestEdge_AMediatorServesACitizenAtTheDeskWhileTheLinkIsDown signs a
+// mediator in to the edge's desk application with the password they set
+// at the hub, while the desk's link is cut: they serve a citizen through a
+// visit to its confirmation, and find the request on the desk's home page.
+// Once the link is back, the request reaches the hub and ends there.
+func TestEdge_AMediatorServesACitizenAtTheDeskWhileTheLinkIsDown(t *testing.T) {
+	t.Parallel()
+	const password = "cavalo bateria agrafo certo"
+	w := startEdgeWorld(t, func(w *edgeWorld) {
+		ctx := t.Context()
+		setup, err := w.store.CreateMediator(ctx, events.Mediator{Username: "rui.aldeia", DeskID: w.desk.ID, Name: "Rui Matos", Language: "pt"},
+			events.By{Actor: "operator:test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.store.SetMediatorPassword(ctx, setup.Code, deskapp.NewHasher(deskapp.Argon2{Memory: 1024, Time: 1, Threads: 1}).Hash(password)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The edge's own Postgres runs as the postgres user when the tests run
+	// as root: it must reach the data directory.
+	for _, dir := range []string{w.dataDir, filepath.Dir(w.dataDir)} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := w.startEdge()
+	w.cable.pull(true)
+
+	m := newFormClient(t, e.base)
+	home := m.post("/desk/sign-in", m.get("/desk/sign-in"), url.Values{"username": {"rui.aldeia"}, "password": {password}, "next": {"/desk/"}})
+	consent := m.post("/desk/visit", home, url.Values{"national_id": {"12345678"}, "name": {"Maria Silva"}, "language": {"pt"}})
+	version := regexp.MustCompile(`name="version" value="([^"]+)"`).FindStringSubmatch(consent.body)
+	if version == nil {
+		t.Fatalf("the consent page offline: %.1500s", consent.body)
+	}
+	services := m.post("/desk/visit/consent", consent, url.Values{"consent": {"yes"}, "version": {version[1]}, "language": {"pt"}})
+	form := m.post("/desk/visit/services", services, url.Values{"service": {"criminal-record-certificate"}})
+	check := m.post("/desk/visit/services/1", form, url.Values{"attr.purpose": {"employment"}, "attr.copies": {"1"}, "document": {"citizen-card"}})
+	done := m.post("/desk/visit/services/1/submit", check, url.Values{})
+	ref := regexp.MustCompile(`class="ref">([0-9a-f-]{36})<`).FindStringSubmatch(done.body)
+	if ref == nil {
+		t.Fatalf("the confirmation offline shows no reference: %d %.2000s", done.status, done.body)
+	}
+	if home := m.get("/desk/"); !strings.Contains(home.body, "/desk/requests/"+ref[1]) {
+		t.Errorf("the desk's home page offline does not list the request %s", ref[1])
+	}
+	var atHub int
+	if err := w.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM requests WHERE desk_id = $1`, w.desk.ID).Scan(&atHub); err != nil || atHub != 0 {
+		t.Errorf("the hub holds %d of the desk's requests while the link is down (err %v)", atHub, err)
+	}
+	w.cable.pull(false)
+	w.waitForEnds([]string{ref[1]}, time.Minute)
+}
+
+// formClient fills the desk application's forms as a browser without
+// script does: cookies kept, every form's CSRF token sent back, from the
+// same origin.
+type formClient struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+}
+
+type page struct {
+	status int
+	body   string
+}
+
+func newFormClient(t *testing.T, base string) *formClient {
+	jar, _ := cookiejar.New(nil)
+	return &formClient{t: t, base: base, client: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+}
+
+func (c *formClient) do(req *http.Request) page {
+	c.t.Helper()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		c.t.Fatalf("%s %s: %d %.1500s", req.Method, req.URL.Path, resp.StatusCode, b)
+	}
+	return page{resp.StatusCode, string(b)}
+}
+
+func (c *formClient) get(path string) page {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, c.base+path, nil)
+	return c.do(req)
+}
+
+// post sends form to path with the CSRF token of the page it came from.
+func (c *formClient) post(path string, from page, form url.Values) page {
+	c.t.Helper()
+	if m := regexp.MustCompile(`name="csrf" value="([^"]*)"`).FindStringSubmatch(from.body); m != nil {
+		form.Set("csrf", html.UnescapeString(m[1]))
+	}
+	req, _ := http.NewRequest(http.MethodPost, c.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", c.base)
+	return c.do(req)
 }

@@ -82,6 +82,11 @@ type Config struct {
 	// Retry bounds the wait between attempts to forward while the link is
 	// down. Default 2 seconds.
 	Retry time.Duration
+	// Accepted, when set, is told of every request stored at the desk for
+	// the first time: the edge's desk application records it in its own
+	// database, to list it and show it. Its failure is logged; the request
+	// stays stored and is forwarded all the same.
+	Accepted func(ctx context.Context, req *events.Request) error
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -220,8 +225,19 @@ func (e *Edge) Accept(ctx context.Context, desk events.Desk, key string, sub *ev
 	if _, err := e.cfg.JetStream.Publish(ctx, outboxSubject(desk.ID), c.Request, jetstream.WithMsgID(c.ID)); err != nil {
 		return "", nil, events.Unavailable(fmt.Errorf("accept: store request %s at the desk: %w", c.ID, err))
 	}
-	if _, err := e.requests.Create(ctx, c.ID, mustJSON(held{ServiceCode: sub.ServiceCode, AcceptedAt: now})); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	_, err = e.requests.Create(ctx, c.ID, mustJSON(held{ServiceCode: sub.ServiceCode, AcceptedAt: now}))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+	case err != nil:
 		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
+	case e.cfg.Accepted != nil:
+		var stored events.Request
+		if err := json.Unmarshal(c.Request, &stored); err == nil {
+			err = e.cfg.Accepted(ctx, &stored)
+		}
+		if err != nil {
+			e.cfg.Logger.Warn("edge: record an accepted request for the desk application", "request", c.ID, "err", err)
+		}
 	}
 	return c.ID, svc, nil
 }

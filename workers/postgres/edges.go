@@ -84,3 +84,53 @@ func (s *Store) EdgeCredentials(ctx context.Context, revoked bool) ([]events.Edg
 	}
 	return out, nil
 }
+
+// EdgeMediators lists the mediators of deskID who may sign in at its edge:
+// those in force with a password set, with its hash.
+func (s *Store) EdgeMediators(ctx context.Context, deskID string) ([]events.EdgeMediator, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT username, name, language, password_hash, trainer FROM mediators
+		WHERE desk_id = $1 AND disabled_at IS NULL AND password_hash IS NOT NULL
+		ORDER BY username`, deskID)
+	if err != nil {
+		return nil, fmt.Errorf("list the edge's mediators: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[events.EdgeMediator])
+	if err != nil {
+		return nil, fmt.Errorf("list the edge's mediators: %w", err)
+	}
+	return out, nil
+}
+
+// ImportEdgeDesk makes the edge's own database know its desk and the
+// desk's mediators as the hub gave them (the edge's bundle): new ones are
+// added, known ones take the bundle's name, language and password; the
+// others are disabled.
+func (s *Store) ImportEdgeDesk(ctx context.Context, desk events.Desk, mediators []events.EdgeMediator) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO desks (id, municipality, name) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO UPDATE SET name = excluded.name`, desk.ID, desk.Municipality, desk.Name); err != nil {
+			return err
+		}
+		names := make([]string, len(mediators))
+		for i, m := range mediators {
+			names[i] = m.Username
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO mediators (username, desk_id, name, language, password_hash, trainer)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (username) DO UPDATE
+				SET name = excluded.name, language = excluded.language, password_hash = excluded.password_hash,
+				    trainer = excluded.trainer, disabled_at = NULL`,
+				m.Username, desk.ID, m.Name, m.Language, m.PasswordHash, m.Trainer); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE mediators SET disabled_at = now() WHERE NOT (username = ANY($1)) AND disabled_at IS NULL`, names)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("import the edge's desk: %w", err)
+	}
+	return nil
+}
