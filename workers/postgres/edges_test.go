@@ -53,3 +53,44 @@ func TestEdgeCredentials_AreIssuedWithTheDesksTokenHashesListedAndRevokedInTheAu
 		t.Errorf("audit log of the desk: %v, want the revocation after the issue", actions)
 	}
 }
+
+// TestEdgeMediators_GoFromTheHubToTheEdgesDatabaseWithTheirPasswordHashes
+// checks what an edge's bundle takes of the desk's mediators and how the
+// edge's own database takes them in: those with a password and in force,
+// updated on a second import, and the ones left out disabled.
+func TestEdgeMediators_GoFromTheHubToTheEdgesDatabaseWithTheirPasswordHashes(t *testing.T) {
+	t.Parallel()
+	hub, edge := pgtest.Store(t), pgtest.Store(t)
+	ctx := withTimeout(t)
+	desk, _, err := hub.CreateDesk(ctx, "aldeia", "Espaço Cidadão")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ana := newMediator(t, hub, desk.ID, "ana.sousa")
+	if _, err := hub.SetMediatorPassword(ctx, ana.Code, "$argon2id$ana"); err != nil {
+		t.Fatal(err)
+	}
+	newMediator(t, hub, desk.ID, "rui.lopes") // no password yet: cannot sign in anywhere
+	list, err := hub.EdgeMediators(ctx, desk.ID)
+	if err != nil || len(list) != 1 || list[0].Username != "ana.sousa" || list[0].PasswordHash != "$argon2id$ana" {
+		t.Fatalf("EdgeMediators = %+v, %v; want ana with her hash alone", list, err)
+	}
+
+	if err := edge.ImportEdgeDesk(ctx, desk, list); err != nil {
+		t.Fatal(err)
+	}
+	in, err := edge.MediatorForSignIn(ctx, "ana.sousa")
+	if err != nil || in.PasswordHash != "$argon2id$ana" || in.DeskID != desk.ID || !in.DisabledAt.IsZero() {
+		t.Fatalf("ana at the edge: %+v, %v", in, err)
+	}
+	// A second bundle: ana's new password, and a mediator no longer there.
+	if err := edge.ImportEdgeDesk(ctx, desk, []events.EdgeMediator{{Username: "teresa", Name: "Teresa", Language: "pt", PasswordHash: "$argon2id$teresa"}}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := edge.MediatorForSignIn(ctx, "ana.sousa"); in.DisabledAt.IsZero() {
+		t.Error("a mediator left out of the new bundle may still sign in at the edge")
+	}
+	if in, err := edge.MediatorForSignIn(ctx, "teresa"); err != nil || in.PasswordHash != "$argon2id$teresa" {
+		t.Errorf("teresa at the edge: %+v, %v", in, err)
+	}
+}
