@@ -154,8 +154,9 @@ func help(t *testing.T, command string) *commandHelp {
 	if h, ok := helpCache[command]; ok {
 		return h
 	}
-	out, code := run(t, command, "--help")
-	if code != 2 || !strings.HasPrefix(out, "Usage: spotflow "+command) {
+	words := strings.Fields(command)
+	out, code := run(t, append(words, "--help")...)
+	if code != 2 || !strings.HasPrefix(out, "Usage: spotflow "+words[0]) {
 		t.Fatalf("spotflow %s --help: exit %d\n%s", command, code, out)
 	}
 	h := &commandHelp{flags: map[string]flagInfo{}, envs: map[string]bool{}}
@@ -193,7 +194,11 @@ func help(t *testing.T, command string) *commandHelp {
 		}
 	}
 	flush()
-	if len(h.flags) < 10 || !h.flags["http"].takesValue || h.flags["http"].env != "SPOTFLOW_HTTP_ADDR" {
+	httpEnv := "SPOTFLOW_HTTP_ADDR"
+	if command == "edge run" {
+		httpEnv = "SPOTFLOW_EDGE_HTTP"
+	}
+	if len(h.flags) < 10 || !h.flags["http"].takesValue || h.flags["http"].env != httpEnv {
 		t.Fatalf("spotflow %s --help: could not read its flags:\n%s", command, out)
 	}
 	helpCache[command] = h
@@ -233,8 +238,9 @@ func parseArgs(t *testing.T, command string, args []string) map[string]string {
 		}
 		values[name] = value
 	}
-	out, code := run(t, append(append([]string{command}, args...), "--help")...)
-	if code != 2 || !strings.HasPrefix(out, "Usage: spotflow "+command) {
+	words := strings.Fields(command)
+	out, code := run(t, append(append(words, args...), "--help")...)
+	if code != 2 || !strings.HasPrefix(out, "Usage: spotflow "+words[0]) {
 		t.Errorf("spotflow %s %s: the binary refuses these flags (exit %d):\n%s", command, strings.Join(args, " "), code, firstLines(out, 3))
 	}
 	return values
@@ -408,12 +414,12 @@ func TestSystemdUnits(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			u := readUnit(t, file)
 			command, template := unitCommand(file)
-			if !slices.Contains(roles, command) && command != "nats" {
+			if !slices.Contains(roles, command) && command != "nats" && command != "edge" {
 				t.Fatalf("%s runs no spotflow role (want spotflow-<role>[@].service)", file)
 			}
-			// The worker roles run as several processes on a host, intake and
-			// the NATS server as one.
-			if wantTemplate := command != "intake" && command != "nats"; template != wantTemplate {
+			// The worker roles run as several processes on a host; intake, the
+			// NATS server and a desk's edge as one.
+			if wantTemplate := command != "intake" && command != "nats" && command != "edge"; template != wantTemplate {
 				t.Errorf("template unit: %v, want %v", template, wantTemplate)
 			}
 			want := map[string]string{
@@ -467,10 +473,15 @@ func TestSystemdUnits(t *testing.T) {
 			// ExecStart runs the role with flags the binary takes.
 			start, _ := u.get("Service", "ExecStart")
 			argv := strings.Fields(start)
-			if len(argv) < 2 || argv[0] != binaryPath || argv[1] != command {
+			words := 2
+			if command == "edge" {
+				// The edge's command is edge run.
+				command, words = "edge run", 3
+			}
+			if len(argv) < words || argv[0] != binaryPath || strings.Join(argv[1:words], " ") != command {
 				t.Fatalf("ExecStart=%q, want %s %s ...", start, binaryPath, command)
 			}
-			args := slices.Clone(argv[2:])
+			args := slices.Clone(argv[words:])
 			for i := range args {
 				args[i] = strings.ReplaceAll(args[i], "%i", "1")
 			}
