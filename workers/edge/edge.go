@@ -232,7 +232,8 @@ func (e *Edge) Accept(ctx context.Context, desk events.Desk, key string, sub *ev
 		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
 	case e.cfg.Accepted != nil:
 		var stored events.Request
-		if err := json.Unmarshal(c.Request, &stored); err == nil {
+		err := json.Unmarshal(c.Request, &stored)
+		if err == nil {
 			err = e.cfg.Accepted(ctx, &stored)
 		}
 		if err != nil {
