@@ -468,3 +468,14 @@ type EdgeMediator struct {
 	PasswordHash string `json:"password_hash"`
 	Trainer      bool   `json:"trainer,omitempty"`
 }
+
+// DeadLetterQuery selects dead letters: of Agency, of requests of
+// Municipality, only those waiting for a replay (Pending: never replayed,
+// their message not deleted), each filter only when set; at most Limit
+// (1,000 when 0, at most 10,000).
+type DeadLetterQuery struct {
+	Agency       string
+	Municipality string
+	Pending      bool
+	Limit        int
+}

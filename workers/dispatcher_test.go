@@ -267,7 +267,7 @@ func TestDispatcher_DeadLettersAWorkItemQueuedForAnotherAgency(t *testing.T) {
 	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
 		t.Errorf("the work stream still holds %d messages", n)
 	}
-	dead, err := store.ListDeadLetters(t.Context(), "", false, 0)
+	dead, err := store.ListDeadLetters(t.Context(), events.DeadLetterQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}

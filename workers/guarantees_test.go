@@ -134,7 +134,7 @@ func TestUndelivered_DeadLettersAWorkItemWhoseDeliveriesRunOut(t *testing.T) {
 	if v.WorkItems[0].Status != events.StatusFailed {
 		t.Errorf("work item %+v, want failed", v.WorkItems[0])
 	}
-	dead, err := p.store.ListDeadLetters(t.Context(), "civil-registry", false, 0)
+	dead, err := p.store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Agency: "civil-registry"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestReplay_DeliversAFailedWorkItemAgainInANewRound(t *testing.T) {
 	p.waitForStatus(t, desk, req.ID, events.StatusFailed)
 
 	ctx := t.Context()
-	dead, err := p.store.ListDeadLetters(ctx, "imt", true, 0)
+	dead, err := p.store.ListDeadLetters(ctx, events.DeadLetterQuery{Agency: "imt", Pending: true})
 	if err != nil || len(dead) != 1 || dead[0].Reason != events.ReasonPermanent {
 		t.Fatalf("dead letters %+v (err %v), want the refused work item", dead, err)
 	}
@@ -199,7 +199,7 @@ func TestReplay_DeliversAFailedWorkItemAgainInANewRound(t *testing.T) {
 	if _, err := p.store.Pool().Exec(ctx, `DELETE FROM audit_log`); err == nil {
 		t.Error("deleting from the audit log succeeded; it must be append-only")
 	}
-	if pending, _ := p.store.ListDeadLetters(ctx, "imt", true, 0); len(pending) != 0 {
+	if pending, _ := p.store.ListDeadLetters(ctx, events.DeadLetterQuery{Agency: "imt", Pending: true}); len(pending) != 0 {
 		t.Errorf("%d dead letters still pending after the replay", len(pending))
 	}
 }
@@ -280,7 +280,7 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	}
 	workertest.Run(t, "Router", router.Run)
 
-	dead, err := p.store.ListDeadLetters(t.Context(), "", true, 0)
+	dead, err := p.store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Pending: true})
 	if err != nil || len(dead) != 1 || dead[0].RequestID != req.ID || !strings.Contains(dead[0].LastError, "unknown service") {
 		t.Fatalf("dead letters %+v (err %v), want the unroutable request", dead, err)
 	}

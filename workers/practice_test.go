@@ -53,10 +53,10 @@ func TestPractice_RequestsReachOnlyThePracticeAgencyDoWhatTheTrainerChoseAndCoun
 
 	// The failure waits for an operator, on the practice agency's list.
 	p.waitForStatus(t, failedDesk, failed.ID, events.StatusFailed)
-	if dead, err := p.store.ListDeadLetters(ctx, "imt", true, 0); err != nil || len(dead) != 0 {
+	if dead, err := p.store.ListDeadLetters(ctx, events.DeadLetterQuery{Agency: "imt", Pending: true}); err != nil || len(dead) != 0 {
 		t.Errorf("imt's dead letters %+v (err %v), want none: the failure is practice", dead, err)
 	}
-	dead, err := p.store.ListDeadLetters(ctx, events.SourcePractice, true, 0)
+	dead, err := p.store.ListDeadLetters(ctx, events.DeadLetterQuery{Agency: events.SourcePractice, Pending: true})
 	if err != nil || len(dead) != 1 || dead[0].RequestID != failed.ID {
 		t.Fatalf("practice dead letters %+v (err %v), want the failed practice request's", dead, err)
 	}
@@ -130,7 +130,7 @@ func TestPractice_AnAgencyCannotAnswerAPracticeRequestNorThePracticeAgencyARealO
 	forge("imt", real, events.StatusRejected, true)
 
 	waitForDeadLetters(t, p, 3)
-	dead, err := p.store.ListDeadLetters(ctx, "imt", true, 0)
+	dead, err := p.store.ListDeadLetters(ctx, events.DeadLetterQuery{Agency: "imt", Pending: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func waitForDeadLetters(t *testing.T, p *pipeline, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		dead, err := p.store.ListDeadLetters(t.Context(), "", true, 0)
+		dead, err := p.store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Pending: true})
 		if err == nil && len(dead) >= n {
 			return
 		}

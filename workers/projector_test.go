@@ -559,7 +559,7 @@ func TestProjector_AForgedOutcomeDoesNotRewriteACompletedRequest(t *testing.T) {
 	publishEvent(t, js, invented, invented.ID)
 
 	workertest.WaitFor(t, "both forgeries to be dead-lettered", func() error {
-		dead, err := store.ListDeadLetters(t.Context(), "justice", false, 0)
+		dead, err := store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Agency: "justice"})
 		if err != nil {
 			return err
 		}

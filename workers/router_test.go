@@ -239,7 +239,7 @@ func TestPipeline_RefusesARequestOfAnotherDeskThanItsSubjects(t *testing.T) {
 	waitForDeadLetters(t, p, 1)
 	workertest.WaitFor(t, "the projector to settle the forged request", drained(t, p.js, events.EventsStream, events.ProjectorConsumer))
 	workertest.WaitFor(t, "the router to settle the forged request", drained(t, p.js, events.EventsStream, events.RouterConsumer))
-	dead, err := p.store.ListDeadLetters(t.Context(), "", true, 0)
+	dead, err := p.store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Pending: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -222,7 +222,7 @@ func TestAgency_ConsumesItsOwnQueueWithItsCredentialAndNothingElse(t *testing.T)
 		t.Fatal(err)
 	}
 	workertest.WaitFor(t, "the rival end to be refused", func() error {
-		dead, err := store.ListDeadLetters(t.Context(), "justice", false, 0)
+		dead, err := store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Agency: "justice"})
 		if err != nil || len(dead) == 0 || dead[0].Reason != events.ReasonRefused {
 			return fmt.Errorf("dead letters %+v (err %v)", dead, err)
 		}

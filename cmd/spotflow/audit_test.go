@@ -146,7 +146,7 @@ func TestShowDeadLetter_NeedsAReasonAndRecordsTheView(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	dead, err := store.ListDeadLetters(ctx, "", false, 0)
+	dead, err := store.ListDeadLetters(ctx, events.DeadLetterQuery{})
 	if err != nil || len(dead) != 1 {
 		t.Fatal(dead, err)
 	}

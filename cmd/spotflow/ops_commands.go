@@ -158,7 +158,7 @@ func agenciesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 
 // deadCommand lists, shows and replays dead letters.
 func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const line = "dead list [--agency A] [--pending] | dead show ID --reason WHY | dead replay (ID | --all [--agency A]) [flags]"
+	const line = "dead list [--agency A] [--municipality M] [--pending] | dead show ID --reason WHY | dead replay (ID | --all [--agency A] [--municipality M]) [flags]"
 	about := "Inspects and replays dead letters: work items and messages that left their queue\n" +
 		"unhandled. A replay keeps the work item's idempotency key, starts a new round in the\n" +
 		"request's timeline, and is recorded in the audit log under --operator; so is each show,\n" +
@@ -168,12 +168,13 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	var cfg Config
-	var agency, operatorName, reason string
+	var agency, municipality, operatorName, reason string
 	var pending, all bool
 	fs := newFlagSet("dead "+verb, line, about, stderr)
 	fs.StringVar(&agency, "agency", "", "only this agency's dead letters")
+	fs.StringVar(&municipality, "municipality", "", "only the dead letters of this municipality's requests")
 	fs.BoolVar(&pending, "pending", false, "list: only dead letters never replayed")
-	fs.BoolVar(&all, "all", false, "replay: every dead letter never replayed (of --agency, if given)")
+	fs.BoolVar(&all, "all", false, "replay: every dead letter never replayed (of --agency and --municipality, if given)")
 	fs.StringVar(&operatorName, "operator", os.Getenv("USER"), "who is acting, for the audit log")
 	fs.StringVar(&reason, "reason", "", "show: why, for the audit log (required)")
 	cfg.flags(fs, "")
@@ -196,13 +197,13 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return withDatabase(ctx, &cfg, stderr, func(store *postgres.Store) error {
 		switch verb {
 		case "list":
-			return listDeadLetters(ctx, store, stdout, agency, pending)
+			return listDeadLetters(ctx, store, stdout, events.DeadLetterQuery{Agency: agency, Municipality: municipality, Pending: pending})
 		case "show":
 			return showDeadLetter(ctx, store, id, events.By{Actor: operatorActor(operatorName), Reason: reason}, stdout)
 		}
 		ids := []int64{id}
 		if all {
-			dead, err := store.ListDeadLetters(ctx, agency, true, 10000)
+			dead, err := store.ListDeadLetters(ctx, events.DeadLetterQuery{Agency: agency, Municipality: municipality, Pending: true, Limit: 10000})
 			if err != nil {
 				return err
 			}
@@ -215,10 +216,9 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	})
 }
 
-// listDeadLetters prints a table of the dead letters, of agency if given,
-// and only those never replayed if pending.
-func listDeadLetters(ctx context.Context, store *postgres.Store, stdout io.Writer, agency string, pending bool) error {
-	dead, err := store.ListDeadLetters(ctx, agency, pending, 0)
+// listDeadLetters prints a table of the dead letters q selects.
+func listDeadLetters(ctx context.Context, store *postgres.Store, stdout io.Writer, q events.DeadLetterQuery) error {
+	dead, err := store.ListDeadLetters(ctx, q)
 	if err != nil {
 		return err
 	}

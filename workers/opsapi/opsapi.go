@@ -24,7 +24,7 @@ type Store interface {
 	// ViewDeadLetter reads a dead letter and records, in the audit log,
 	// who viewed it and why.
 	ViewDeadLetter(ctx context.Context, id int64, by events.By) (events.DeadLetter, error)
-	ListDeadLetters(ctx context.Context, agency string, pending bool, limit int) ([]events.DeadLetter, error)
+	ListDeadLetters(ctx context.Context, q events.DeadLetterQuery) ([]events.DeadLetter, error)
 	// EraseCitizen erases the personal data kept of the citizen with a
 	// national ID, and records in the audit log who did and why.
 	EraseCitizen(ctx context.Context, nationalID string, by events.By) (events.Erasure, error)
@@ -90,7 +90,8 @@ func operator(r *http.Request) string {
 func (o *API) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
-	dead, err := o.cfg.Store.ListDeadLetters(r.Context(), q.Get("agency"), q.Get("pending") == "true", limit)
+	dead, err := o.cfg.Store.ListDeadLetters(r.Context(), events.DeadLetterQuery{Agency: q.Get("agency"), Municipality: q.Get("municipality"),
+		Pending: q.Get("pending") == "true", Limit: limit})
 	if err != nil {
 		o.unavailable(w, err)
 		return
@@ -140,9 +141,11 @@ func (o *API) replayOne(w http.ResponseWriter, r *http.Request) {
 }
 
 // replayAll replays every dead letter not replayed yet, of one agency when
-// ?agency= is given.
+// ?agency= is given, of one municipality's requests when ?municipality= is.
 func (o *API) replayAll(w http.ResponseWriter, r *http.Request) {
-	dead, err := o.cfg.Store.ListDeadLetters(r.Context(), r.URL.Query().Get("agency"), true, 10000)
+	q := r.URL.Query()
+	dead, err := o.cfg.Store.ListDeadLetters(r.Context(), events.DeadLetterQuery{Agency: q.Get("agency"), Municipality: q.Get("municipality"),
+		Pending: true, Limit: 10000})
 	if err != nil {
 		o.unavailable(w, err)
 		return

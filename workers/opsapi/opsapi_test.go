@@ -201,7 +201,7 @@ func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 		t.Errorf("audited %q (err %v), want rui's erasure with the reason", audited, err)
 	}
 
-	dead, err := store.ListDeadLetters(t.Context(), "justice", false, 0)
+	dead, err := store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Agency: "justice"})
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("dead letters %v (err %v)", dead, err)
 	}
@@ -213,7 +213,7 @@ func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 		t.Errorf("replay the erased dead letter: %d %s, want 410 message_deleted", code, body)
 	}
 	// It no longer waits for a replay: replaying all passes it over.
-	if pending, err := store.ListDeadLetters(t.Context(), "justice", true, 0); err != nil || len(pending) != 0 {
+	if pending, err := store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Agency: "justice", Pending: true}); err != nil || len(pending) != 0 {
 		t.Errorf("pending dead letters %v (err %v), want none: an erased one cannot be replayed", pending, err)
 	}
 	if code, body := call("POST", "/v1/ops/dead-letters/replay", "", ""); code != http.StatusAccepted || !strings.Contains(body, `"replayed":[]`) {

@@ -88,7 +88,7 @@ func TestRecordDeadLetter_StoresWhatItsMessageCouldNotHold(t *testing.T) {
 	if err != nil || !fresh {
 		t.Fatalf("RecordDeadLetter: %v (fresh %v), want it recorded", err, fresh)
 	}
-	list, err := s.ListDeadLetters(t.Context(), "", false, 10)
+	list, err := s.ListDeadLetters(t.Context(), events.DeadLetterQuery{Limit: 10})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("ListDeadLetters: %v, %d dead letters, want 1", err, len(list))
 	}

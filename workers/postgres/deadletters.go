@@ -57,18 +57,18 @@ func scanDeadLetter(row pgx.Row) (events.DeadLetter, error) {
 	return d, err
 }
 
-// ListDeadLetters returns up to limit dead letters (1,000 when limit is 0),
-// newest first, without their payloads: of agency only when it is not empty,
-// and only those that wait for a replay when pending is set (never
-// replayed, and their message not deleted).
-func (s *Store) ListDeadLetters(ctx context.Context, agency string, pending bool, limit int) ([]events.DeadLetter, error) {
+// ListDeadLetters returns the dead letters q selects, newest first, without
+// their payloads (see events.DeadLetterQuery).
+func (s *Store) ListDeadLetters(ctx context.Context, q events.DeadLetterQuery) ([]events.DeadLetter, error) {
+	limit := q.Limit
 	if limit <= 0 || limit > 10000 {
 		limit = 1000
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+deadLetterColumns+` FROM dead_letters
 		WHERE ($1 = '' OR agency = $1) AND (NOT $2 OR (replays = 0 AND payload IS NOT NULL))
-		ORDER BY id DESC LIMIT $3`, agency, pending, limit)
+		  AND ($4 = '' OR request_id IN (SELECT id FROM requests WHERE municipality = $4))
+		ORDER BY id DESC LIMIT $3`, q.Agency, q.Pending, limit, q.Municipality)
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}

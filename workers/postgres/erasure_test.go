@@ -377,7 +377,7 @@ func TestEraseCitizen_LeavesNoPersonalDataAndEveryCount(t *testing.T) {
 	})
 
 	t.Run("his dead letters can no longer be replayed; the others can", func(t *testing.T) {
-		dead, err := s.ListDeadLetters(ctx, "", false, 0)
+		dead, err := s.ListDeadLetters(ctx, events.DeadLetterQuery{})
 		if err != nil {
 			t.Fatal(err)
 		}

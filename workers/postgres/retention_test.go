@@ -120,7 +120,7 @@ func TestClearSealedCopies_DeletesEachCopyOnceNoWorkerCanUseIt(t *testing.T) {
 	if got, want := stalled(t, s, now.Add(time.Hour)), sortedIDs(dispatched, unprojected); !slices.Equal(got, want) {
 		t.Errorf("the reconciler would re-drive %v, want %v: the requests whose copies are kept", got, want)
 	}
-	dead, err := s.ListDeadLetters(ctx, "", false, 0)
+	dead, err := s.ListDeadLetters(ctx, events.DeadLetterQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
