@@ -66,41 +66,53 @@ func (u *Users) Run(ctx context.Context) error {
 	return repeat(ctx, u.cfg.Every, u.cfg.Logger, "users: keeping the server's users as they are", u.Sync)
 }
 
-// Sync reads the agencies' credentials and, when they changed since the
-// last Sync, gives the server its own identities and theirs.
+// CredentialUsers are the users the agencies' NATS credentials in force
+// make, and those of the desks' edges when edges is not nil: each with its
+// grant.
+func CredentialUsers(ctx context.Context, agencies AgencyCredentialStore, edges EdgeCredentialStore) ([]natsbus.User, error) {
+	creds, err := agencies.AgencyCredentials(ctx, "", events.CredentialNkey, false)
+	if err != nil {
+		return nil, err
+	}
+	var edgeCreds []events.EdgeCredential
+	if edges != nil {
+		if edgeCreds, err = edges.EdgeCredentials(ctx, false); err != nil {
+			return nil, err
+		}
+	}
+	users := make([]natsbus.User, 0, len(creds)+len(edgeCreds))
+	for _, c := range creds {
+		users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
+	}
+	for _, e := range edgeCreds {
+		users = append(users, natsbus.User{PublicKey: e.PublicKey, Grant: natsbus.EdgeGrant(e.Municipality, e.DeskID), Leaf: true})
+	}
+	return users, nil
+}
+
+// Sync reads the agencies' and edges' credentials and, when they changed
+// since the last Sync, gives the server its own identities and theirs.
 func (u *Users) Sync(ctx context.Context) error {
-	creds, err := u.cfg.Store.AgencyCredentials(ctx, "", events.CredentialNkey, false)
+	creds, err := CredentialUsers(ctx, u.cfg.Store, u.cfg.Edges)
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	var edges []events.EdgeCredential
-	if u.cfg.Edges != nil {
-		if edges, err = u.cfg.Edges.EdgeCredentials(ctx, false); err != nil {
-			return fmt.Errorf("users: %w", err)
+	keys := make([]string, len(creds))
+	edges := 0
+	for i, c := range creds {
+		keys[i] = c.Grant.Identity + " " + c.PublicKey
+		if c.Leaf {
+			edges++
 		}
-	}
-	keys := make([]string, 0, len(creds)+len(edges))
-	for _, c := range creds {
-		keys = append(keys, c.Agency+" "+c.PublicKey)
-	}
-	for _, e := range edges {
-		keys = append(keys, "edge "+e.DeskID+" "+e.PublicKey)
 	}
 	slices.Sort(keys)
 	if u.last != nil && slices.Equal(keys, u.last) {
 		return nil
 	}
-	users := slices.Clone(u.cfg.Own)
-	for _, c := range creds {
-		users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
-	}
-	for _, e := range edges {
-		users = append(users, natsbus.User{PublicKey: e.PublicKey, Grant: natsbus.EdgeGrant(e.Municipality, e.DeskID), Leaf: true})
-	}
-	if err := u.cfg.Server.SetUsers(users); err != nil {
+	if err := u.cfg.Server.SetUsers(append(slices.Clone(u.cfg.Own), creds...)); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	u.cfg.Logger.Info("users: agencies' and edges' credentials in force", "agencies", len(creds), "edges", len(edges))
+	u.cfg.Logger.Info("users: agencies' and edges' credentials in force", "agencies", len(creds)-edges, "edges", edges)
 	u.last = keys
 	return nil
 }

@@ -207,7 +207,11 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	ns, err := startEdgeServer(dataDir, b, strings.Split(hubs, ","), hubCA, log)
+	local, err := readOrCreateSeed(filepath.Join(dataDir, "edge.nk"))
+	if err != nil {
+		return err
+	}
+	ns, err := startEdgeServer(dataDir, local, b, strings.Split(hubs, ","), hubCA, log)
 	if err != nil {
 		return err
 	}
@@ -215,10 +219,6 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	local, err := readOrCreateSeed(filepath.Join(dataDir, "edge.nk"))
-	if err != nil {
-		return err
-	}
 	nc, js, err := natsbus.Connect(ns.ClientURL(), "spotflow edge", natsbus.Credential{Identity: natsbus.EdgeIdentity(b.DeskID), Seed: local}, log)
 	if err != nil {
 		return err
@@ -294,12 +294,9 @@ func edgeRun(ctx context.Context, args []string, stdout, stderr io.Writer, line,
 
 // startEdgeServer runs the edge's NATS server: JetStream in the edge's own
 // domain, its store encrypted, on loopback for the edge alone, and a leaf
-// node of the hub, connecting with the bundle's credential.
-func startEdgeServer(dataDir string, b edgeBundle, hubs []string, hubCA string, log *slog.Logger) (*natsbus.Server, error) {
-	local, err := readOrCreateSeed(filepath.Join(dataDir, "edge.nk"))
-	if err != nil {
-		return nil, err
-	}
+// node of the hub, connecting with the bundle's credential; the edge's own
+// processes connect to it with local.
+func startEdgeServer(dataDir string, local natsbus.Seed, b edgeBundle, hubs []string, hubCA string, log *slog.Logger) (*natsbus.Server, error) {
 	pub, err := local.PublicKey()
 	if err != nil {
 		return nil, err

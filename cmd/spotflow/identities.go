@@ -135,21 +135,11 @@ func natsConfigCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		creds, err := store.AgencyCredentials(ctx, "", events.CredentialNkey, false)
+		creds, err := workers.CredentialUsers(ctx, store, store)
 		if err != nil {
 			return err
 		}
-		for _, c := range creds {
-			users = append(users, natsbus.User{PublicKey: c.PublicKey, Grant: natsbus.AgencyGrant(c.Agency)})
-		}
-		edges, err := store.EdgeCredentials(ctx, false)
-		if err != nil {
-			return err
-		}
-		for _, e := range edges {
-			users = append(users, natsbus.User{PublicKey: e.PublicKey, Grant: natsbus.EdgeGrant(e.Municipality, e.DeskID), Leaf: true})
-		}
-		_, err = io.WriteString(stdout, natsbus.AuthorizationConfig(users))
+		_, err = io.WriteString(stdout, natsbus.AuthorizationConfig(append(users, creds...)))
 		return err
 	})
 }
