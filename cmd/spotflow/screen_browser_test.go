@@ -126,13 +126,7 @@ func TestCitizenScreen_FollowsAVisitInGreekAndItsReceiptVerifies(t *testing.T) {
 	w.fill(med, w.pt["signin.username"], username)
 	w.fill(med, w.pt["signin.password"], password)
 	w.click(med, "BUTTON", w.pt["signin.submit"])
-	w.fill(med, w.pt["citizen.national_id"], citizenID)
-	w.fill(med, w.pt["citizen.name"], citizen)
-	w.choose(med, w.pt["citizen.language"], "el")
-	w.click(med, "BUTTON", w.pt["home.visit.start.submit"])
-	w.mediatorOn("/desk/visit/consent", w.pt["consent.heading"])
-	w.tick(w.pt["consent.yes"])
-	w.click(med, "BUTTON", w.pt["consent.submit"])
+	w.startVisit(citizen, "el")
 
 	// The mediator shows the visit on the citizen's screen: a code.
 	w.open(med, "/desk/visit")
@@ -444,6 +438,18 @@ type screenWalk struct {
 
 // next is the next step.
 func (w *screenWalk) next() { w.step++ }
+
+// startVisit starts, on the mediator's home page, a visit for citizen (of
+// national ID citizenID) who reads lang, and records their consent.
+func (w *screenWalk) startVisit(citizen, lang string) {
+	w.fill(w.med, w.pt["citizen.national_id"], citizenID)
+	w.fill(w.med, w.pt["citizen.name"], citizen)
+	w.choose(w.med, w.pt["citizen.language"], lang)
+	w.click(w.med, "BUTTON", w.pt["home.visit.start.submit"])
+	w.mediatorOn("/desk/visit/consent", w.pt["consent.heading"])
+	w.tick(w.pt["consent.yes"])
+	w.click(w.med, "BUTTON", w.pt["consent.submit"])
+}
 
 // open goes to path in b, as if typed in the address bar: through the
 // cable for the citizen's screen.

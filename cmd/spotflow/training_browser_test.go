@@ -184,13 +184,7 @@ func TestTraining_APracticeVisitCompletesAndMovesNoAgencyQueueDashboardOrOpenDat
 
 	// 3. A practice visit for a citizen who reads Greek, shown on the
 	// citizen's screen.
-	w.fill(med, w.pt["citizen.national_id"], citizenID)
-	w.fill(med, w.pt["citizen.name"], citizen)
-	w.choose(med, w.pt["citizen.language"], "el")
-	w.click(med, "BUTTON", w.pt["home.visit.start.submit"])
-	w.mediatorOn("/desk/visit/consent", w.pt["consent.heading"])
-	w.tick(w.pt["consent.yes"])
-	w.click(med, "BUTTON", w.pt["consent.submit"])
+	w.startVisit(citizen, "el")
 	w.open(med, "/desk/visit")
 	w.click(med, "BUTTON", w.pt["visit.pair"])
 	w.mediatorOn("/desk/visit/pair", w.pt["pair.heading"])
