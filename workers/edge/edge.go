@@ -200,12 +200,9 @@ func (e *Edge) Accept(ctx context.Context, desk events.Desk, key string, sub *ev
 	}
 	kh := sha256.Sum256([]byte(key))
 	kvKey := hex.EncodeToString(kh[:])
-	mine, err := json.Marshal(claim{ID: req.ID, Body: hex.EncodeToString(sum[:]), Request: message})
-	if err != nil {
-		return "", nil, err
-	}
-	c := claim{ID: req.ID, Request: message}
-	if _, err := e.keys.Create(ctx, kvKey, mine); errors.Is(err, jetstream.ErrKeyExists) {
+	bodySum := hex.EncodeToString(sum[:])
+	c := claim{ID: req.ID, Body: bodySum, Request: message}
+	if _, err := e.keys.Create(ctx, kvKey, mustJSON(c)); errors.Is(err, jetstream.ErrKeyExists) {
 		entry, err := e.keys.Get(ctx, kvKey)
 		if err != nil {
 			return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
@@ -213,8 +210,13 @@ func (e *Edge) Accept(ctx context.Context, desk events.Desk, key string, sub *ev
 		if err := json.Unmarshal(entry.Value(), &c); err != nil {
 			return "", nil, fmt.Errorf("accept: %w", err)
 		}
-		if c.Body != hex.EncodeToString(sum[:]) {
+		if c.Body != bodySum {
 			return "", nil, events.ErrIdempotencyConflict
+		}
+		// Recorded as held only once the outbox has it: a retry has nothing
+		// more to do.
+		if _, err := e.requests.Get(ctx, c.ID); err == nil {
+			return c.ID, svc, nil
 		}
 	} else if err != nil {
 		return "", nil, events.Unavailable(fmt.Errorf("accept: %w", err))
