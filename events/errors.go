@@ -83,6 +83,11 @@ func Unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
+// ErrAuditChainBroken: the audit log's hash chain does not check: an entry
+// or a link was altered, removed or left out of the chain. Errors that say
+// where match it with errors.Is.
+var ErrAuditChainBroken = errors.New("audit chain broken")
+
 // ErrUnknownRequest: a status event names a request or work item that the
 // projection has not recorded (yet). Usually the request is still on its way;
 // an event that keeps naming an unknown request is poison.

@@ -77,7 +77,12 @@ type DeadLetter struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	Replays    int        `json:"replays"`
 	ReplayedAt *time.Time `json:"replayed_at,omitempty"`
-	Payload    []byte     `json:"-"`
+	// ServiceCode, DeskID and Municipality are its request's, when the
+	// projection holds the request.
+	ServiceCode  string `json:"service_code,omitempty"`
+	DeskID       string `json:"desk_id,omitempty"`
+	Municipality string `json:"municipality,omitempty"`
+	Payload      []byte `json:"-"`
 }
 
 // Dead-letter reasons.
@@ -223,7 +228,7 @@ const (
 	AuditCitizenLookedUp AuditAction = "citizen_looked_up"
 	// AuditCitizenErased: a person erased a citizen's personal data.
 	AuditCitizenErased AuditAction = "citizen_erased"
-	// AuditOperatorSignedIn: an operator signed in.
+	// AuditOperatorSignedIn: an operator signed in to the console.
 	AuditOperatorSignedIn AuditAction = "operator_signed_in"
 	// AuditMediatorSignedIn: a mediator signed in at a desk.
 	AuditMediatorSignedIn AuditAction = "mediator_signed_in"
@@ -257,6 +262,32 @@ const (
 	// AuditTrainingScenarioSet: a trainer chose what the simulated
 	// agencies do with a trainee's practice requests.
 	AuditTrainingScenarioSet AuditAction = "training_scenario_set"
+	// AuditOperatorCreated, AuditOperatorReset, AuditOperatorDisabled,
+	// AuditOperatorEnabled: an operator created another's account, gave
+	// them a new setup code (ending their password, second factor and
+	// sessions), disabled or enabled it.
+	AuditOperatorCreated  AuditAction = "operator_created"
+	AuditOperatorReset    AuditAction = "operator_reset"
+	AuditOperatorDisabled AuditAction = "operator_disabled"
+	AuditOperatorEnabled  AuditAction = "operator_enabled"
+	// AuditOperatorPasswordSet: an operator set their password with a
+	// setup code.
+	AuditOperatorPasswordSet AuditAction = "operator_password_set"
+	// AuditOperatorSignInFailed: a sign-in to the console failed (a wrong
+	// password or one-time password, a locked or disabled account, an
+	// unknown username).
+	AuditOperatorSignInFailed AuditAction = "operator_sign_in_failed"
+	// AuditOperatorSignedOut: an operator signed out.
+	AuditOperatorSignedOut AuditAction = "operator_signed_out"
+	// AuditOperatorSecondFactor: an operator turned their second factor
+	// on or off.
+	AuditOperatorSecondFactor AuditAction = "operator_second_factor"
+	// AuditOperatorTokenIssued, AuditOperatorTokenRevoked: an operator
+	// made a named machine credential of the operator API, or revoked one.
+	AuditOperatorTokenIssued  AuditAction = "operator_token_issued"
+	AuditOperatorTokenRevoked AuditAction = "operator_token_revoked"
+	// AuditExported: a person downloaded a range of the audit log.
+	AuditExported AuditAction = "audit_exported"
 )
 
 // AuditActions are every action the audit log records.
@@ -268,6 +299,9 @@ var AuditActions = []AuditAction{
 	AuditMediatorSignedOut, AuditMediatorCreated, AuditMediatorReset, AuditMediatorDisabled,
 	AuditMediatorEnabled, AuditMediatorPasswordSet, AuditMediatorTrainer, AuditTrainingMode,
 	AuditTrainingScenarioSet, AuditEdgeCredentialIssued, AuditEdgeCredentialRevoked,
+	AuditOperatorCreated, AuditOperatorReset, AuditOperatorDisabled, AuditOperatorEnabled,
+	AuditOperatorPasswordSet, AuditOperatorSignInFailed, AuditOperatorSignedOut,
+	AuditOperatorSecondFactor, AuditOperatorTokenIssued, AuditOperatorTokenRevoked, AuditExported,
 }
 
 // Known reports whether a is one of AuditActions.
@@ -474,8 +508,52 @@ type EdgeMediator struct {
 // their message not deleted), each filter only when set; at most Limit
 // (1,000 when 0, at most 10,000).
 type DeadLetterQuery struct {
+	// ID selects one dead letter.
+	ID           int64
 	Agency       string
 	Municipality string
 	Pending      bool
 	Limit        int
+}
+
+// StuckQuery selects the work items that are not moving: failed ones, and
+// those under way for longer than their service's expected completion
+// time (SLAs, by service code; a service not in it is never overdue). Zero
+// fields do not filter; Limit defaults to 500.
+type StuckQuery struct {
+	Agency       string
+	Municipality string
+	SLAs         map[string]time.Duration
+	Limit        int
+}
+
+// StuckWorkItem is a work item that failed or is overdue: its request's
+// reference, service, desk and municipality, its status and round, the
+// latest note of its timeline (the last error of a failure) and how many
+// times it was replayed.
+type StuckWorkItem struct {
+	RequestID    string    `json:"request_id"`
+	Agency       string    `json:"agency"`
+	ServiceCode  string    `json:"service_code"`
+	DeskID       string    `json:"desk_id"`
+	Municipality string    `json:"municipality"`
+	Status       Status    `json:"status"`
+	Round        int       `json:"round"`
+	Note         string    `json:"note,omitempty"`
+	SubmittedAt  time.Time `json:"submitted_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	// Overdue says it is under way past its service's expected time.
+	Overdue bool `json:"overdue"`
+}
+
+// ReplayState is where a replayed dead letter's request stands: its work
+// item's (or, for a request, the request's) status and round now.
+type ReplayState struct {
+	DeadLetterID int64     `json:"dead_letter_id"`
+	RequestID    string    `json:"request_id"`
+	Agency       string    `json:"agency,omitempty"`
+	Replays      int       `json:"replays"`
+	Status       Status    `json:"status"`
+	Round        int       `json:"round"`
+	UpdatedAt    time.Time `json:"updated_at,omitzero"`
 }

@@ -171,7 +171,7 @@ func TestReplay_DeliversAFailedWorkItemAgainInANewRound(t *testing.T) {
 	if err != nil || len(dead) != 1 || dead[0].Reason != events.ReasonPermanent {
 		t.Fatalf("dead letters %+v (err %v), want the refused work item", dead, err)
 	}
-	if err := workers.NewReplayer(p.store, p.js).Replay(ctx, dead[0].ID, "operator:ana"); err != nil {
+	if err := workers.NewReplayer(p.store, p.js).Replay(ctx, dead[0].ID, events.By{Actor: "operator:ana"}); err != nil {
 		t.Fatal(err)
 	}
 	v := p.waitForStatus(t, desk, req.ID, events.StatusCompleted)
@@ -284,7 +284,7 @@ func TestReplay_RoutesAFailedRequestAgainOnceItsServiceExists(t *testing.T) {
 	if err != nil || len(dead) != 1 || dead[0].RequestID != req.ID || !strings.Contains(dead[0].LastError, "unknown service") {
 		t.Fatalf("dead letters %+v (err %v), want the unroutable request", dead, err)
 	}
-	if err := workers.NewReplayer(p.store, p.js).Replay(t.Context(), dead[0].ID, "operator:ines"); err != nil {
+	if err := workers.NewReplayer(p.store, p.js).Replay(t.Context(), dead[0].ID, events.By{Actor: "operator:ines"}); err != nil {
 		t.Fatal(err)
 	}
 	v := p.waitForStatus(t, desk, req.ID, events.StatusCompleted)

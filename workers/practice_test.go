@@ -63,7 +63,7 @@ func TestPractice_RequestsReachOnlyThePracticeAgencyDoWhatTheTrainerChoseAndCoun
 	if pending, err := p.store.PendingDeadLetters(ctx); err != nil || len(pending) != 0 {
 		t.Errorf("the dashboard counts dead letters %v (err %v), want none", pending, err)
 	}
-	if err := workers.NewReplayer(p.store, p.js).Replay(ctx, dead[0].ID, "operator:ana"); err != nil {
+	if err := workers.NewReplayer(p.store, p.js).Replay(ctx, dead[0].ID, events.By{Actor: "operator:ana"}); err != nil {
 		t.Fatal(err)
 	}
 	v = p.waitForStatus(t, failedDesk, failed.ID, events.StatusCompleted)

@@ -15,7 +15,7 @@ import (
 // ReplayStore is what replaying needs of the database.
 type ReplayStore interface {
 	DeadLetter(ctx context.Context, id int64) (events.DeadLetter, error)
-	MarkReplayed(ctx context.Context, id int64, actor string) (int, error)
+	MarkReplayed(ctx context.Context, id int64, by events.By) (int, error)
 }
 
 // Replayer puts dead letters back in their queues at an operator's request.
@@ -33,8 +33,10 @@ func NewReplayer(store ReplayStore, js jetstream.JetStream) *Replayer {
 	return &Replayer{store: store, pub: natsbus.NewPublisher(js)}
 }
 
-// Replay puts dead letter id back where it came from on behalf of actor.
-func (r *Replayer) Replay(ctx context.Context, id int64, actor string) error {
+// Replay puts dead letter id back where it came from on behalf of by, whose
+// reason (optional) is in the audit log with the replay.
+func (r *Replayer) Replay(ctx context.Context, id int64, by events.By) error {
+	actor := by.Actor
 	if strings.TrimSpace(actor) == "" {
 		return errors.New("replay: an actor is required")
 	}
@@ -42,7 +44,7 @@ func (r *Replayer) Replay(ctx context.Context, id int64, actor string) error {
 	if err != nil {
 		return fmt.Errorf("replay dead letter %d: %w", id, err)
 	}
-	n, err := r.store.MarkReplayed(ctx, id, actor)
+	n, err := r.store.MarkReplayed(ctx, id, by)
 	if err != nil {
 		return fmt.Errorf("replay dead letter %d: %w", id, err)
 	}

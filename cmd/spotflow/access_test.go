@@ -3,22 +3,29 @@ package main
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
+
+	"github.com/spotflow/spotflow/events"
+	"github.com/spotflow/spotflow/workers/postgres"
+	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 )
 
 // TestRun_GuardsTheDashboardAndMetricsBeyondLoopback binds HTTP to every
-// address: the dashboard and /metrics then need the operator's token, and
-// without one configured they are refused outright; health stays open.
+// address: the dashboard and /metrics then need an operator's credential,
+// whether or not an operator token is configured: the configured token, a
+// named machine credential in force, or a signed-in console session (of
+// any role). A revoked credential and a disabled operator's session are
+// refused at once; health stays open.
 func TestRun_GuardsTheDashboardAndMetricsBeyondLoopback(t *testing.T) {
 	t.Parallel()
-	status := func(m *Main, path, auth string) int {
+	status := func(client *http.Client, m *Main, path, auth string) int {
 		t.Helper()
-		_, port, _ := net.SplitHostPort(m.HTTPAddr())
-		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+port+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, local(m)+path, nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,24 +35,93 @@ func TestRun_GuardsTheDashboardAndMetricsBeyondLoopback(t *testing.T) {
 	open := func(c *Config) { c.HTTPAddr = "0.0.0.0:0" }
 	withToken := func(c *Config) { c.HTTPAddr, c.OperatorToken = "0.0.0.0:0", "s3cret-operator" }
 
-	noToken, _ := startMain(t, "*:latency=1ms", open)
+	noToken, dbURL := startMain(t, "*:latency=1ms", open)
 	guarded, _ := startMain(t, "*:latency=1ms", withToken)
+	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
+	ctx := t.Context()
+	by := events.By{Actor: "operator:test"}
+	prometheus, err := store.IssueOperatorToken(ctx, "prometheus", events.RoleViewer, by)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := store.IssueOperatorToken(ctx, "old-script", events.RoleOperator, by)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RevokeOperatorToken(ctx, "old-script", by); err != nil {
+		t.Fatal(err)
+	}
+	// Rui, a viewer, signed in to the console: his session's cookie.
+	setup, err := store.CreateOperator(ctx, events.Operator{Username: "rui", Name: "Rui Lopes", Role: events.RoleViewer, Language: "pt"}, by)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rui := newFormClient(t, local(noToken))
+	const password = "rui's own long password"
+	rui.post("/desk/ops/setup", rui.get("/desk/ops/setup?code="+url.QueryEscape(setup.Code)),
+		url.Values{"code": {setup.Code}, "password": {password}, "password-again": {password}})
+	rui.post("/desk/ops/sign-in", rui.get("/desk/ops/sign-in"), url.Values{"username": {"rui"}, "password": {password}, "next": {"/desk/ops/"}})
+
 	for _, path := range []string{"/metrics", "/dashboard"} {
-		if got := status(noToken, path, ""); got != http.StatusForbidden {
-			t.Errorf("%s beyond loopback without an operator token set: %d, want 403", path, got)
+		// No operator token configured: the named ones and sessions.
+		for auth, want := range map[string]int{
+			"":                                http.StatusUnauthorized,
+			"Bearer wrong":                    http.StatusUnauthorized,
+			"Bearer s3cret-operator":          http.StatusUnauthorized, // the other process's
+			"Bearer " + prometheus:            http.StatusOK,
+			"Basic " + basic("x", prometheus): http.StatusOK,
+			"Bearer " + revoked:               http.StatusUnauthorized,
+			"Basic " + basic("x", revoked):    http.StatusUnauthorized,
+		} {
+			if got := status(http.DefaultClient, noToken, path, auth); got != want {
+				t.Errorf("%s without an operator token configured, with %q: %d, want %d", path, auth, got, want)
+			}
 		}
+		if got := status(rui.client, noToken, path, ""); got != http.StatusOK {
+			t.Errorf("%s with a viewer's console session: %d, want 200", path, got)
+		}
+		// An operator token configured: it, as before.
 		for auth, want := range map[string]int{
 			"":                               http.StatusUnauthorized,
 			"Bearer wrong":                   http.StatusUnauthorized,
 			"Bearer s3cret-operator":         http.StatusOK,
 			"Basic b3A6czNjcmV0LW9wZXJhdG9y": http.StatusOK, // op:s3cret-operator
 		} {
-			if got := status(guarded, path, auth); got != want {
+			if got := status(http.DefaultClient, guarded, path, auth); got != want {
 				t.Errorf("%s with %q: %d, want %d", path, auth, got, want)
 			}
 		}
 	}
-	if got := status(noToken, "/healthz", ""); got != http.StatusOK {
-		t.Errorf("/healthz: %d, want 200 to anyone", got)
+
+	// Revoked and disabled take effect at once.
+	if err := store.RevokeOperatorToken(ctx, "prometheus", by); err != nil {
+		t.Fatal(err)
 	}
+	if got := status(http.DefaultClient, noToken, "/metrics", "Bearer "+prometheus); got != http.StatusUnauthorized {
+		t.Errorf("/metrics with a token just revoked: %d, want 401", got)
+	}
+	if err := store.DisableOperator(ctx, "rui", false, by); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(rui.client, noToken, "/dashboard", ""); got != http.StatusUnauthorized {
+		t.Errorf("/dashboard with the session of an operator just disabled: %d, want 401", got)
+	}
+	for _, m := range []*Main{noToken, guarded} {
+		if got := status(http.DefaultClient, m, "/healthz", ""); got != http.StatusOK {
+			t.Errorf("/healthz: %d, want 200 to anyone", got)
+		}
+	}
+}
+
+// local is the address of m's HTTP server on the loopback interface.
+func local(m *Main) string {
+	_, port, _ := net.SplitHostPort(m.HTTPAddr())
+	return "http://127.0.0.1:" + port
+}
+
+// basic is the credentials of HTTP Basic authentication.
+func basic(user, password string) string {
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.SetBasicAuth(user, password)
+	return req.Header.Get("Authorization")[len("Basic "):]
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -149,11 +150,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	// The dashboard, /metrics and profiles need the operator's credential
-	// unless HTTP is bound to loopback.
+	// Unless HTTP is bound to loopback, the dashboard, /metrics and
+	// profiles take the configured operator
+	// token, a named machine credential, or a signed-in operator's session.
 	gate := access.NewPolicy(cfg.HTTPAddr, cfg.OperatorToken)
-	if cfg.HTTPAddr != "" && !gate.Loopback && gate.Operators == nil {
-		log.Warn("the dashboard and /metrics answer 403: HTTP is not bound to loopback and no operator token is set")
+	gate.Operators = access.Any{gate.Operators,
+		access.Lookup{Known: func(ctx context.Context, token string) bool {
+			_, err := store.OperatorByToken(ctx, token)
+			return err == nil
+		}},
+		deskapp.Sessions{Accounts: store, Idle: cfg.DeskSessionIdle},
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	p := &process{
@@ -189,6 +195,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 		fmt.Fprintf(stdout, "  demo desk token in %s\n", path)
+		link, err := firstOperator(ctx, store, cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if link != "" && m.httpAddr != "" {
+			scheme := "http"
+			if cfg.TLSCert != "" {
+				scheme = "https"
+			}
+			fmt.Fprintf(stdout, "  Console   first operator \"admin\": set its password at %s://%s%s\n", scheme, m.httpAddr, link)
+		}
 	}
 	m.announce(stdout, log, dbURL)
 	close(m.ready)
@@ -267,10 +284,12 @@ func (p *process) startIntake() error {
 	if err != nil {
 		return err
 	}
+	replayer := workers.NewReplayer(p.store, p.bus.js(roleIntake))
 	desk, err := deskapp.New(deskapp.Config{
 		Store: p.store, Intake: intake, Catalog: p.catalogs, FailedAuth: failedAuth,
-		Mediators: p.store, Operators: p.access.Require, Receipts: keys, PublicURL: p.Config.PublicURL, Screens: p.store,
+		Receipts: keys, PublicURL: p.Config.PublicURL, Screens: p.store,
 		SessionIdle: p.Config.DeskSessionIdle, Logger: p.log.With("role", "desk-app"),
+		Console: p.console(replayer),
 	})
 	if err != nil {
 		return err
@@ -301,17 +320,32 @@ func (p *process) startIntake() error {
 	}
 	p.mux.Handle("/open-data", openData)
 	p.mux.Handle("/open-data/", openData)
-	if p.Config.OperatorToken == "" {
-		return nil
-	}
 	ops, err := opsapi.New(opsapi.Config{
-		Store: p.store, Replayer: workers.NewReplayer(p.store, p.bus.js(roleIntake)), Token: p.Config.OperatorToken, Logger: p.log.With("role", "ops"),
+		Store: p.store, Replayer: replayer, Tokens: p.store, Token: p.Config.OperatorToken, Logger: p.log.With("role", "ops"),
 	})
 	if err != nil {
 		return err
 	}
 	p.mux.Handle("/v1/ops/", ops)
 	return nil
+}
+
+// console is the operator's console's configuration: the store, the
+// replayer, and the pipeline's health read from JetStream and Postgres.
+func (p *process) console(replayer *workers.Replayer) deskapp.ConsoleConfig {
+	return deskapp.ConsoleConfig{
+		Accounts: p.store, Work: p.store, Replayer: replayer, Audit: p.store,
+		People: consolePeople{p.store},
+		VerifyAudit: func(ctx context.Context) (events.AuditChainState, error) {
+			return p.store.VerifyAudit(ctx)
+		},
+		ExportAudit: func(ctx context.Context, w io.Writer, from, to time.Time) error {
+			return exportAudit(ctx, p.store, w, from, to)
+		},
+		Health: func(ctx context.Context) events.Health {
+			return workers.ReadHealth(ctx, p.bus.js(roleIntake), p.store, p.catalogs.Current().AgencyCodes())
+		},
+	}
 }
 
 // startRouter runs the router and the reconciler, which re-drives accepted
@@ -647,6 +681,7 @@ func (m *Main) announce(stdout io.Writer, log *slog.Logger, dbURL string) {
 		}
 		fmt.Fprintf(stdout, "  HTTP      %s://%s  (desk API /v1, agency reports /v1/agency, Open311 /open311/v2, /dashboard, /open-data, /metrics, /healthz, /readyz)\n", scheme, m.httpAddr)
 		fmt.Fprintf(stdout, "  Desk      %s://%s/desk/  (mediators sign in here: spotflow mediator create gives them a setup link)\n", scheme, m.httpAddr)
+		fmt.Fprintf(stdout, "  Console   %s://%s/desk/ops/  (operators sign in here: spotflow operator create gives them a setup link)\n", scheme, m.httpAddr)
 	}
 	fmt.Fprintf(stdout, "  NATS      %s\n", m.natsURL)
 	fmt.Fprintf(stdout, "  Postgres  %s\n", redactURL(dbURL))
@@ -733,6 +768,38 @@ func demoDesk(ctx context.Context, store *postgres.Store, dataDir string) (strin
 		return "", fmt.Errorf("demo desk: %w", err)
 	}
 	return path, nil
+}
+
+// firstOperator makes, when there is no operator yet, the account "admin"
+// of the operator role, and returns the path where its password is set
+// with its setup code, kept in the data directory (0600) until used; ""
+// once the password is set.
+func firstOperator(ctx context.Context, store *postgres.Store, dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "first-operator.setup")
+	operators, err := store.Operators(ctx)
+	if err != nil {
+		return "", fmt.Errorf("first operator: %w", err)
+	}
+	if len(operators) == 0 {
+		setup, err := store.CreateOperator(ctx, events.Operator{Username: "admin", Name: "Administrator", Role: events.RoleOperator, Language: "en"},
+			events.By{Actor: "system:spotflow"})
+		if err != nil {
+			return "", fmt.Errorf("first operator: %w", err)
+		}
+		if err := os.WriteFile(path, []byte(setup.Code+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("first operator: %w", err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil // made elsewhere
+	}
+	code := strings.TrimSpace(string(data))
+	if _, ok, err := store.OperatorSetupCodeValid(ctx, code); err != nil || !ok {
+		_ = os.Remove(path) // used, or expired: spotflow operator reset gives another
+		return "", err
+	}
+	return "/desk/ops/setup?code=" + url.QueryEscape(code), nil
 }
 
 // hostPort splits a listen address; port 0 becomes -1, nats-server's any

@@ -25,7 +25,7 @@ import (
 // erases one with `spotflow citizen erase --national-id -` (the ID read
 // from standard input) and the other with POST /v1/ops/citizens/erase: each
 // loses its keyed hash, keeps its status, and is audited with the
-// operator's name and reason; the national ID is printed nowhere. The
+// operator's name, or the machine credential's, and the reason; the national ID is printed nowhere. The
 // streams were provisioned with the configured max age.
 func TestCitizen_ErasesFromTheCommandLineAndTheOperatorAPI(t *testing.T) {
 	t.Parallel()
@@ -86,8 +86,14 @@ func TestCitizen_ErasesFromTheCommandLineAndTheOperatorAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Header.Set("Authorization", "Bearer "+token)
-	r.Header.Set("X-Operator", "rui")
+	// Rui's script erases with his named machine credential; the header
+	// that once named the operator names no one now.
+	ruiToken, err := store.IssueOperatorToken(ctx, "rui", events.RoleOperator, events.By{Actor: "operator:ana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+ruiToken)
+	r.Header.Set("X-Operator", "mallory")
 	r.Header.Set("X-Reason", "asked by letter")
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
@@ -113,8 +119,8 @@ func TestCitizen_ErasesFromTheCommandLineAndTheOperatorAPI(t *testing.T) {
 	for _, e := range entries {
 		got[e.Actor] = e.Reason
 	}
-	if got["operator:ana"] != "asked at the desk" || got["operator:rui"] != "asked by letter" {
-		t.Errorf("audited erasures by %v, want ana's and rui's with their reasons", got)
+	if got["operator:ana"] != "asked at the desk" || got["token:rui"] != "asked by letter" {
+		t.Errorf("audited erasures by %v, want operator:ana's and token:rui's with their reasons", got)
 	}
 
 	stdout.Reset()

@@ -150,8 +150,9 @@ type Config struct {
 	// SPOTFLOW_OPEN_DATA_LICENSE, SPOTFLOW_OPEN_DATA_PUBLISHER,
 	// SPOTFLOW_OPEN_DATA_PUBLISHER_URL.
 	OpenDataLicense, OpenDataPublisher, OpenDataPublisherURL string
-	// OperatorToken enables the operator API (/v1/ops/) for holders of this
-	// bearer token. SPOTFLOW_OPERATOR_TOKEN; empty turns the API off.
+	// OperatorToken is a machine credential of the operator role for the
+	// operator API (/v1/ops/), beside the named ones kept in Postgres.
+	// SPOTFLOW_OPERATOR_TOKEN; empty: none.
 	OperatorToken string
 	// HTTPReadHeaderTimeout is how long a client may take to send a
 	// request's headers. SPOTFLOW_HTTP_READ_HEADER_TIMEOUT, default 10s.
@@ -257,7 +258,7 @@ func (c *Config) flags(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&c.OpenDataLicense, "open-data-license", os.Getenv("SPOTFLOW_OPEN_DATA_LICENSE"), "URL of the open data's licence; default CC BY 4.0 (SPOTFLOW_OPEN_DATA_LICENSE)")
 	fs.StringVar(&c.OpenDataPublisher, "open-data-publisher", os.Getenv("SPOTFLOW_OPEN_DATA_PUBLISHER"), "who publishes the open data; default spotflow (SPOTFLOW_OPEN_DATA_PUBLISHER)")
 	fs.StringVar(&c.OpenDataPublisherURL, "open-data-publisher-url", os.Getenv("SPOTFLOW_OPEN_DATA_PUBLISHER_URL"), "the publisher's web address (SPOTFLOW_OPEN_DATA_PUBLISHER_URL)")
-	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "operators' token: the operator API /v1/ops/, and /dashboard and /metrics when --http is not loopback-only; empty turns the operator API off (SPOTFLOW_OPERATOR_TOKEN)")
+	fs.StringVar(&c.OperatorToken, "operator-token", os.Getenv("SPOTFLOW_OPERATOR_TOKEN"), "a machine credential of the operator role (token:operator-token): the operator API /v1/ops/, and /dashboard and /metrics when --http is not loopback-only; named ones come from spotflow operator token issue (SPOTFLOW_OPERATOR_TOKEN)")
 	fs.DurationVar(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", envDuration("SPOTFLOW_HTTP_READ_HEADER_TIMEOUT", defaultHTTPReadHeaderTimeout), "how long a client may take to send a request's headers; -1s for no limit (SPOTFLOW_HTTP_READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", envDuration("SPOTFLOW_HTTP_READ_TIMEOUT", defaultHTTPReadTimeout), "how long a client may take to send a whole request, headers and body; -1s for no limit (SPOTFLOW_HTTP_READ_TIMEOUT)")
 	fs.DurationVar(&c.HTTPWriteTimeout, "http-write-timeout", envDuration("SPOTFLOW_HTTP_WRITE_TIMEOUT", defaultHTTPWriteTimeout), "how long from a request's headers to the end of its response, or to the end of each write of a live stream; -1s for no limit (SPOTFLOW_HTTP_WRITE_TIMEOUT)")

@@ -176,7 +176,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.BoolVar(&pending, "pending", false, "list: only dead letters never replayed")
 	fs.BoolVar(&all, "all", false, "replay: every dead letter never replayed (of --agency and --municipality, if given)")
 	fs.StringVar(&operatorName, "operator", os.Getenv("USER"), "who is acting, for the audit log")
-	fs.StringVar(&reason, "reason", "", "show: why, for the audit log (required)")
+	fs.StringVar(&reason, "reason", "", "why, for the audit log (required by show)")
 	cfg.flags(fs, "")
 	// Accept the ID before or after the flags.
 	var id int64
@@ -212,7 +212,7 @@ func deadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				ids = append(ids, d.ID)
 			}
 		}
-		return replayDeadLetters(ctx, &cfg, store, ids, operatorActor(operatorName), stdout, stderr)
+		return replayDeadLetters(ctx, &cfg, store, ids, events.By{Actor: operatorActor(operatorName), Reason: reason}, stdout, stderr)
 	})
 }
 
@@ -232,8 +232,8 @@ func listDeadLetters(ctx context.Context, store *postgres.Store, stdout io.Write
 }
 
 // replayDeadLetters puts the dead letters ids back in their queues on
-// behalf of actor, in order, stopping at the first that fails.
-func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, ids []int64, actor string, stdout, stderr io.Writer) error {
+// behalf of by, in order, stopping at the first that fails.
+func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, ids []int64, by events.By, stdout, stderr io.Writer) error {
 	cred, err := cfg.credential(natsbus.Intake)
 	if err != nil {
 		return err
@@ -245,7 +245,7 @@ func replayDeadLetters(ctx context.Context, cfg *Config, store *postgres.Store, 
 	defer nc.Close()
 	replayer := workers.NewReplayer(store, js)
 	for _, id := range ids {
-		if err := replayer.Replay(ctx, id, actor); err != nil {
+		if err := replayer.Replay(ctx, id, by); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "replayed dead letter %d\n", id)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -65,4 +66,45 @@ func Backlog(ctx context.Context, js jetstream.JetStream) ([]events.QueueBacklog
 		out = append(out, events.QueueBacklog{Agency: agency, Pending: s.Pending, AckPending: s.AckPending, Redelivered: s.Redelivered})
 	}
 	return out, nil
+}
+
+// Health reads the storage of spotflow's streams against their limits and
+// the lag of every consumer of them, one JetStream API request per stream
+// and one per page of its consumers. A stream that does not exist yet is
+// skipped.
+func Health(ctx context.Context, js jetstream.JetStream) ([]events.StreamHealth, []events.ConsumerHealth, error) {
+	var streams []events.StreamHealth
+	var consumers []events.ConsumerHealth
+	for _, name := range []string{events.EventsStream, events.WorkStream, events.AdvisoryStream} {
+		stream, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read stream %s: %w", name, err)
+		}
+		info := stream.CachedInfo()
+		streams = append(streams, events.StreamHealth{
+			Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
+			MaxMsgs: info.Config.MaxMsgs, MaxBytes: info.Config.MaxBytes, Replicas: info.Config.Replicas,
+		})
+		lister := stream.ListConsumers(ctx)
+		for c := range lister.Info() {
+			consumers = append(consumers, events.ConsumerHealth{
+				Stream: name, Name: c.Name, Pending: c.NumPending, AckPending: uint64(c.NumAckPending),
+				Redelivered: uint64(c.NumRedelivered), LastDelivered: deref(c.Delivered.Last), LastAcked: deref(c.AckFloor.Last),
+			})
+		}
+		if err := lister.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read consumers of %s: %w", name, err)
+		}
+	}
+	return streams, consumers, nil
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }

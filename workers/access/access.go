@@ -1,12 +1,14 @@
 // Package access decides who may reach spotflow's operator-facing HTTP
 // surfaces: the dashboard and the Prometheus metrics. It checks the
-// operator's credential (today the operators' shared token, later personal
-// sessions, through the Operators interface) and applies one policy: on an
+// operator's credential (the configured operator token, named machine
+// credentials, a signed-in operator's session: anything satisfying the
+// Operators interface) and applies one policy: on an
 // HTTP address bound to loopback only, anyone on the machine may look; on
 // any other, only an operator may. It uses the standard library alone.
 package access
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -75,6 +77,37 @@ func presented(r *http.Request) (string, bool) {
 		return password, ok && password != ""
 	}
 	return "", false
+}
+
+// Any recognises a request that any of its checks recognises: the shared
+// token, named machine credentials, a signed-in operator's session.
+type Any []Operators
+
+var _ Operators = Any(nil)
+
+// Operator reports whether one of a's checks recognises r.
+func (a Any) Operator(r *http.Request) bool {
+	for _, o := range a {
+		if o != nil && o.Operator(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// Lookup recognises the secrets (a Bearer token or a Basic password) that
+// Known says are an operator's credential in force: named machine
+// credentials kept in the database. Known must fail closed.
+type Lookup struct {
+	Known func(ctx context.Context, secret string) bool
+}
+
+var _ Operators = Lookup{}
+
+// Operator reports whether r presents a secret Known recognises.
+func (l Lookup) Operator(r *http.Request) bool {
+	given, ok := presented(r)
+	return ok && l.Known(r.Context(), given)
 }
 
 // Policy is who may see the operator-facing surfaces of one HTTP address.

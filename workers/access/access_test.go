@@ -1,10 +1,13 @@
 package access_test
 
 import (
+	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -187,6 +190,99 @@ func TestLoopback(t *testing.T) {
 	} {
 		if got := access.Loopback(addr); got != want {
 			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// recorder is a Lookup's Known that recognises one secret and records what
+// it was asked and in which request's context.
+type recorder struct {
+	known string
+	asked []string
+}
+
+type ctxKey struct{}
+
+func (k *recorder) lookup() access.Lookup {
+	return access.Lookup{Known: func(ctx context.Context, secret string) bool {
+		k.asked = append(k.asked, fmt.Sprintf("%s in %v", secret, ctx.Value(ctxKey{})))
+		return secret == k.known
+	}}
+}
+
+func TestLookup_AsksKnownOfTheBearerTokenOrBasicPasswordPresented(t *testing.T) {
+	t.Parallel()
+	const named = "sfo_named-credential"
+	for _, tc := range []struct {
+		name, authorization string
+		want                bool
+		asked               []string
+	}{
+		{"a known bearer token is accepted", "Bearer " + named, true, []string{named + " in request-1"}},
+		{"a known basic password is accepted", basic("prometheus", named), true, []string{named + " in request-1"}},
+		{"an unknown token is refused", "Bearer sfo_other", false, []string{"sfo_other in request-1"}},
+		{"an empty bearer token is not looked up", "Bearer ", false, nil},
+		{"an empty basic password is not looked up", basic("prometheus", ""), false, nil},
+		{"another scheme is not looked up", "Token " + named, false, nil},
+		{"no credential is not looked up", "", false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			k := &recorder{known: named}
+			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, "request-1"))
+			if tc.authorization != "" {
+				r.Header.Set("Authorization", tc.authorization)
+			}
+			if got := k.lookup().Operator(r); got != tc.want {
+				t.Errorf("Operator with %q = %v, want %v", tc.authorization, got, tc.want)
+			}
+			if !slices.Equal(k.asked, tc.asked) {
+				t.Errorf("Known was asked %q, want %q (with the request's context)", k.asked, tc.asked)
+			}
+		})
+	}
+}
+
+func TestAny_LetsInWhatAnyOfItsChecksRecognises(t *testing.T) {
+	t.Parallel()
+	token, err := access.NewToken(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const named = "sfo_named-credential"
+	lookup := access.Lookup{Known: func(_ context.Context, s string) bool { return s == named }}
+	either := access.Any{token, nil, lookup}
+	for _, tc := range []struct {
+		name   string
+		checks access.Any
+		auth   string
+		want   bool
+	}{
+		{"the shared token passes the first check", either, "Bearer " + secret, true},
+		{"a named credential passes the last", either, "Bearer " + named, true},
+		{"a named credential as basic password passes", either, basic("me", named), true},
+		{"what no check knows is refused", either, "Bearer sfo_other", false},
+		{"no credential is refused", either, "", false},
+		{"no checks refuse everyone", access.Any{}, "Bearer " + secret, false},
+		{"nil checks refuse everyone", access.Any{nil, nil}, "Bearer " + secret, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			if got := tc.checks.Operator(r); got != tc.want {
+				t.Errorf("Operator with %q = %v, want %v", tc.auth, got, tc.want)
+			}
+		})
+	}
+
+	p := access.Policy{Operators: either}
+	for auth, want := range map[string]int{"Bearer " + named: http.StatusOK, "Bearer " + secret: http.StatusOK, "Bearer nope": http.StatusUnauthorized} {
+		if resp := serve(t, p, auth); resp.StatusCode != want {
+			t.Errorf("a policy beyond loopback with %q: %d, want %d", auth, resp.StatusCode, want)
 		}
 	}
 }

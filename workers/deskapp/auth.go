@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 
@@ -109,9 +108,17 @@ func hashToken(token string) []byte {
 	return sum[:]
 }
 
+// setCookie sets a cookie of the desk application's, for its paths only.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	setCookieOn(w, r, "/desk/", name, value, maxAge)
+}
+
+// setCookieOn sets a cookie for the paths under path: HttpOnly,
+// SameSite=Strict, Secure under TLS; a session's (maxAge 0) or deleted
+// (maxAge -1).
+func setCookieOn(w http.ResponseWriter, r *http.Request, path, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: "/desk/", MaxAge: maxAge,
+		Name: name, Value: value, Path: path, MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
 }
@@ -204,23 +211,30 @@ type signInData struct {
 	Message, Notice string
 }
 
-// safeNext keeps next when it is a path of the desk application.
-func safeNext(next string) string {
-	if strings.HasPrefix(next, "/desk/") && !strings.HasPrefix(next, "//") && !strings.ContainsAny(next, "\\\r\n") {
+// safeNext keeps next when it is a path under home (the desk
+// application's, /desk/, or the console's, /desk/ops/), else home.
+func safeNext(next, home string) string {
+	if strings.HasPrefix(next, home) && !strings.HasPrefix(next, "//") && !strings.ContainsAny(next, "\\\r\n") {
 		return next
 	}
-	return "/desk/"
+	return home
 }
 
-func (a *App) signInPage(w http.ResponseWriter, r *http.Request) {
+// signInForm is what a sign-in page shows before a try: where to go after
+// (a path under home), and what just happened.
+func (a *App) signInForm(w http.ResponseWriter, r *http.Request, home string) signInData {
 	lang := a.languageOf(r, nil)
-	data := signInData{Token: formToken(w, r), Next: safeNext(r.URL.Query().Get("next"))}
+	data := signInData{Token: formToken(w, r), Next: safeNext(r.URL.Query().Get("next"), home)}
 	for _, n := range []string{"password-set", "signed-out"} {
 		if r.URL.Query().Get(n) != "" {
 			data.Notice = a.i18n.text(lang, "signin."+n)
 		}
 	}
-	a.render(w, r, http.StatusOK, "sign-in", lang, nil, nil, data)
+	return data
+}
+
+func (a *App) signInPage(w http.ResponseWriter, r *http.Request) {
+	a.render(w, r, http.StatusOK, "sign-in", a.languageOf(r, nil), nil, nil, a.signInForm(w, r, "/desk/"))
 }
 
 // signIn checks a username and password. Failures answer after a pause
@@ -231,7 +245,7 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 	lang := a.languageOf(r, nil)
 	token := formToken(w, r)
 	username := strings.ToLower(strings.TrimSpace(r.PostFormValue("username")))
-	data := signInData{Token: token, Next: safeNext(r.PostFormValue("next")), Username: username}
+	data := signInData{Token: token, Next: safeNext(r.PostFormValue("next"), "/desk/"), Username: username}
 	if !checkForm(r, token) {
 		a.forbidden(w, r, nil)
 		return
@@ -241,10 +255,7 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, status, "sign-in", lang, nil, nil, data)
 	}
 	addr, now := address(r), time.Now()
-	if empty, wait := a.cfg.FailedAuth.Empty(addr, now); empty {
-		_ = a.cfg.Store.SignInRefused(r.Context(), "", addr, "address over its limit")
-		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
-		refuse(http.StatusTooManyRequests, "signin.throttled", int(wait.Minutes())+1)
+	if a.throttled(w, r, now, func() error { return a.cfg.Store.SignInRefused(r.Context(), "", addr, "address over its limit") }, refuse) {
 		return
 	}
 	in, err := a.cfg.Store.MediatorForSignIn(r.Context(), username)
@@ -262,23 +273,7 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 		_ = a.cfg.Store.SignInRefused(r.Context(), username, addr, "locked")
 		refuse(http.StatusUnauthorized, "signin.locked", int(time.Until(in.LockedUntil).Minutes())+1)
 	case !ok:
-		a.cfg.FailedAuth.Take(addr, now)
-		failures, locked := 1, false
-		if known {
-			failures, locked, err = a.cfg.Store.SignInFailed(r.Context(), username, addr, a.cfg.LockAfter, a.cfg.LockFor)
-		} else {
-			err = a.cfg.Store.SignInRefused(r.Context(), "", addr, "unknown username")
-		}
-		if err != nil {
-			a.cfg.Logger.Error("desk application: record a failed sign-in", "err", err)
-		}
-		// Slower with each failure in a row: ¼ s, ½ s, 1 s, 2 s, then 4 s.
-		time.Sleep(min(time.Duration(1<<min(failures-1, 4))*250*time.Millisecond, 4*time.Second))
-		if locked {
-			refuse(http.StatusUnauthorized, "signin.locked", int(a.cfg.LockFor.Minutes()))
-			return
-		}
-		refuse(http.StatusUnauthorized, "signin.failed")
+		a.failedSignIn(r, known, username, refuse, a.cfg.Store.SignInFailed, a.cfg.Store.SignInRefused)
 	default:
 		session := randomToken()
 		err := a.cfg.Store.SignedIn(r.Context(), username, events.SessionStart{
@@ -344,13 +339,7 @@ func (a *App) setup(w http.ResponseWriter, r *http.Request) {
 	code := strings.TrimSpace(r.PostFormValue("code"))
 	password, again := r.PostFormValue("password"), r.PostFormValue("password-again")
 	data := setupData{Token: token, Code: code}
-	var errs []fieldError
-	switch {
-	case utf8.RuneCountInString(password) < minPassword:
-		errs = append(errs, fieldError{ID: "password", Message: a.i18n.text(lang, "setup.password.short", minPassword)})
-	case password != again:
-		errs = append(errs, fieldError{ID: "password-again", Message: a.i18n.text(lang, "setup.password.different")})
-	}
+	errs := a.passwordErrors(lang, password, again)
 	if len(errs) > 0 {
 		a.render(w, r, http.StatusUnprocessableEntity, "setup", lang, nil, errs, data)
 		return

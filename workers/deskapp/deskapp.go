@@ -1,7 +1,10 @@
 // Package deskapp is the desk application: the pages under /desk/ where a
 // mediator signs in, serves a citizen in a visit (their consent, then one
 // or more services found in the catalogue, each filled, checked and
-// submitted), and follows the desk's requests.
+// submitted), and follows the desk's requests; and the operator's console
+// under /desk/ops/ (console.go), where operators sign in to follow stuck
+// work, replay dead letters, manage people and credentials, and read the
+// audit trail and the pipeline's health.
 //
 // Pages are rendered on the server from Go templates, with their styles
 // and script embedded in the binary; every task works without JavaScript,
@@ -100,11 +103,9 @@ type Config struct {
 	// Defaults 5 and 15 minutes.
 	LockAfter int
 	LockFor   time.Duration
-	// Mediators and Operators serve the operators' page of mediators
-	// (/desk/ops/mediators): Operators wraps it in the operators' access
-	// policy (access.Policy.Require). Without both the page is not served.
-	Mediators Mediators
-	Operators func(http.Handler) http.Handler
+	// Console serves the operator's console under /desk/ops/; without
+	// all of it there is none.
+	Console ConsoleConfig
 	// Screens pairs citizens' screens with visits and carries the
 	// mediator's steps to them (*postgres.Store); without it there is no
 	// citizen's screen. App.Run must run for screens to follow.
@@ -211,9 +212,8 @@ func (a *App) routes() {
 	a.mux.HandleFunc("POST /desk/training", a.signedIn(a.setScenario))
 	a.mux.HandleFunc("GET /desk/citizen", a.signedIn(a.citizenPage))
 	a.mux.HandleFunc("POST /desk/citizen", a.signedIn(a.citizenLookup))
-	if a.cfg.Mediators != nil && a.cfg.Operators != nil {
-		a.mux.Handle("GET /desk/ops/mediators", a.cfg.Operators(http.HandlerFunc(a.opsPage)))
-		a.mux.Handle("POST /desk/ops/mediators", a.cfg.Operators(http.HandlerFunc(a.opsChange)))
+	if a.cfg.Console.complete() {
+		a.consoleRoutes()
 	}
 	a.mux.HandleFunc("/desk/", func(w http.ResponseWriter, r *http.Request) {
 		a.notFound(w, r, a.languageOf(r, nil))
@@ -242,9 +242,12 @@ func (a *App) languageOf(r *http.Request, s *events.Session) string {
 // page is what every template gets: the language, its texts, the session
 // (nil before sign-in) and the page's own data.
 type page struct {
-	Lang      string
-	Title     string
-	Session   *events.Session
+	Lang    string
+	Title   string
+	Session *events.Session
+	// Operator is the signed-in operator's session on the console's
+	// pages; nil elsewhere.
+	Operator  *events.OperatorSession
 	CSRF      string
 	Languages []language
 	// Errors lead the page when a form was refused: each links to its
@@ -274,17 +277,22 @@ func (a *App) newPage(lang string, s *events.Session, errs []fieldError, data an
 
 // render writes the template name with data, in lang, with status.
 func (a *App) render(w http.ResponseWriter, r *http.Request, status int, name, lang string, s *events.Session, errs []fieldError, data any) {
+	a.write(w, r, status, name, a.newPage(lang, s, errs, data))
+}
+
+// write renders the template name for p with status.
+func (a *App) write(w http.ResponseWriter, r *http.Request, status int, name string, p *page) {
+	lang := p.Lang
 	t, ok := a.pages[name]
 	if !ok {
 		http.Error(w, "no such page", http.StatusInternalServerError)
 		return
 	}
-	p := a.newPage(lang, s, errs, data)
 	for _, code := range a.cfg.Catalog.Current().Languages {
 		p.Languages = append(p.Languages, language{code, a.i18n.text(code, "language.name")})
 	}
 	p.Title = p.T("title." + name)
-	if len(errs) > 0 {
+	if len(p.Errors) > 0 {
 		p.Title = p.T("error.title.prefix") + " " + p.Title
 	}
 	var b strings.Builder
@@ -328,6 +336,19 @@ func parsePages() (map[string]*template.Template, error) {
 		"day":  func(t time.Time) string { return t.Local().Format(time.DateOnly) },
 		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"list": func(v ...any) []any { return v },
+		// minutes shows a duration in whole minutes.
+		"minutes": func(d time.Duration) int { return int(d.Minutes()) },
+		// percent shows a share (0.25) as a percentage (25%).
+		"percent": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+		// has says whether ids holds id.
+		"has": func(ids []int64, id int64) bool {
+			for _, v := range ids {
+				if v == id {
+					return true
+				}
+			}
+			return false
+		},
 	}
 	base, err := template.New("base").Funcs(funcs).ParseFS(web, "web/layout.html")
 	if err != nil {

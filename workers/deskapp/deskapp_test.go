@@ -23,7 +23,6 @@ import (
 	"github.com/spotflow/spotflow/events/natsbus/natstest"
 	"github.com/spotflow/spotflow/schemas"
 	"github.com/spotflow/spotflow/workers"
-	"github.com/spotflow/spotflow/workers/access"
 	"github.com/spotflow/spotflow/workers/deskapp"
 	"github.com/spotflow/spotflow/workers/intaketest"
 	"github.com/spotflow/spotflow/workers/ratelimit"
@@ -45,9 +44,14 @@ type world struct {
 
 func start(t *testing.T, edit ...func(*deskapp.Config)) *world {
 	t.Helper()
-	d := intaketest.Start(t, nil)
+	return startOn(t, intaketest.Start(t, nil), edit...)
+}
+
+// startOn is start over an intake started already.
+func startOn(t *testing.T, d *intaketest.Desk, edit ...func(*deskapp.Config)) *world {
+	t.Helper()
 	cfg := deskapp.Config{Store: d.Store, Intake: d.Intake, Catalog: d.Catalog, Hasher: deskapp.NewHasher(fast),
-		FailedAuth: ratelimit.New(100.0/60, 100), Mediators: d.Store, Logger: slog.New(slog.DiscardHandler)}
+		FailedAuth: ratelimit.New(100.0/60, 100), Logger: slog.New(slog.DiscardHandler)}
 	keys, err := receipts.OpenKeys(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -482,62 +486,6 @@ func TestVisit_SubmitsTwoServicesOnceEachWithTheMediatorAndConsent(t *testing.T)
 	if r.ID != id[1] || r.Mediator != "rui.lopes" || r.Consent == nil || r.Consent.Version != "2026-12-01" || r.Consent.Language != "el" ||
 		r.VisitID == "" || r.Citizen.NationalID != "12345678" || string(r.Attributes["copies"]) != "2" {
 		t.Errorf("published %+v", r)
-	}
-}
-
-func TestOpsPage_CreatesDisablesAndResetsMediatorsForAnOperatorOnly(t *testing.T) {
-	t.Parallel()
-	w := start(t, func(c *deskapp.Config) { c.Operators = access.NewPolicy("0.0.0.0:8080", "operator-secret").Require })
-	stranger := w.browser(t)
-	if a := stranger.get("/desk/ops/mediators"); a.status != http.StatusUnauthorized {
-		t.Fatalf("the page without the operator's token: %d", a.status)
-	}
-	// Rui signs in, then an operator works on the page.
-	rui := w.browser(t)
-	rui.signIn("correct horse battery")
-	op := w.browser(t)
-	op.operator = "operator-secret"
-	page := op.get("/desk/ops/mediators")
-	wantStatus(t, page, http.StatusOK, "the page with the token")
-	if !strings.Contains(page.body, "rui.lopes") || !strings.Contains(page.body, w.Desk.Desk.ID) {
-		t.Fatalf("the page does not list the desk and its mediator: %.1500s", page.body)
-	}
-	wantStatus(t, op.post("/desk/ops/mediators", page, url.Values{"csrf": {"forged"}, "action": {"create"}, "desk": {w.Desk.Desk.ID},
-		"username": {"ana.sousa"}, "name": {"Ana Sousa"}, "language": {"el"}}), http.StatusForbidden, "a forged form")
-	bad := op.post("/desk/ops/mediators", page, url.Values{"action": {"create"}, "desk": {w.Desk.Desk.ID}, "username": {"Ana Sousa"}, "name": {""}, "language": {"el"}})
-	wantStatus(t, bad, http.StatusUnprocessableEntity, "a bad username and no name")
-	if !strings.Contains(bad.body, `href="#new-username"`) || !strings.Contains(bad.body, `href="#new-name"`) {
-		t.Errorf("the refusal does not link both fields: %.1500s", bad.body)
-	}
-	created := op.post("/desk/ops/mediators", page, url.Values{"action": {"create"}, "desk": {w.Desk.Desk.ID}, "username": {"ana.sousa"}, "name": {"Ana Sousa"}, "language": {"el"}})
-	wantStatus(t, created, http.StatusOK, "create a mediator")
-	code := regexp.MustCompile(`class="ref">([A-Z2-7]{20,})<`).FindStringSubmatch(created.body)
-	if code == nil || !strings.Contains(created.body, "/desk/setup?code="+code[1]) {
-		t.Fatalf("the new mediator's setup code and link are not shown: %.2000s", created.body)
-	}
-	if u, ok, err := w.Store.SetupCodeValid(t.Context(), code[1]); err != nil || !ok || u != "ana.sousa" {
-		t.Errorf("the code shown is not ana.sousa's: %q %v %v", u, ok, err)
-	}
-	// Disabling Rui ends his session at once.
-	wantStatus(t, op.post("/desk/ops/mediators", page, url.Values{"action": {"disable"}, "desk": {w.Desk.Desk.ID}, "username": {"rui.lopes"}}), http.StatusOK, "disable")
-	if a := rui.get("/desk/settings"); !strings.HasPrefix(a.url, "/desk/sign-in") {
-		t.Errorf("a disabled mediator's session still opened %s", a.url)
-	}
-	reset := op.post("/desk/ops/mediators", page, url.Values{"action": {"reset"}, "desk": {w.Desk.Desk.ID}, "username": {"rui.lopes"}})
-	wantStatus(t, reset, http.StatusOK, "reset")
-	if !strings.Contains(reset.body, "/desk/setup?code=") {
-		t.Errorf("a reset does not show the new code")
-	}
-	entries, err := w.Store.AuditEntries(t.Context(), events.AuditQuery{Actor: "operator:ana"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var actions []string
-	for _, e := range slices.Backward(entries) {
-		actions = append(actions, string(e.Action)+" "+e.Target)
-	}
-	if want := []string{"mediator_created mediator:ana.sousa", "mediator_disabled mediator:rui.lopes", "mediator_reset mediator:rui.lopes"}; !slices.Equal(actions, want) {
-		t.Errorf("audit log of the operator %q, want %q", actions, want)
 	}
 }
 

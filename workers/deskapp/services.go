@@ -172,8 +172,13 @@ func (a *App) servicesPage(w http.ResponseWriter, r *http.Request, s *events.Ses
 // renderPart writes only the template part of page name, for the script
 // that refreshes that part in place.
 func (a *App) renderPart(w http.ResponseWriter, r *http.Request, name, part, lang string, s *events.Session, data any) {
+	a.writePart(w, name, part, a.newPage(lang, s, nil, data))
+}
+
+// writePart writes the template part of page name for p, alone.
+func (a *App) writePart(w http.ResponseWriter, name, part string, p *page) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := a.pages[name].ExecuteTemplate(w, part, a.newPage(lang, s, nil, data)); err != nil {
+	if err := a.pages[name].ExecuteTemplate(w, part, p); err != nil {
 		a.cfg.Logger.Error("desk application: render a part", "page", name, "part", part, "err", fmt.Sprint(err))
 	}
 }

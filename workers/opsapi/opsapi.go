@@ -1,7 +1,9 @@
 // Package opsapi serves the operator API under /v1/ops/: list, inspect and
-// replay dead letters, and erase a citizen. It calls the pipeline through
-// the small interfaces declared here (Store, Replayer), so it imports events
-// and jsonapi only.
+// replay dead letters, and erase a citizen, for scripts holding a named
+// machine credential (spotflow operator token issue) or the configured
+// operator token. It calls the pipeline through the small interfaces
+// declared here (Store, Replayer, Tokens), so it imports events and jsonapi
+// only.
 package opsapi
 
 import (
@@ -33,7 +35,13 @@ type Store interface {
 // Replayer puts a dead letter back in its queue on behalf of an operator
 // (workers.Replayer).
 type Replayer interface {
-	Replay(ctx context.Context, id int64, actor string) error
+	Replay(ctx context.Context, id int64, by events.By) error
+}
+
+// Tokens finds the named machine credential in force whose token a caller
+// presents, or events.ErrUnauthenticated (*postgres.Store).
+type Tokens interface {
+	OperatorByToken(ctx context.Context, token string) (events.OperatorToken, error)
 }
 
 // Config configures the operator API.
@@ -42,17 +50,20 @@ type Config struct {
 	Store Store
 	// Replayer puts dead letters back. Required.
 	Replayer Replayer
-	// Token is the operators' bearer token. Required: without one the
-	// operator API is not served.
-	Token string
+	// Tokens recognises named machine credentials. Token is the
+	// configured operator token, acting as "token:operator-token" with the
+	// operator role. At least one is required.
+	Tokens Tokens
+	Token  string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
 
 // API is the operator API under /v1/ops/: list, inspect and replay dead
-// letters, and erase a citizen. Operators name themselves in the X-Operator
-// header; every replay and erasure is in the audit log under that name.
-// Dead letters are shown without their payloads, which hold personal data.
+// letters, and erase a citizen. Every view, replay and erasure is in the
+// audit log under the credential's name ("token:NAME"); a viewer's
+// credential may only list. Dead letters are listed without their
+// payloads, which hold personal data.
 type API struct {
 	cfg Config
 	mux *http.ServeMux
@@ -60,31 +71,66 @@ type API struct {
 
 // New validates cfg and returns the operator API.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Replayer == nil || cfg.Token == "" {
-		return nil, errors.New("new operator API: Store, Replayer and Token are required")
+	if cfg.Store == nil || cfg.Replayer == nil || (cfg.Token == "" && cfg.Tokens == nil) {
+		return nil, errors.New("new operator API: Store, Replayer and Tokens or Token are required")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	o := &API{cfg: cfg, mux: http.NewServeMux()}
 	o.mux.HandleFunc("GET /v1/ops/dead-letters", o.list)
-	o.mux.HandleFunc("GET /v1/ops/dead-letters/{id}", o.show)
-	o.mux.HandleFunc("POST /v1/ops/dead-letters/{id}/replay", o.replayOne)
-	o.mux.HandleFunc("POST /v1/ops/dead-letters/replay", o.replayAll)
-	o.mux.HandleFunc("POST /v1/ops/citizens/erase", o.eraseCitizen)
+	o.mux.HandleFunc("GET /v1/ops/dead-letters/{id}", changing(o.show))
+	o.mux.HandleFunc("POST /v1/ops/dead-letters/{id}/replay", changing(o.replayOne))
+	o.mux.HandleFunc("POST /v1/ops/dead-letters/replay", changing(o.replayAll))
+	o.mux.HandleFunc("POST /v1/ops/citizens/erase", changing(o.eraseCitizen))
 	return o, nil
 }
 
-// ServeHTTP serves /v1/ops/ to operators holding the token.
+// callerKey keys the caller's credential in a request's context.
+type callerKey struct{}
+
+// ServeHTTP serves /v1/ops/ to holders of an operator's machine credential.
 func (o *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(token), []byte(o.cfg.Token)) != 1 {
+	t, err := o.caller(r)
+	switch {
+	case errors.Is(err, events.ErrUnauthenticated):
 		jsonapi.WriteError(w, http.StatusUnauthorized, jsonapi.Error{Code: "unauthenticated", Message: "an operator token is required", Field: "Authorization"})
-		return
+	case err != nil:
+		o.unavailable(w, err)
+	default:
+		o.cfg.Logger.Info("operator API", "credential", t.Actor(), "role", t.Role, "method", r.Method, "path", r.URL.Path)
+		o.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, t)))
 	}
-	o.mux.ServeHTTP(w, r)
 }
 
+// caller is the machine credential r presents as a Bearer token.
+func (o *API) caller(r *http.Request) (events.OperatorToken, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return events.OperatorToken{}, events.ErrUnauthenticated
+	}
+	if o.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(o.cfg.Token)) == 1 {
+		return events.OperatorToken{Name: "operator-token", Role: events.RoleOperator}, nil
+	}
+	if o.cfg.Tokens == nil {
+		return events.OperatorToken{}, events.ErrUnauthenticated
+	}
+	return o.cfg.Tokens.OperatorByToken(r.Context(), token)
+}
+
+// changing refuses, 403, a credential of the viewer role: it may list only.
+func changing(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if t, _ := r.Context().Value(callerKey{}).(events.OperatorToken); !t.Role.MayChange() {
+			jsonapi.WriteError(w, http.StatusForbidden, jsonapi.Error{Code: "forbidden", Message: "this credential is a viewer's: it may list dead letters only", Field: "Authorization"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// operator is the credential r was served for, as the audit log names it.
 func operator(r *http.Request) string {
-	return "operator:" + cmp.Or(strings.TrimSpace(r.Header.Get("X-Operator")), "unnamed")
+	t, _ := r.Context().Value(callerKey{}).(events.OperatorToken)
+	return t.Actor()
 }
 
 func (o *API) list(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +173,7 @@ func (o *API) replayOne(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := o.cfg.Replayer.Replay(r.Context(), id, operator(r))
+	err := o.cfg.Replayer.Replay(r.Context(), id, events.By{Actor: operator(r), Reason: strings.TrimSpace(r.Header.Get("X-Reason"))})
 	switch {
 	case errors.Is(err, events.ErrNotFound):
 		jsonapi.WriteError(w, http.StatusNotFound, jsonapi.Error{Code: "not_found", Message: "no dead letter has that id", Field: "id"})
@@ -152,7 +198,7 @@ func (o *API) replayAll(w http.ResponseWriter, r *http.Request) {
 	}
 	replayed, deleted := []int64{}, []int64{}
 	for _, d := range dead {
-		err := o.cfg.Replayer.Replay(r.Context(), d.ID, operator(r))
+		err := o.cfg.Replayer.Replay(r.Context(), d.ID, events.By{Actor: operator(r), Reason: strings.TrimSpace(r.Header.Get("X-Reason"))})
 		if errors.Is(err, events.ErrPersonalDataDeleted) {
 			deleted = append(deleted, d.ID)
 			continue

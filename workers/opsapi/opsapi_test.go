@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spotflow/spotflow/events"
@@ -21,6 +23,11 @@ import (
 	"github.com/spotflow/spotflow/workers/postgres/pgtest"
 )
 
+// TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly drives the API
+// with a named machine credential of the operator role: what it views and
+// replays is audited under its name, whatever X-Operator says; the
+// configured token acts as token:operator-token; an unknown token is
+// refused.
 func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 	t.Parallel()
 	store := pgtest.Store(t)
@@ -31,13 +38,9 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 		Citizen: events.Citizen{NationalID: "98765432", Name: "Rui Costa"},
 	}
 	item := deadLetterOf(t, store, &req)
+	script := issue(t, store, "replay-script", events.RoleOperator)
 
-	ops, err := opsapi.New(opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Token: "op-secret", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(ops)
-	t.Cleanup(srv.Close)
+	srv := serve(t, opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Tokens: store, Token: "op-secret", Logger: slog.New(slog.DiscardHandler)})
 	call := func(method, path, token string) (int, map[string]json.RawMessage) {
 		t.Helper()
 		r, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
@@ -45,7 +48,7 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Header.Set("Authorization", "Bearer "+token)
-		r.Header.Set("X-Operator", "rui")
+		r.Header.Set("X-Operator", "rui") // no longer read: the credential names who acts
 		r.Header.Set("X-Reason", "checking why it failed")
 		resp, err := srv.Client().Do(r)
 		if err != nil {
@@ -57,10 +60,12 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 		return resp.StatusCode, body
 	}
 
-	if code, _ := call("GET", "/v1/ops/dead-letters", "desk-token"); code != http.StatusUnauthorized {
-		t.Errorf("without the operator token: %d, want 401", code)
+	for _, token := range []string{"desk-token", "", script + "x", "sfo_"} {
+		if code, _ := call("GET", "/v1/ops/dead-letters", token); code != http.StatusUnauthorized {
+			t.Errorf("with the token %q: %d, want 401", token, code)
+		}
 	}
-	code, body := call("GET", "/v1/ops/dead-letters?agency=justice", "op-secret")
+	code, body := call("GET", "/v1/ops/dead-letters?agency=justice", script)
 	var list []events.DeadLetter
 	if err := json.Unmarshal(body["dead_letters"], &list); code != http.StatusOK || err != nil || len(list) != 1 {
 		t.Fatalf("list: %d %s", code, body["dead_letters"])
@@ -68,18 +73,22 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 	if strings.Contains(string(body["dead_letters"]), req.Citizen.NationalID) {
 		t.Error("the list shows the citizen's national ID")
 	}
-	if code, _ := call("GET", "/v1/ops/dead-letters?agency=tax", "op-secret"); code != http.StatusOK {
+	if code, _ := call("GET", "/v1/ops/dead-letters?agency=tax", script); code != http.StatusOK {
 		t.Errorf("list of another agency: %d", code)
 	}
-	if code, _ := call("GET", fmt.Sprintf("/v1/ops/dead-letters/%d", list[0].ID), "op-secret"); code != http.StatusOK {
+	if code, _ := call("GET", fmt.Sprintf("/v1/ops/dead-letters/%d", list[0].ID), script); code != http.StatusOK {
 		t.Errorf("show: %d", code)
 	}
-	var reason string
-	if err := store.Pool().QueryRow(t.Context(), `SELECT actor || ': ' || reason FROM audit_log WHERE action = 'dead_letter_viewed'`).Scan(&reason); err != nil || reason != "operator:rui: checking why it failed" {
-		t.Errorf("the view is in the audit log as %q (%v), want rui's, with the reason", reason, err)
+	if code, _ := call("GET", fmt.Sprintf("/v1/ops/dead-letters/%d", list[0].ID), "op-secret"); code != http.StatusOK {
+		t.Errorf("show with the configured token: %d", code)
+	}
+	if got, want := auditTrail(t, store, events.AuditDeadLetterViewed), []string{
+		"token:replay-script: checking why it failed", "token:operator-token: checking why it failed",
+	}; !slices.Equal(got, want) {
+		t.Errorf("the views are in the audit log as %q, want %q", got, want)
 	}
 	unexplained, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL+fmt.Sprintf("/v1/ops/dead-letters/%d", list[0].ID), nil)
-	unexplained.Header.Set("Authorization", "Bearer op-secret")
+	unexplained.Header.Set("Authorization", "Bearer "+script)
 	resp, err := srv.Client().Do(unexplained)
 	if err != nil {
 		t.Fatal(err)
@@ -88,14 +97,14 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("show without a reason: %s, want 400", resp.Status)
 	}
-	if code, _ := call("GET", "/v1/ops/dead-letters/999999", "op-secret"); code != http.StatusNotFound {
+	if code, _ := call("GET", "/v1/ops/dead-letters/999999", script); code != http.StatusNotFound {
 		t.Errorf("show unknown: %d, want 404", code)
 	}
-	if code, body := call("GET", "/v1/ops/dead-letters/seven", "op-secret"); code != http.StatusBadRequest || !strings.Contains(string(body["error"]), `"field":"id"`) {
+	if code, body := call("GET", "/v1/ops/dead-letters/seven", script); code != http.StatusBadRequest || !strings.Contains(string(body["error"]), `"field":"id"`) {
 		t.Errorf("show a bad id: %d %s, want 400 naming the id", code, body["error"])
 	}
 
-	code, body = call("POST", "/v1/ops/dead-letters/replay?agency=justice", "op-secret")
+	code, body = call("POST", "/v1/ops/dead-letters/replay?agency=justice", script)
 	if want := fmt.Sprintf("[%d]", list[0].ID); code != http.StatusAccepted || string(body["replayed"]) != want {
 		t.Fatalf("replay all: %d %s, want 202 replaying %s", code, body["replayed"], want)
 	}
@@ -108,20 +117,159 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 	if replayed.ID != item.ID || replayed.Round != 1 {
 		t.Errorf("the work queue holds %+v, want work item %s again in round 1", replayed, item.ID)
 	}
-	var actor string
-	if err := store.Pool().QueryRow(t.Context(), `SELECT actor FROM audit_log`).Scan(&actor); err != nil || actor != "operator:rui" {
-		t.Errorf("audit actor %q (err %v), want operator:rui", actor, err)
+	if got, want := auditTrail(t, store, events.AuditReplay), []string{"token:replay-script: checking why it failed"}; !slices.Equal(got, want) {
+		t.Errorf("the replay is in the audit log as %q, want %q", got, want)
 	}
-	if code, body := call("POST", "/v1/ops/dead-letters/replay?agency=justice", "op-secret"); code != http.StatusAccepted || string(body["replayed"]) != "[]" {
+	if code, body := call("POST", "/v1/ops/dead-letters/replay?agency=justice", script); code != http.StatusAccepted || string(body["replayed"]) != "[]" {
 		t.Errorf("replay all again: %d %s, want nothing left to replay", code, body["replayed"])
 	}
+
+	// Revoked, the credential is refused at its next request.
+	if err := store.RevokeOperatorToken(t.Context(), "replay-script", events.By{Actor: "operator:ana"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := call("GET", "/v1/ops/dead-letters", script); code != http.StatusUnauthorized {
+		t.Errorf("a revoked token: %d, want 401", code)
+	}
+	if code, _ := call("POST", fmt.Sprintf("/v1/ops/dead-letters/%d/replay", list[0].ID), script); code != http.StatusUnauthorized {
+		t.Errorf("a replay with a revoked token: %d, want 401", code)
+	}
+	if got := auditTrail(t, store, events.AuditReplay); len(got) != 1 {
+		t.Errorf("replays audited after the revocation: %q", got)
+	}
+}
+
+// TestAPI_AViewerCredentialMayOnlyList issues a viewer's credential: it
+// lists dead letters, and is refused, 403, everything that reads a
+// message or changes anything, which is then neither done nor audited.
+func TestAPI_AViewerCredentialMayOnlyList(t *testing.T) {
+	t.Parallel()
+	store := pgtest.Store(t)
+	js := natstest.JetStream(t, "justice")
+	req := events.Request{
+		Schema: events.SchemaRequest, ID: "req-viewer", DeskID: "desk-1", Municipality: "lisboa",
+		ServiceCode: "criminal-record-certificate", SubmittedAt: time.Now().UTC(),
+		Citizen: events.Citizen{NationalID: "98765432", Name: "Rui Costa"},
+	}
+	deadLetterOf(t, store, &req)
+	viewer := issue(t, store, "prometheus", events.RoleViewer)
+	// Tokens alone: no configured token.
+	srv := serve(t, opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Tokens: store, Logger: slog.New(slog.DiscardHandler)})
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		r, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Authorization", "Bearer "+viewer)
+		r.Header.Set("X-Reason", "curious")
+		resp, err := srv.Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := call("GET", "/v1/ops/dead-letters", "")
+	var list struct {
+		DeadLetters []events.DeadLetter `json:"dead_letters"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || len(list.DeadLetters) != 1 {
+		t.Fatalf("a viewer lists: %d %s, want 200 and the dead letter", code, body)
+	}
+	id := list.DeadLetters[0].ID
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", fmt.Sprintf("/v1/ops/dead-letters/%d", id), ""},
+		{"POST", fmt.Sprintf("/v1/ops/dead-letters/%d/replay", id), ""},
+		{"POST", "/v1/ops/dead-letters/replay", ""},
+		{"POST", "/v1/ops/citizens/erase", `{"national_id":"98765432"}`},
+	} {
+		if code, body := call(c.method, c.path, c.body); code != http.StatusForbidden || !strings.Contains(body, `"forbidden"`) {
+			t.Errorf("a viewer's %s %s: %d %s, want 403 forbidden", c.method, c.path, code, body)
+		}
+	}
+	if n := natstest.StreamMessages(t, js, events.WorkStream); n != 0 {
+		t.Errorf("a viewer's refused replays put %d messages in the work queue", n)
+	}
+	var acted int
+	if err := store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM audit_log WHERE actor = 'token:prometheus'`).Scan(&acted); err != nil || acted != 0 {
+		t.Errorf("the viewer's refused requests left %d audit entries (err %v)", acted, err)
+	}
+	if code := callWith(t, srv, "op-secret"); code != http.StatusUnauthorized {
+		t.Errorf("the operator token, when none is configured: %d, want 401", code)
+	}
+}
+
+func TestNew_RequiresTokensOrAToken(t *testing.T) {
+	t.Parallel()
+	store := pgtest.Store(t)
+	js := natstest.JetStream(t, "justice")
+	if _, err := opsapi.New(opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js)}); err == nil {
+		t.Error("New without Tokens nor Token succeeded: no one could use the API")
+	}
+}
+
+// issue issues a named machine credential of role on behalf of operator
+// ana, and returns its token.
+func issue(t *testing.T, store *postgres.Store, name string, role events.OperatorRole) string {
+	t.Helper()
+	token, err := store.IssueOperatorToken(t.Context(), name, role, events.By{Actor: "operator:ana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// serve serves the operator API of cfg for the test.
+func serve(t *testing.T, cfg opsapi.Config) *httptest.Server {
+	t.Helper()
+	ops, err := opsapi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ops)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// callWith lists the dead letters presenting token and returns the status.
+func callWith(t *testing.T, srv *httptest.Server, token string) int {
+	t.Helper()
+	r, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/v1/ops/dead-letters", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+token)
+	resp, err := srv.Client().Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// auditTrail lists the audit log's entries of action, oldest first, as
+// "actor: reason".
+func auditTrail(t *testing.T, store *postgres.Store, action events.AuditAction) []string {
+	t.Helper()
+	rows, err := store.Pool().Query(t.Context(), `SELECT actor || ': ' || reason FROM audit_log WHERE action = $1 ORDER BY id`, string(action))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 // TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy erases a citizen through the
 // operator API: without a reason or with a malformed body it refuses; with
-// them it answers what was erased, audited under the operator's name; the
-// citizen's dead letter then cannot be replayed, and replaying every dead
-// letter passes over it.
+// them it answers what was erased, audited under the credential's name
+// (token:operator-token, for the configured token); the citizen's dead
+// letter then cannot be replayed, and replaying every dead letter passes
+// over it.
 func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 	t.Parallel()
 	store := pgtest.Store(t)
@@ -152,7 +300,7 @@ func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Header.Set("Authorization", "Bearer op-secret")
-		r.Header.Set("X-Operator", "rui")
+		r.Header.Set("X-Operator", "rui") // no longer read
 		if reason != "" {
 			r.Header.Set("X-Reason", reason)
 		}
@@ -197,8 +345,8 @@ func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 	}
 	var audited string
 	if err := store.Pool().QueryRow(t.Context(), `SELECT actor || ' ' || target || ' ' || reason FROM audit_log WHERE action = 'citizen_erased'`).Scan(&audited); err != nil ||
-		audited != "operator:rui "+erased.ID+" asked at the desk, ticket 12" {
-		t.Errorf("audited %q (err %v), want rui's erasure with the reason", audited, err)
+		audited != "token:operator-token "+erased.ID+" asked at the desk, ticket 12" {
+		t.Errorf("audited %q (err %v), want the operator token's erasure with the reason", audited, err)
 	}
 
 	dead, err := store.ListDeadLetters(t.Context(), events.DeadLetterQuery{Agency: "justice"})

@@ -74,7 +74,7 @@ func (s *Store) ViewDeadLetter(ctx context.Context, id int64, by events.By) (eve
 	var d events.DeadLetter
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		d, err = scanDeadLetter(tx.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = $1`, id))
+		d, err = scanDeadLetter(tx.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM `+deadLetters+` WHERE d.id = $1`, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return events.ErrNotFound
 		}
@@ -284,6 +284,9 @@ type BrokenChainError struct {
 	EntryID int64
 	Problem string
 }
+
+// Is makes a BrokenChainError match events.ErrAuditChainBroken.
+func (e *BrokenChainError) Is(target error) bool { return target == events.ErrAuditChainBroken }
 
 func (e *BrokenChainError) Error() string {
 	if e.Seq == 0 {

@@ -45,14 +45,19 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-const deadLetterColumns = `id, stream, stream_seq, subject, coalesce(request_id, ''), coalesce(work_item_id, ''),
-	agency, reason, last_error, attempts, created_at, replays, replayed_at, payload`
+const deadLetterColumns = `d.id, d.stream, d.stream_seq, d.subject, coalesce(d.request_id, ''), coalesce(d.work_item_id, ''),
+	d.agency, d.reason, d.last_error, d.attempts, d.created_at, d.replays, d.replayed_at,
+	coalesce(r.service_code, ''), coalesce(r.desk_id, ''), coalesce(r.municipality, ''), d.payload`
+
+// deadLetters is the table deadLetterColumns reads.
+const deadLetters = `dead_letters d LEFT JOIN requests r ON r.id = d.request_id`
 
 func scanDeadLetter(row pgx.Row) (events.DeadLetter, error) {
 	var d events.DeadLetter
 	var seq int64
 	err := row.Scan(&d.ID, &d.Stream, &seq, &d.Subject, &d.RequestID, &d.WorkItemID,
-		&d.Agency, &d.Reason, &d.LastError, &d.Attempts, &d.CreatedAt, &d.Replays, &d.ReplayedAt, &d.Payload)
+		&d.Agency, &d.Reason, &d.LastError, &d.Attempts, &d.CreatedAt, &d.Replays, &d.ReplayedAt,
+		&d.ServiceCode, &d.DeskID, &d.Municipality, &d.Payload)
 	d.StreamSeq = uint64(seq)
 	return d, err
 }
@@ -65,10 +70,10 @@ func (s *Store) ListDeadLetters(ctx context.Context, q events.DeadLetterQuery) (
 		limit = 1000
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT `+deadLetterColumns+` FROM dead_letters
-		WHERE ($1 = '' OR agency = $1) AND (NOT $2 OR (replays = 0 AND payload IS NOT NULL))
-		  AND ($4 = '' OR request_id IN (SELECT id FROM requests WHERE municipality = $4))
-		ORDER BY id DESC LIMIT $3`, q.Agency, q.Pending, limit, q.Municipality)
+		SELECT `+deadLetterColumns+` FROM `+deadLetters+`
+		WHERE ($1 = '' OR d.agency = $1) AND (NOT $2 OR (d.replays = 0 AND d.payload IS NOT NULL))
+		  AND ($4 = '' OR r.municipality = $4) AND ($5 = 0 OR d.id = $5)
+		ORDER BY d.id DESC LIMIT $3`, q.Agency, q.Pending, limit, q.Municipality, q.ID)
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
@@ -85,7 +90,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, q events.DeadLetterQuery) (
 
 // DeadLetter returns one dead letter with its payload unsealed.
 func (s *Store) DeadLetter(ctx context.Context, id int64) (events.DeadLetter, error) {
-	d, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = $1`, id))
+	d, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM `+deadLetters+` WHERE d.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, events.ErrNotFound
 	}
@@ -96,10 +101,10 @@ func (s *Store) DeadLetter(ctx context.Context, id int64) (events.DeadLetter, er
 	return d, err
 }
 
-// MarkReplayed counts a replay of a dead letter and records who asked for it
-// in the audit log, in one transaction. It returns the replay's number,
-// which starts a new round of the request or work item.
-func (s *Store) MarkReplayed(ctx context.Context, id int64, actor string) (int, error) {
+// MarkReplayed counts a replay of a dead letter and records who asked for it,
+// and why, in the audit log, in one transaction. It returns the replay's
+// number, which starts a new round of the request or work item.
+func (s *Store) MarkReplayed(ctx context.Context, id int64, by events.By) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var target string
@@ -112,7 +117,7 @@ func (s *Store) MarkReplayed(ctx context.Context, id int64, actor string) (int, 
 		if err != nil {
 			return err
 		}
-		return audit(ctx, tx, actor, "replay", target, map[string]any{"dead_letter": id, "replay": n})
+		return auditBy(ctx, tx, by, events.AuditReplay, target, map[string]any{"dead_letter": id, "replay": n})
 	})
 	if err != nil && !errors.Is(err, events.ErrNotFound) {
 		err = fmt.Errorf("mark dead letter replayed: %w", err)

@@ -100,12 +100,6 @@ func (s *Store) changeMediator(ctx context.Context, username string, by events.B
 	})
 }
 
-// endSessions ends every session of username.
-func endSessions(ctx context.Context, tx pgx.Tx, username string) error {
-	_, err := tx.Exec(ctx, `UPDATE mediator_sessions SET ended_at = now() WHERE username = $1 AND ended_at IS NULL`, username)
-	return err
-}
-
 // ResetMediator gives username a new setup code, on behalf of by: their
 // password is forgotten, their sessions end, their account is unlocked.
 func (s *Store) ResetMediator(ctx context.Context, username string, by events.By) (events.MediatorSetup, error) {
@@ -118,7 +112,7 @@ func (s *Store) ResetMediator(ctx context.Context, username string, by events.By
 			WHERE username = $1`, username, hash, setup.ExpiresAt); err != nil {
 			return err
 		}
-		return endSessions(ctx, tx, username)
+		return endSessions(ctx, tx, mediatorPeople, username)
 	})
 	if err != nil {
 		return events.MediatorSetup{}, fmt.Errorf("reset mediator: %w", err)
@@ -137,7 +131,7 @@ func (s *Store) DisableMediator(ctx context.Context, username string, enable boo
 		if _, err := tx.Exec(ctx, `UPDATE mediators SET disabled_at = `+set+` WHERE username = $1`, username); err != nil {
 			return err
 		}
-		return endSessions(ctx, tx, username)
+		return endSessions(ctx, tx, mediatorPeople, username)
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", action, err)
@@ -187,37 +181,14 @@ func (s *Store) MediatorForSignIn(ctx context.Context, username string) (events.
 // lockFor. It records the failure in the audit log, and returns the
 // failures in a row and whether the account is now locked.
 func (s *Store) SignInFailed(ctx context.Context, username, address string, lockAfter int, lockFor time.Duration) (int, bool, error) {
-	var failures int
-	var locked bool
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			UPDATE mediators SET failed_attempts = failed_attempts + 1,
-			       locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN now() + $3::interval ELSE locked_until END
-			WHERE username = $1
-			RETURNING failed_attempts, locked_until IS NOT NULL AND locked_until > now()`,
-			username, lockAfter, lockFor.String()).Scan(&failures, &locked)
-		if err != nil {
-			return err
-		}
-		return auditBy(ctx, tx, events.By{Actor: "mediator:" + username}, events.AuditMediatorSignInFailed, "mediator:"+username,
-			map[string]any{"address": address, "failures": failures, "locked": locked})
-	})
-	if err != nil {
-		return 0, false, fmt.Errorf("record a failed sign-in: %w", err)
-	}
-	return failures, locked, nil
+	return s.signInFailed(ctx, mediatorPeople, username, address, lockAfter, lockFor)
 }
 
 // SignInRefused records in the audit log a sign-in refused before any
 // password was checked: an unknown username (actor is then the address),
 // a locked or disabled account, or an address over its limit.
 func (s *Store) SignInRefused(ctx context.Context, username, address, why string) error {
-	actor := "mediator:" + username
-	if username == "" {
-		actor = "address:" + address
-	}
-	return auditBy(ctx, s.pool, events.By{Actor: actor}, events.AuditMediatorSignInFailed, actor,
-		map[string]any{"address": address, "refused": why})
+	return s.signInRefused(ctx, mediatorPeople, username, address, why)
 }
 
 // SignedIn records that username signed in (their failures in a row are
@@ -248,45 +219,13 @@ func (s *Store) SignedIn(ctx context.Context, username string, start events.Sess
 // returns the username; events.ErrNotFound for a code unknown, used or
 // expired.
 func (s *Store) SetMediatorPassword(ctx context.Context, code, passwordHash string) (string, error) {
-	sum := secretHash(code)
-	var username string
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			UPDATE mediators SET password_hash = $2, setup_hash = NULL, setup_expires_at = NULL,
-			       failed_attempts = 0, locked_until = NULL
-			WHERE setup_hash = $1 AND setup_expires_at > now() AND disabled_at IS NULL
-			RETURNING username`, sum, passwordHash).Scan(&username)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return events.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return auditBy(ctx, tx, events.By{Actor: "mediator:" + username}, events.AuditMediatorPasswordSet, "mediator:"+username, nil)
-	})
-	if err != nil {
-		if errors.Is(err, events.ErrNotFound) {
-			return "", err
-		}
-		return "", fmt.Errorf("set password: %w", err)
-	}
-	return username, nil
+	return s.setPassword(ctx, mediatorPeople, code, passwordHash)
 }
 
-// SetupCodeValid reports whether code is a setup code in force, and whose.
+// SetupCodeValid reports whether code is a mediator's setup code in force,
+// and whose.
 func (s *Store) SetupCodeValid(ctx context.Context, code string) (string, bool, error) {
-	sum := secretHash(code)
-	var username string
-	err := s.pool.QueryRow(ctx, `
-		SELECT username FROM mediators WHERE setup_hash = $1 AND setup_expires_at > now() AND disabled_at IS NULL`,
-		sum).Scan(&username)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("check setup code: %w", err)
-	}
-	return username, true, nil
+	return s.setupCodeValid(ctx, mediatorPeople, code)
 }
 
 // Session reads the session whose token's SHA-256 is tokenHash, if it is
@@ -310,30 +249,13 @@ func (s *Store) Session(ctx context.Context, tokenHash []byte, idle time.Duratio
 		return ses, fmt.Errorf("read session: %w", err)
 	}
 	ses.Mediator = m
-	if time.Since(ses.SeenAt) > time.Minute {
-		if _, err := s.pool.Exec(ctx, `UPDATE mediator_sessions SET seen_at = now() WHERE token_hash = $1`, tokenHash); err != nil {
-			return ses, fmt.Errorf("mark session seen: %w", err)
-		}
-	}
-	return ses, nil
+	return ses, s.markSeen(ctx, mediatorPeople, tokenHash, ses.SeenAt)
 }
 
-// EndSession ends the session whose token's SHA-256 is tokenHash (signing
-// out), in the audit log too.
+// EndSession ends the mediator's session whose token's SHA-256 is
+// tokenHash (signing out), in the audit log too.
 func (s *Store) EndSession(ctx context.Context, tokenHash []byte) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var username string
-		err := tx.QueryRow(ctx, `
-			UPDATE mediator_sessions SET ended_at = now() WHERE token_hash = $1 AND ended_at IS NULL
-			RETURNING username`, tokenHash).Scan(&username)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("end session: %w", err)
-		}
-		return auditBy(ctx, tx, events.By{Actor: "mediator:" + username}, events.AuditMediatorSignedOut, "mediator:"+username, nil)
-	})
+	return s.endSession(ctx, mediatorPeople, tokenHash)
 }
 
 // SetMediatorLanguage sets the language the desk application speaks to

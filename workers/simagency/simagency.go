@@ -32,6 +32,13 @@ type Profile struct {
 	// TransientRate is the share of calls that fail as if the agency were
 	// briefly unreachable.
 	TransientRate float64
+	// RefuseFor and RefuseFirst simulate a back office that refuses work
+	// for a while, as a permanent failure (so each refused work item is
+	// dead-lettered at once, for an operator to replay): every work item
+	// delivered within RefuseFor of the agency's start, and the first
+	// RefuseFirst distinct work items delivered.
+	RefuseFor   time.Duration
+	RefuseFirst int
 }
 
 // ErrUnavailable is the transient failure a simulated agency returns.
@@ -42,16 +49,19 @@ type Agency struct {
 	code    string
 	profile Profile
 
+	started time.Time
+
 	mu         sync.Mutex
 	applied    map[string]events.Status
 	duplicates int
+	refused    map[string]bool
 }
 
 var _ workers.Adapter = (*Agency)(nil)
 
 // New returns a simulated agency.
 func New(code string, p Profile) *Agency {
-	return &Agency{code: code, profile: p, applied: make(map[string]events.Status)}
+	return &Agency{code: code, profile: p, started: time.Now(), applied: make(map[string]events.Status), refused: make(map[string]bool)}
 }
 
 // Deliver simulates the agency receiving item. Like the agency server, it
@@ -78,6 +88,9 @@ func (a *Agency) Deliver(ctx context.Context, item events.WorkItem) (workers.Rec
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.refuses(item.ID) {
+		return workers.Receipt{}, events.Permanent(fmt.Errorf("simulated %s: the back office refuses work for now", a.code))
+	}
 	if status, ok := a.applied[item.ID]; ok {
 		a.duplicates++
 		return workers.Receipt{Status: status, Note: "already received"}, nil
@@ -88,6 +101,20 @@ func (a *Agency) Deliver(ctx context.Context, item events.WorkItem) (workers.Rec
 	}
 	a.applied[item.ID] = status
 	return workers.Receipt{Status: status, Note: note}, nil
+}
+
+// refuses reports whether the agency refuses work item id now: within
+// RefuseFor of its start, or among the first RefuseFirst work items it was
+// given (each refused once). The caller holds a.mu.
+func (a *Agency) refuses(id string) bool {
+	if time.Since(a.started) < a.profile.RefuseFor {
+		return true
+	}
+	if a.refused[id] || len(a.refused) >= a.profile.RefuseFirst {
+		return false
+	}
+	a.refused[id] = true
+	return true
 }
 
 // Applied returns how many distinct work items the agency applied.
@@ -114,7 +141,8 @@ func share(id string) float64 {
 // ParseProfiles reads per-agency profiles written as
 // "agency:key=value,key=value;agency:...", where "*" sets the default for
 // agencies not named and keys are latency (a Go duration), reject and
-// transient (shares from 0 to 1). For example:
+// transient (shares from 0 to 1) and refuse (a duration after starting, or
+// a count of first work items, refused as permanent failures). For example:
 // "*:latency=20ms;tax:latency=200ms,transient=0.1".
 func ParseProfiles(spec string) (map[string]Profile, error) {
 	out := make(map[string]Profile)
@@ -141,6 +169,8 @@ func ParseProfiles(spec string) (map[string]Profile, error) {
 				p.RejectRate, err = parseShare(v)
 			case "transient":
 				p.TransientRate, err = parseShare(v)
+			case "refuse":
+				p.RefuseFor, p.RefuseFirst, err = parseRefuse(v)
 			default:
 				err = fmt.Errorf("unknown key %q", k)
 			}
@@ -151,6 +181,18 @@ func ParseProfiles(spec string) (map[string]Profile, error) {
 		out[agency] = p
 	}
 	return out, nil
+}
+
+// parseRefuse reads refuse=: a Go duration (refuse for that long after
+// starting) or a count (refuse the first that many work items).
+func parseRefuse(v string) (time.Duration, int, error) {
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return 0, n, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return d, 0, nil
+	}
+	return 0, 0, fmt.Errorf("refuse=%q: want a duration (5m) or a count of work items (3)", v)
 }
 
 func parseShare(v string) (float64, error) {

@@ -50,6 +50,23 @@ func TestParseProfiles(t *testing.T) {
 		}
 	})
 
+	t.Run("refuse takes a duration or a count of work items", func(t *testing.T) {
+		t.Parallel()
+		got, err := simagency.ParseProfiles("tax:refuse=3;sns:refuse=5m;imt:refuse=0,latency=1ms;ss:refuse=0s")
+		if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		want := map[string]simagency.Profile{
+			"tax": {RefuseFirst: 3},
+			"sns": {RefuseFor: 5 * time.Minute},
+			"imt": {Latency: time.Millisecond},
+			"ss":  {},
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("profiles = %+v, want %+v", got, want)
+		}
+	})
+
 	t.Run("an empty spec leaves every agency with the zero profile", func(t *testing.T) {
 		t.Parallel()
 		got, err := simagency.ParseProfiles("")
@@ -75,6 +92,11 @@ func TestParseProfiles(t *testing.T) {
 		{"tax:reject=NaN", `"NaN" is not a share`},
 		{"tax:transient=+Inf", `"+Inf" is not a share`},
 		{"*:latency=1ms;sns:reject=0.1,", "want key=value"},
+		{"tax:refuse=-1", `refuse="-1": want a duration (5m) or a count`},
+		{"tax:refuse=-5m", `refuse="-5m"`},
+		{"tax:refuse=soon", `refuse="soon"`},
+		{"tax:refuse=", `refuse=""`},
+		{"tax:refuse=1.5", `refuse="1.5"`},
 	}
 	for _, tt := range bad {
 		t.Run(fmt.Sprintf("%q is refused", tt.spec), func(t *testing.T) {
@@ -249,6 +271,70 @@ func TestAgency_RefusesWhatIsNotOneOfItsWorkItems(t *testing.T) {
 		defer cancel()
 		if _, err := slow.Deliver(ctx, item); !events.IsPermanent(err) {
 			t.Fatalf("err = %v, want a permanent error", err)
+		}
+	})
+}
+
+// TestAgency_RefusesTheFirstWorkItemsOnceEachAsPermanentFailures delivers
+// work items to an agency that refuses its first two: each of the first
+// two distinct ones is refused once, permanently, and applied when
+// delivered again (as a replay would); the rest are applied at once.
+func TestAgency_RefusesTheFirstWorkItemsOnceEachAsPermanentFailures(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a := simagency.New("tax", simagency.Profile{RefuseFirst: 2})
+	for _, step := range []struct {
+		id     string
+		refuse bool
+	}{
+		{"req-1", true},
+		{"req-1", false}, // delivered again: applied
+		{"req-2", true},
+		{"req-3", false}, // the first two are refused already
+		{"req-2", false},
+		{"req-4", false},
+		{"req-1", false}, // a duplicate now
+	} {
+		r, err := a.Deliver(ctx, workItem(step.id))
+		switch {
+		case step.refuse && !events.IsPermanent(err):
+			t.Fatalf("work item %s: %+v, %v; want refused with a permanent error", step.id, r, err)
+		case step.refuse && errors.Is(err, simagency.ErrUnavailable):
+			t.Errorf("work item %s: the refusal %v is the simulated outage", step.id, err)
+		case !step.refuse && (err != nil || r.Status != events.StatusCompleted):
+			t.Fatalf("work item %s: %+v, %v; want it applied", step.id, r, err)
+		}
+	}
+	if a.Applied() != 4 || a.Duplicates() != 1 {
+		t.Errorf("applied %d with %d duplicates, want 4 and 1", a.Applied(), a.Duplicates())
+	}
+	none := simagency.New("tax", simagency.Profile{})
+	if _, err := none.Deliver(ctx, workItem("req-1")); err != nil {
+		t.Errorf("an agency that refuses nothing refused its first work item: %v", err)
+	}
+}
+
+func TestAgency_RefusesEveryWorkItemWhileItsRefusalLasts(t *testing.T) {
+	t.Parallel()
+	t.Run("within the window every delivery is refused, again and again", func(t *testing.T) {
+		t.Parallel()
+		a := simagency.New("tax", simagency.Profile{RefuseFor: time.Hour})
+		for i := range 3 {
+			for _, id := range []string{"req-1", "req-2"} {
+				if r, err := a.Deliver(t.Context(), workItem(id)); !events.IsPermanent(err) {
+					t.Fatalf("delivery %d of %s: %+v, %v; want refused with a permanent error", i, id, r, err)
+				}
+			}
+		}
+		if a.Applied() != 0 {
+			t.Errorf("applied %d work items while refusing", a.Applied())
+		}
+	})
+	t.Run("with no window nothing is refused", func(t *testing.T) {
+		t.Parallel()
+		a := simagency.New("tax", simagency.Profile{RefuseFor: 0})
+		if r, err := a.Deliver(t.Context(), workItem("req-1")); err != nil || r.Status != events.StatusCompleted {
+			t.Fatalf("Deliver = %+v, %v; want it applied", r, err)
 		}
 	})
 }
