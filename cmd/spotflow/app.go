@@ -153,12 +153,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// Unless HTTP is bound to loopback, the dashboard, /metrics and
 	// profiles take the configured operator
 	// token, a named machine credential, or a signed-in operator's session.
-	gate := access.NewPolicy(cfg.HTTPAddr, cfg.OperatorToken)
-	gate.Operators = access.Any{gate.Operators,
-		access.Lookup{Known: func(ctx context.Context, token string) bool {
+	// The configured token is a machine credential like the named ones:
+	// looked up, listed, revocable.
+	if cfg.OperatorToken != "" {
+		if err := store.RegisterOperatorToken(ctx, "operator-token", cfg.OperatorToken); err != nil {
+			return err
+		}
+	}
+	gate := access.NewPolicy(cfg.HTTPAddr, "")
+	gate.Operators = access.Any{
+		access.NewLookup(func(ctx context.Context, token string) (bool, error) {
 			_, err := store.OperatorByToken(ctx, token)
-			return err == nil
-		}},
+			if errors.Is(err, events.ErrUnauthenticated) {
+				return false, nil
+			}
+			return err == nil, err
+		}, 0),
 		deskapp.Sessions{Accounts: store, Idle: cfg.DeskSessionIdle},
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -321,7 +331,7 @@ func (p *process) startIntake() error {
 	p.mux.Handle("/open-data", openData)
 	p.mux.Handle("/open-data/", openData)
 	ops, err := opsapi.New(opsapi.Config{
-		Store: p.store, Replayer: replayer, Tokens: p.store, Token: p.Config.OperatorToken, Logger: p.log.With("role", "ops"),
+		Store: p.store, Replayer: replayer, Tokens: p.store, Logger: p.log.With("role", "ops"),
 	})
 	if err != nil {
 		return err

@@ -191,13 +191,20 @@ func TestOperator_CommandsManageAccountsAndTheMachineCredentialsTheOperatorAPITa
 		t.Errorf("a revoked token lists dead letters: %d, want 401", got)
 	}
 	var tokens []events.OperatorToken
-	if err := json.Unmarshal([]byte(cli("operator", "token", "list", "--json")), &tokens); err != nil || len(tokens) != 2 ||
+	// The configured token is listed among them, registered at start.
+	if err := json.Unmarshal([]byte(cli("operator", "token", "list", "--json")), &tokens); err != nil || len(tokens) != 3 ||
 		tokens[0].Name != "nightly" || !tokens[0].RevokedAt.IsZero() || tokens[0].UsedAt.IsZero() ||
-		tokens[1].Name != "prometheus" || tokens[1].RevokedAt.IsZero() || tokens[1].Role != events.RoleViewer {
+		tokens[1].Name != "operator-token" || !tokens[1].RevokedAt.IsZero() || tokens[1].Role != events.RoleOperator ||
+		tokens[2].Name != "prometheus" || tokens[2].RevokedAt.IsZero() || tokens[2].Role != events.RoleViewer {
 		t.Errorf("operator token list --json: %+v (%v)", tokens, err)
 	}
 	if actions := auditedActions(t, store, "token:prometheus"); actions != "operator_token_revoked by operator:ana, operator_token_issued by operator:ana" {
 		t.Errorf("the audit log of token:prometheus: %s", actions)
+	}
+	// The configured token is revoked as any other.
+	cli("operator", "token", "revoke", "--name", "operator-token")
+	if got := api("GET", "/v1/ops/dead-letters", configured, ""); got != http.StatusUnauthorized {
+		t.Errorf("the configured token, revoked, lists dead letters: %d, want 401", got)
 	}
 
 	// Mistakes are refused before anything is done.

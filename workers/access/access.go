@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Realm is the protection space named in the challenges: a browser keeps
@@ -96,18 +98,64 @@ func (a Any) Operator(r *http.Request) bool {
 }
 
 // Lookup recognises the secrets (a Bearer token or a Basic password) that
-// Known says are an operator's credential in force: named machine
-// credentials kept in the database. Known must fail closed.
+// Known says are an operator's credential in force: machine credentials
+// kept in the database. A secret recognised is trusted for Fresh without
+// asking again (default 5 s: a revocation takes effect within it), and for
+// as long as Known fails (the database down: /metrics stays scrapable);
+// one refused is asked about every time, and refused while Known fails.
+// Use NewLookup; it is safe for concurrent use.
 type Lookup struct {
-	Known func(ctx context.Context, secret string) bool
+	known func(ctx context.Context, secret string) (bool, error)
+	fresh time.Duration
+
+	mu      sync.Mutex
+	checked map[[sha256.Size]byte]time.Time
 }
 
-var _ Operators = Lookup{}
+var _ Operators = (*Lookup)(nil)
+
+// NewLookup returns the check of secrets with known, trusting what it
+// recognised for fresh (0: 5 s).
+func NewLookup(known func(ctx context.Context, secret string) (bool, error), fresh time.Duration) *Lookup {
+	if fresh <= 0 {
+		fresh = 5 * time.Second
+	}
+	return &Lookup{known: known, fresh: fresh, checked: map[[sha256.Size]byte]time.Time{}}
+}
+
+// lookupCap bounds the secrets a Lookup remembers; past it, it forgets
+// them all and asks again.
+const lookupCap = 1024
 
 // Operator reports whether r presents a secret Known recognises.
-func (l Lookup) Operator(r *http.Request) bool {
+func (l *Lookup) Operator(r *http.Request) bool {
 	given, ok := presented(r)
-	return ok && l.Known(r.Context(), given)
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(given))
+	l.mu.Lock()
+	at, seen := l.checked[sum]
+	l.mu.Unlock()
+	if seen && time.Since(at) < l.fresh {
+		return true
+	}
+	known, err := l.known(r.Context(), given)
+	if err != nil {
+		return seen
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case !known:
+		delete(l.checked, sum)
+	case len(l.checked) >= lookupCap:
+		clear(l.checked)
+		fallthrough
+	default:
+		l.checked[sum] = time.Now()
+	}
+	return known
 }
 
 // Policy is who may see the operator-facing surfaces of one HTTP address.

@@ -3,6 +3,7 @@ package access_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spotflow/spotflow/workers/access"
 )
@@ -203,11 +205,56 @@ type recorder struct {
 
 type ctxKey struct{}
 
-func (k *recorder) lookup() access.Lookup {
-	return access.Lookup{Known: func(ctx context.Context, secret string) bool {
+func (k *recorder) lookup() *access.Lookup {
+	return access.NewLookup(func(ctx context.Context, secret string) (bool, error) {
 		k.asked = append(k.asked, fmt.Sprintf("%s in %v", secret, ctx.Value(ctxKey{})))
-		return secret == k.known
-	}}
+		return secret == k.known, nil
+	}, 0)
+}
+
+func TestLookup_TrustsWhatItRecognisedForAWhileAndThroughAnOutageOnly(t *testing.T) {
+	t.Parallel()
+	const named = "sfo_named-credential"
+	var known bool
+	var down error
+	asked := 0
+	l := access.NewLookup(func(ctx context.Context, secret string) (bool, error) {
+		asked++
+		return known, down
+	}, time.Hour)
+	r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	r.Header.Set("Authorization", "Bearer "+named)
+	// Unknown, and the database down: refused.
+	down = errors.New("database down")
+	if l.Operator(r) {
+		t.Error("a secret never recognised was let in while Known failed")
+	}
+	down = nil
+	if l.Operator(r) || asked != 2 {
+		t.Errorf("an unknown secret: let in, or not asked about (asked %d times)", asked)
+	}
+	known = true
+	first, second := l.Operator(r), l.Operator(r)
+	if !first || !second || asked != 3 {
+		t.Errorf("a known secret is not trusted without asking again within Fresh (asked %d times)", asked)
+	}
+	// Past Fresh, it asks again: a secret revoked meanwhile is refused.
+	l = access.NewLookup(func(ctx context.Context, secret string) (bool, error) { return known, down }, time.Nanosecond)
+	if !l.Operator(r) {
+		t.Fatal("a known secret refused")
+	}
+	down = errors.New("database down")
+	if !l.Operator(r) {
+		t.Error("a secret recognised before was refused while Known failed")
+	}
+	down, known = nil, false
+	if l.Operator(r) {
+		t.Error("a revoked secret is still let in once Fresh is past")
+	}
+	down = errors.New("database down")
+	if l.Operator(r) {
+		t.Error("a secret refused last was let in while Known failed")
+	}
 }
 
 func TestLookup_AsksKnownOfTheBearerTokenOrBasicPasswordPresented(t *testing.T) {
@@ -251,7 +298,7 @@ func TestAny_LetsInWhatAnyOfItsChecksRecognises(t *testing.T) {
 		t.Fatal(err)
 	}
 	const named = "sfo_named-credential"
-	lookup := access.Lookup{Known: func(_ context.Context, s string) bool { return s == named }}
+	lookup := access.NewLookup(func(_ context.Context, s string) (bool, error) { return s == named, nil }, 0)
 	either := access.Any{token, nil, lookup}
 	for _, tc := range []struct {
 		name   string

@@ -9,7 +9,6 @@ package opsapi
 import (
 	"cmp"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -50,11 +49,9 @@ type Config struct {
 	Store Store
 	// Replayer puts dead letters back. Required.
 	Replayer Replayer
-	// Tokens recognises named machine credentials. Token is the
-	// configured operator token, acting as "token:operator-token" with the
-	// operator role. At least one is required.
+	// Tokens recognises machine credentials, the configured operator
+	// token among them (postgres.Store.RegisterOperatorToken). Required.
 	Tokens Tokens
-	Token  string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -71,8 +68,8 @@ type API struct {
 
 // New validates cfg and returns the operator API.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Replayer == nil || (cfg.Token == "" && cfg.Tokens == nil) {
-		return nil, errors.New("new operator API: Store, Replayer and Tokens or Token are required")
+	if cfg.Store == nil || cfg.Replayer == nil || cfg.Tokens == nil {
+		return nil, errors.New("new operator API: Store, Replayer and Tokens are required")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	o := &API{cfg: cfg, mux: http.NewServeMux()}
@@ -105,12 +102,6 @@ func (o *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *API) caller(r *http.Request) (events.OperatorToken, error) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
-		return events.OperatorToken{}, events.ErrUnauthenticated
-	}
-	if o.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(o.cfg.Token)) == 1 {
-		return events.OperatorToken{Name: "operator-token", Role: events.RoleOperator}, nil
-	}
-	if o.cfg.Tokens == nil {
 		return events.OperatorToken{}, events.ErrUnauthenticated
 	}
 	return o.cfg.Tokens.OperatorByToken(r.Context(), token)

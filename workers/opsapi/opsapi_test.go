@@ -40,7 +40,10 @@ func TestAPI_ListsShowsAndReplaysDeadLettersForOperatorsOnly(t *testing.T) {
 	item := deadLetterOf(t, store, &req)
 	script := issue(t, store, "replay-script", events.RoleOperator)
 
-	srv := serve(t, opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Tokens: store, Token: "op-secret", Logger: slog.New(slog.DiscardHandler)})
+	if err := store.RegisterOperatorToken(t.Context(), "operator-token", "op-secret"); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Tokens: store, Logger: slog.New(slog.DiscardHandler)})
 	call := func(method, path, token string) (int, map[string]json.RawMessage) {
 		t.Helper()
 		r, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
@@ -286,7 +289,10 @@ func TestAPI_ErasesACitizenForAnOperatorWhoSaysWhy(t *testing.T) {
 	}
 	deadLetterOf(t, store, req)
 	var logs strings.Builder
-	ops, err := opsapi.New(opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Token: "op-secret",
+	if err := store.RegisterOperatorToken(t.Context(), "operator-token", "op-secret"); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := opsapi.New(opsapi.Config{Store: store, Replayer: workers.NewReplayer(store, js), Tokens: store,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

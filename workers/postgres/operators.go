@@ -385,6 +385,34 @@ func (s *Store) IssueOperatorToken(ctx context.Context, name string, role events
 	return token, nil
 }
 
+// RegisterOperatorToken keeps token, a secret chosen elsewhere (spotflow's
+// --operator-token), as the machine credential name of the operator role,
+// so that it is looked up, listed and revoked as any other. Registering
+// the same token again changes nothing, a revoked one included: it stays
+// revoked until the configuration names another token, which then
+// replaces it.
+func (s *Store) RegisterOperatorToken(ctx context.Context, name, token string) error {
+	if !events.ValidUsername(name) || token == "" {
+		return fmt.Errorf("register operator token: a name and a token are required")
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO operator_tokens (name, token_hash, role) VALUES ($1, $2, 'operator')
+			ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, role = excluded.role,
+			       created_at = now(), revoked_at = NULL, used_at = NULL
+			WHERE operator_tokens.token_hash <> excluded.token_hash`, name, secretHash(token))
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return auditBy(ctx, tx, events.By{Actor: "system:spotflow"}, events.AuditOperatorTokenIssued, "token:"+name,
+			map[string]any{"role": events.RoleOperator, "configured": true})
+	})
+	if err != nil {
+		return fmt.Errorf("register operator token: %w", err)
+	}
+	return nil
+}
+
 // RevokeOperatorToken revokes the machine credential name on behalf of by;
 // the next request that presents it is refused. events.ErrNotFound when
 // no token in force has that name.

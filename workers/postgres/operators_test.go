@@ -445,3 +445,42 @@ func TestOperatorTokens_AreIssuedUsedAndRevokedInTheAuditLog(t *testing.T) {
 		t.Error("a name in force was issued twice")
 	}
 }
+
+func TestRegisterOperatorToken_KeepsTheConfiguredTokenAsARevocableMachineCredential(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := withTimeout(t)
+	const first, second = "configured-secret-1", "configured-secret-2"
+	for range 2 { // registering again, at each start, changes nothing
+		if err := s.RegisterOperatorToken(ctx, "operator-token", first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tok, err := s.OperatorByToken(ctx, first); err != nil || tok.Name != "operator-token" || tok.Role != events.RoleOperator {
+		t.Fatalf("the configured token: %+v, %v", tok, err)
+	}
+	if err := s.RevokeOperatorToken(ctx, "operator-token", operator); err != nil {
+		t.Fatal(err)
+	}
+	// A restart with the same configuration does not bring it back.
+	if err := s.RegisterOperatorToken(ctx, "operator-token", first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OperatorByToken(ctx, first); !errors.Is(err, events.ErrUnauthenticated) {
+		t.Errorf("a revoked configured token after a restart: %v, want ErrUnauthenticated", err)
+	}
+	// Another token in the configuration replaces it.
+	if err := s.RegisterOperatorToken(ctx, "operator-token", second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OperatorByToken(ctx, second); err != nil {
+		t.Errorf("the new configured token: %v", err)
+	}
+	if _, err := s.OperatorByToken(ctx, first); !errors.Is(err, events.ErrUnauthenticated) {
+		t.Errorf("the old configured token after it was replaced: %v", err)
+	}
+	want := []string{"operator_token_issued by system:spotflow", "operator_token_revoked by operator:ana", "operator_token_issued by system:spotflow"}
+	if got := auditedActions(t, s, "token:operator-token"); !slices.Equal(got, want) {
+		t.Errorf("audit log of token:operator-token\n got %q\nwant %q", got, want)
+	}
+}
