@@ -40,24 +40,56 @@ func TestRawLimit_StoresWhatItCountsInPostgres(t *testing.T) {
 
 func TestReport_JudgesTheTargets(t *testing.T) {
 	t.Parallel()
-	st := func(rate string, completed, p99, cpu float64) stage {
-		return stage{Rate: rate, Completed: 1000, CompletedPS: completed, MachineCPU: cpu,
-			Accept: map[string]float64{"p99": 10}, Complete: map[string]float64{"p50": 5, "p95": 8, "p99": p99, "max": p99}}
+	const measured = "client's first send → commit of the request's final status in Postgres"
+	st := func(rate string, completed, p99, spotflow, postgres float64) stage {
+		return stage{Rate: rate, Completed: 1000, CompletedPS: completed, CompleteMeasured: measured,
+			SpotflowCPU: spotflow, PostgresCPU: postgres, SystemCPU: spotflow + postgres, MachineCPU: spotflow + postgres + 0.25,
+			Accept: map[string]float64{"p99": 10}, Complete: map[string]float64{"p50": 5, "p95": 8, "p99": p99, "max": p99 + 1}}
 	}
+	unmeasured := st("20", 20, 12, 0, 0)
+	unmeasured.CompleteMeasured = "submitted_at → the completion event's time, in the server"
 	tests := []struct {
 		name  string
 		s     setting
 		wants []string
 	}{
-		{"every target met", setting{Name: "durable", Raw: 10000, PeakMB: 300, Stages: []stage{
-			st("max", 6000, 900, 0.3), st("500", 500, 20, 0.40), st("2000", 2000, 80, 0.36), st("5000", 5000, 400, 0.34)}},
-			[]string{"≥ 5000 completed/s: met (6000)", "at 2000 req/s: met (80.0 ms)", "≤ 512 MiB: met (300 MiB)", "fixed rates: met (±9%)", "| 10000 | 6000 | 0.600 |"}},
-		{"every target missed", setting{Name: "durable", Raw: 8000, PeakMB: 600, Stages: []stage{
-			st("max", 1000, 900, 0.3), st("500", 500, 20, 1.0), st("2000", 900, 3000, 0.5)}},
-			[]string{"completed/s: **not met** (1000)", "at 2000 req/s: **not met** (3000.0 ms)", "≤ 512 MiB: **not met** (600 MiB)", "fixed rates: **not met** (±33%)", "| 0.125 |"}},
+		{"every target met", setting{Name: "durable", Raw: 10000, PeakMB: 300, IdleSpotflowPct: 0.3, IdlePostgresPct: 0.1, IdlePct: 0.4, Stages: []stage{
+			st("max", 3500, 900, 0.5, 0.4), st("20", 20, 12, 0.75, 0.63), st("50", 50, 30, 0.7, 0.5), st("300", 300, 40, 0.6, 0.4), st("1000", 1000, 80, 0.55, 0.4)}},
+			[]string{
+				"| durable | 20 | 0 | 20 | 10.0 ms | 5.0 ms | 12.0 ms | 13.0 ms | 0.75 | 0.63 | 1.38 | 1.63 | 0 MiB | 0 |",
+				"measured as: " + measured + ".",
+				"| 10000 | 3500 | 0.350 |",
+				"durable: spotflow 0.30% + postgres 0.10% = 0.40%",
+				"≥ 3,000 completed/s at the maximum: met (3500)",
+				"p99 submit→completed ≤ 50 ms at 50 req/s: met (30.0 ms)",
+				"p99 submit→completed ≤ 100 ms at 1,000 req/s: met (80.0 ms)",
+				"system CPU ≤ 1.5 ms per completed request at every rate, the maximum included: met (worst 1.38 ms, at 20 req/s)",
+				"CPU at rest < 1% of a core: met (0.40%)",
+				"peak RSS ≤ 512 MiB: met (300 MiB)",
+			}},
+		{"every target missed", setting{Name: "durable", Raw: 8000, PeakMB: 600, IdlePct: 1.5, Stages: []stage{
+			st("max", 1000, 900, 1.2, 0.8), st("20", 20, 12, 1.0, 0.4), st("50", 50, 80, 0.8, 0.4), st("1000", 900, 3000, 0.9, 0.5)}},
+			[]string{
+				"| 0.125 |",
+				"completed/s at the maximum: **not met** (1000)",
+				"at 50 req/s: **not met** (80.0 ms)",
+				"at 1,000 req/s: **not met** (3000.0 ms)",
+				"the maximum included: **not met** (worst 2.00 ms, at the maximum)",
+				"CPU at rest < 1% of a core: **not met** (1.50%)",
+				"≤ 512 MiB: **not met** (600 MiB)",
+			}},
+		{"a figure not measured misses its target", setting{Name: "durable", Raw: 8000, PeakMB: 300, Stages: []stage{
+			st("max", 3500, 900, 0.5, 0.4), unmeasured, st("50", 50, 30, 0.7, 0.5)}},
+			[]string{
+				"| durable | 20 | 0 | 20 | 10.0 ms | 5.0 ms | 12.0 ms | 13.0 ms | – | – | – | 0.25 | 0 MiB | 0 |",
+				"measured as: differently from stage to stage: " + measured + "; submitted_at",
+				"at 1,000 req/s: **not met** (not measured)",
+				"the maximum included: **not met** (not measured at 20 req/s)",
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			var b bytes.Buffer
 			report{When: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), Host: "h", CPUs: 2, CPU: "c", Command: "make bench",
 				Settings: []*setting{&tt.s}}.write(&b)
@@ -72,13 +104,13 @@ func TestReport_JudgesTheTargets(t *testing.T) {
 
 func TestReport_SummaryLineHasTheHeadlineFigures(t *testing.T) {
 	t.Parallel()
-	st := func(rate string, completed, p99 float64) stage {
-		return stage{Rate: rate, Completed: 1000, CompletedPS: completed,
+	st := func(rate string, completed, p99, system float64) stage {
+		return stage{Rate: rate, Completed: 1000, CompletedPS: completed, SystemCPU: system,
 			Accept: map[string]float64{"p99": 10}, Complete: map[string]float64{"p50": 5, "p95": 8, "p99": p99, "max": p99}}
 	}
-	durable := &setting{Name: "durable", Raw: 13887, PeakMB: 424.4, Stages: []stage{
-		st("max", 1479, 784.7), st("500", 494, 404.4), st("2000", 1536, 2212.6), st("5000", 1452, 2651.1)}}
-	noSync := &setting{Name: "no-sync", NoSync: true, Raw: 11600, PeakMB: 425, Stages: []stage{st("max", 1616, 559.3)}}
+	durable := &setting{Name: "durable", Raw: 13887, PeakMB: 424.4, IdlePct: 0.62, Stages: []stage{
+		st("max", 1479, 784.7, 0.91), st("20", 20, 18.2, 1.42), st("50", 50, 30.6, 1.2), st("300", 300, 45, 1.1), st("1000", 990, 2212.6, 1.0)}}
+	noSync := &setting{Name: "no-sync", NoSync: true, Raw: 11600, PeakMB: 425, Stages: []stage{st("max", 1616, 559.3, 0.8)}}
 	r := report{When: time.Date(2026, 11, 23, 21, 56, 4, 0, time.UTC), Host: "vm", CPUs: 2, CPU: "AMD EPYC"}
 	tests := []struct {
 		name     string
@@ -87,14 +119,19 @@ func TestReport_SummaryLineHasTheHeadlineFigures(t *testing.T) {
 		want     string
 	}{
 		{"both settings", []*setting{durable, noSync}, ".data/bench/reports/2026-11-23T215604Z.md",
-			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 1,479 | 1,536 | 2,213 ms | 424 MiB | 13,887 (0.107) | 1,616 | `.data/bench/reports/2026-11-23T215604Z.md` |"},
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 1,479 | 31 ms | 2,213 ms | 1.42 (20 req/s) | 0.62 | 424 MiB | 13,887 (0.107) | 1,616 | `.data/bench/reports/2026-11-23T215604Z.md` |"},
 		{"durable only, no report file", []*setting{durable}, "",
-			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 1,479 | 1,536 | 2,213 ms | 424 MiB | 13,887 (0.107) | – | – |"},
-		{"no stage at 2,000 req/s", []*setting{{Name: "durable", Raw: 9000, PeakMB: 300, Stages: []stage{st("max", 900, 700)}}}, "r.md",
-			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 900 | – | – | 300 MiB | 9,000 (0.100) | – | `r.md` |"},
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 1,479 | 31 ms | 2,213 ms | 1.42 (20 req/s) | 0.62 | 424 MiB | 13,887 (0.107) | – | – |"},
+		{"the worst CPU at the maximum", []*setting{{Name: "durable", Raw: 9000, PeakMB: 300, IdlePct: 0.5, Stages: []stage{
+			st("max", 900, 700, 2.5), st("50", 50, 20, 1.3)}}}, "r.md",
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 900 | 20 ms | – | 2.50 (max) | 0.50 | 300 MiB | 9,000 (0.100) | – | `r.md` |"},
+		{"no stage at the latency targets' rates, no CPU measured", []*setting{{Name: "durable", Raw: 9000, PeakMB: 300, Stages: []stage{
+			st("max", 900, 700, 0)}}}, "r.md",
+			"| 2026-11-23 21:56 UTC | vm, 2 × AMD EPYC | 900 | – | – | – | 0.00 | 300 MiB | 9,000 (0.100) | – | `r.md` |"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := r
 			r.Settings = tt.settings
 			got := r.summary(tt.path)
@@ -159,8 +196,11 @@ func TestAddRunTo_WritesTheReportAndOneLine(t *testing.T) {
 	if err != nil || !strings.Contains(string(full), "| durable | max | 0 | 1000 |") {
 		t.Errorf("full report (%v):\n%s", err, full)
 	}
+	// The runs measured before keep their section, table and all, and
+	// the new section starts after it, at the file's end.
+	earlier := "# Benchmarks\n\n## Runs of `make bench`\n\nOne line per run.\n\n| date | machine | completed/s at max |\n|---|---|--:|\n| 2026-12-06 06:00 UTC | vm | 1,744 |\n"
 	benchmarks := filepath.Join(dir, "BENCHMARKS.md")
-	if err := os.WriteFile(benchmarks, []byte("# Benchmarks\n"), 0o644); err != nil {
+	if err := os.WriteFile(benchmarks, []byte(earlier), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -171,6 +211,9 @@ func TestAddRunTo_WritesTheReportAndOneLine(t *testing.T) {
 	doc, err := os.ReadFile(benchmarks)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(doc), earlier+"\n"+runsHeading+"\n") {
+		t.Errorf("the earlier runs' section changed, or the new one is not right after it:\n%s", doc)
 	}
 	if n := strings.Count(string(doc), runsHeading); n != 1 {
 		t.Errorf("%d runs sections, want 1:\n%s", n, doc)

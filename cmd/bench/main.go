@@ -1,13 +1,17 @@
 // Command bench measures spotflow end to end on this machine: it starts the
-// all-in-one system with its durable defaults, drives it with the load
-// generator at the maximum rate and at fixed rates, measures the raw limit
-// of the same machine (JetStream publish → consume → batched Postgres upsert
-// of messages of the same size, nothing else, same durability), and does it
-// all again with the durable setting off. It prints a table, the ratio of
-// spotflow's completed requests per second to the raw limit, the all-in-one's
-// peak RSS and CPU per request. It writes that full report to a file of its
-// own under .data/bench/reports and adds one line with the headline figures
-// to the list of runs at the end of BENCHMARKS.md.
+// all-in-one system with its durable defaults, measures its CPU at rest,
+// drives it with the load generator at the maximum rate and at fixed rates,
+// measures the raw limit of the same machine (JetStream publish → consume →
+// batched Postgres upsert of messages of the same size, nothing else, same
+// durability), and does it all again with the durable setting off. It
+// prints a table of each stage's throughput, the latency a desk feels (the
+// client's first send until the request is readable as completed), the CPU
+// per completed request of spotflow, of Postgres and of the whole machine,
+// and the all-in-one's peak RSS; the ratio of spotflow's completed requests
+// per second to the raw limit; and its verdict on the targets. It writes
+// that full report to a file of its own under .data/bench/reports and adds
+// one line with the headline figures to the list of runs at the end of
+// BENCHMARKS.md.
 //
 //	go run ./cmd/bench --spotflow bin/spotflow
 package main
@@ -47,7 +51,7 @@ func main() {
 	flag.StringVar(&cfg.DataDir, "data-dir", ".data/bench", "where the measured systems keep their data (wiped first; the database is emptied before each system)")
 	flag.DurationVar(&cfg.Duration, "duration", 15*time.Second, "how long each load stage submits")
 	flag.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long a stage waits for its requests to finish")
-	flag.StringVar(&cfg.Rates, "rates", "500,2000,5000", "fixed rates to measure, requests per second")
+	flag.StringVar(&cfg.Rates, "rates", "20,50,300,1000", "fixed rates to measure after the maximum, requests per second")
 	flag.IntVar(&cfg.Desks, "desks", 50, "desks the load generator submits from")
 	flag.StringVar(&cfg.Out, "out", "BENCHMARKS.md", "file whose list of runs gets the run's summary line; empty for none")
 	flag.StringVar(&cfg.Reports, "reports", filepath.Join(".data", "bench", "reports"), "directory for the run's full report, one file per run; empty for none")
@@ -70,6 +74,10 @@ type setting struct {
 	Stages []stage
 	Raw    float64 // raw limit, messages per second
 	PeakMB float64 // all-in-one's peak resident set
+	// IdleSpotflowPct and IdlePostgresPct are the CPU of the all-in-one
+	// and of this machine's postgres processes at rest, before any load,
+	// in percent of one core; IdlePct is both together.
+	IdleSpotflowPct, IdlePostgresPct, IdlePct float64
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -112,6 +120,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		fmt.Fprintf(out, "   idle: settling for %s, then measuring for %s\n", idleSettle, idleSpan)
+		if s.IdleSpotflowPct, s.IdlePostgresPct, err = sys.idleCPU(ctx); err != nil {
+			sys.stop()
+			return err
+		}
+		s.IdlePct = s.IdleSpotflowPct + s.IdlePostgresPct
+		fmt.Fprintf(out, "   idle: spotflow %.2f%% + postgres %.2f%% = %.2f%% of a core\n", s.IdleSpotflowPct, s.IdlePostgresPct, s.IdlePct)
 		for _, rate := range append([]string{"max"}, rates...) {
 			st, err := sys.load(ctx, rate, cfg)
 			if err != nil {

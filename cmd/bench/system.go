@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -149,12 +151,78 @@ func (s *system) cpuSeconds() float64 {
 	if err != nil {
 		return 0
 	}
+	_, cpu := statCPU(b)
+	return cpu
+}
+
+// commandCPUSeconds is the CPU time used so far by this machine's
+// processes named comm (as /proc shows it: "postgres"). A process that
+// ends between two readings takes its time with it.
+func commandCPUSeconds(comm string) float64 {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	total := 0.0
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // ended meanwhile
+		}
+		if name, cpu := statCPU(b); name == comm {
+			total += cpu
+		}
+	}
+	return total
+}
+
+// statCPU is the command name and the CPU time, user and system, of a
+// /proc/<pid>/stat file's contents.
+func statCPU(b []byte) (comm string, seconds float64) {
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return "", 0
+	}
 	// Fields after the command name, which ends with ')': utime and stime
 	// are the 12th and 13th of them.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 13 {
+		return "", 0
+	}
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clockTicks
+	return string(b[open+1 : end]), (ut + st) / clockTicks
+}
+
+// A started system settles for idleSettle, then its idle CPU is measured
+// over idleSpan, before any load.
+const (
+	idleSettle = 5 * time.Second
+	idleSpan   = 10 * time.Second
+)
+
+// idleCPU lets the system settle, then measures, with no load, the CPU of
+// its process and of this machine's postgres processes, each in percent
+// of one core.
+func (s *system) idleCPU(ctx context.Context) (spotflowPct, postgresPct float64, err error) {
+	if err := wait(ctx, idleSettle); err != nil {
+		return 0, 0, err
+	}
+	sf0, pg0, begin := s.cpuSeconds(), commandCPUSeconds("postgres"), time.Now()
+	if err := wait(ctx, idleSpan); err != nil {
+		return 0, 0, err
+	}
+	took := time.Since(begin).Seconds()
+	return (s.cpuSeconds() - sf0) / took * 100, (commandCPUSeconds("postgres") - pg0) / took * 100, nil
+}
+
+// wait returns after d, or ctx's error when it ends first.
+func wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times, on Linux.
@@ -189,19 +257,32 @@ type stage struct {
 	AcceptedPS  float64            `json:"accepted_per_second"`
 	CompletedPS float64            `json:"completed_per_second"`
 	Accept      map[string]float64 `json:"submit_to_accepted_ms"`
-	Complete    map[string]float64 `json:"submit_to_completed_ms"`
-	// SpotflowCPU and MachineCPU are milliseconds of CPU per completed
-	// request, of the all-in-one process and of the whole machine
-	// (Postgres and the load generator included).
+	// Complete is what a desk feels: from the client's first send until
+	// the request is readable as completed, as CompleteMeasured says.
+	Complete         map[string]float64 `json:"submit_to_completed_ms"`
+	CompleteMeasured string             `json:"submit_to_completed_measured"`
+	// CPU is the load generator's milliseconds of CPU per completed
+	// request of this machine's processes by name ("spotflow",
+	// "postgres", "nats-server"), itself left out; CPUMeasured says how.
+	CPU         map[string]float64 `json:"cpu_ms_per_request"`
+	CPUMeasured string             `json:"cpu_measured"`
+	// SpotflowCPU and PostgresCPU are CPU's "spotflow" and "postgres";
+	// SystemCPU is theirs and nats-server's together, zero when the load
+	// generator measured none. MachineCPU is the whole machine's busy
+	// time while the load generator ran, itself included. All are
+	// milliseconds per completed request.
 	SpotflowCPU float64 `json:"-"`
+	PostgresCPU float64 `json:"-"`
+	SystemCPU   float64 `json:"-"`
 	MachineCPU  float64 `json:"-"`
 	// RSSMB is the all-in-one's peak RSS at the end of the stage, in MiB.
 	RSSMB float64 `json:"-"`
 }
 
 func (st stage) line() string {
-	return fmt.Sprintf("rate %-5s  completed %8.0f/s  accepted %8.0f/s  p99 submit→accepted %7.1f ms  p50/p99 submit→completed %7.1f / %7.1f ms  cpu %.2f ms/req (machine %.2f)  rss %.0f MiB  errors %d",
-		st.Rate, st.CompletedPS, st.AcceptedPS, st.Accept["p99"], st.Complete["p50"], st.Complete["p99"], st.SpotflowCPU, st.MachineCPU, st.RSSMB, st.Errors)
+	return fmt.Sprintf("rate %-5s  completed %8.0f/s  accepted %8.0f/s  p99 submit→accepted %7.1f ms  p50/p99 submit→completed %7.1f / %7.1f ms  cpu ms/req spotflow %.2f postgres %.2f system %.2f (machine %.2f)  rss %.0f MiB  errors %d",
+		st.Rate, st.CompletedPS, st.AcceptedPS, st.Accept["p99"], st.Complete["p50"], st.Complete["p99"],
+		st.SpotflowCPU, st.PostgresCPU, st.SystemCPU, st.MachineCPU, st.RSSMB, st.Errors)
 }
 
 func (s *system) load(ctx context.Context, rate string, cfg config) (stage, error) {
@@ -224,11 +305,11 @@ func (s *system) loadFrom(ctx context.Context, rate string, desks int, cfg confi
 	cmd := exec.CommandContext(ctx, s.bin, "loadgen", "--url", s.httpURL, "--database-url", s.dbURL,
 		"--rate", rate, "--duration", cfg.Duration.String(), "--drain", cfg.Drain.String(),
 		"--desks", strconv.Itoa(desks), "--concurrency", concurrency, "--json", jsonPath, "--log-level", "warn")
-	cpu0, busy0 := s.cpuSeconds(), machineBusySeconds()
+	busy0 := machineBusySeconds()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return stage{}, fmt.Errorf("loadgen at %s: %w\n%s", rate, err, out)
 	}
-	cpu, busy := s.cpuSeconds()-cpu0, machineBusySeconds()-busy0
+	busy := machineBusySeconds() - busy0
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		return stage{}, err
@@ -238,8 +319,9 @@ func (s *system) loadFrom(ctx context.Context, rate string, desks int, cfg confi
 		return stage{}, fmt.Errorf("loadgen report: %w", err)
 	}
 	st.Rate = rate
+	st.SpotflowCPU, st.PostgresCPU = st.CPU["spotflow"], st.CPU["postgres"]
+	st.SystemCPU = st.SpotflowCPU + st.PostgresCPU + st.CPU["nats-server"]
 	if st.Completed > 0 {
-		st.SpotflowCPU = cpu * 1000 / float64(st.Completed)
 		st.MachineCPU = busy * 1000 / float64(st.Completed)
 	}
 	st.RSSMB = s.peakRSS()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -56,7 +57,20 @@ type loadReport struct {
 	AcceptedPerSec  float64            `json:"accepted_per_second"`
 	CompletedPerSec float64            `json:"completed_per_second"`
 	Accept          map[string]float64 `json:"submit_to_accepted_ms"`
-	Complete        map[string]float64 `json:"submit_to_completed_ms"`
+	// Complete is what a desk waits for: from the client's first send of
+	// a submission to the moment its request is readable as completed
+	// (or rejected), as CompleteMeasured says.
+	Complete         map[string]float64 `json:"submit_to_completed_ms"`
+	CompleteMeasured string             `json:"submit_to_completed_measured"`
+	// ServerComplete is the pipeline's own part: from the request's
+	// submitted_at to the time of its completion event.
+	ServerComplete map[string]float64 `json:"server_submitted_to_completion_event_ms"`
+	// CPU is, when the load generator sees the system's processes on this
+	// machine, milliseconds of CPU per completed request of each kind of
+	// process ("spotflow", "postgres", "nats-server"), from the first
+	// submission to the last completion; CPUMeasured says how.
+	CPU         map[string]float64 `json:"cpu_ms_per_request,omitempty"`
+	CPUMeasured string             `json:"cpu_measured"`
 }
 
 func loadgenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,8 +80,12 @@ func loadgenCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		"Drives a running spotflow with desk submissions: registers --desks desks, submits at\n"+
 			"--rate requests a second (or \"max\") for --duration, retrying 503s with the same\n"+
 			"Idempotency-Key, shows progress every second, then waits for the requests to finish\n"+
-			"and reports throughput and submit→accepted / submit→completed latencies (the latter\n"+
-			"from the timelines in Postgres), as text and, with --json, as JSON.", stderr)
+			"and reports throughput, submit→accepted and submit→completed latencies, and the CPU per\n"+
+			"request of the system's processes when they run on this machine, as text and, with --json,\n"+
+			"as JSON. submit→completed is what a desk waits for: from the client's first send to the\n"+
+			"commit of the transaction that made the request completed in Postgres (its commit\n"+
+			"timestamp; the server needs track_commit_timestamp = on, as spotflow's own cluster has),\n"+
+			"else to the completion event's time, and the report says which.", stderr)
 	fs.StringVar(&lc.URL, "url", "http://127.0.0.1:8080", "spotflow's HTTP address")
 	fs.IntVar(&lc.Desks, "desks", 10, "desks to register and submit from")
 	fs.StringVar(&lc.Rate, "rate", "100", "requests per second, or max")
@@ -151,14 +169,26 @@ func runLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig, progr
 	}
 	done := make(chan struct{})
 	go l.reportProgress(ctx, progress, done)
+	cpu0 := processCPU()
 	begin := time.Now()
 	l.drive(ctx, begin)
 	submitEnd := time.Since(begin)
 	completed := l.drain(ctx)
+	cpu1 := processCPU()
 	close(done)
-	completeMs, lastDone, err := completionLatencies(ctx, store, l.deskIDs)
+	serverMs, lastDone, err := completionLatencies(ctx, store, l.deskIDs)
 	if err != nil {
 		return nil, err
+	}
+	l.mu.Lock()
+	sent := l.sent
+	l.mu.Unlock()
+	completeMs, measured, err := readableLatencies(ctx, store, sent)
+	if err != nil {
+		return nil, err
+	}
+	if completeMs == nil {
+		completeMs = serverMs
 	}
 	r := l.report
 	r.DurationSeconds = submitEnd.Seconds()
@@ -172,7 +202,9 @@ func runLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig, progr
 	l.mu.Lock()
 	r.Accept = percentiles(l.acceptMs)
 	l.mu.Unlock()
-	r.Complete = percentiles(completeMs)
+	r.Complete, r.CompleteMeasured = percentiles(completeMs), measured
+	r.ServerComplete = percentiles(serverMs)
+	r.CPU, r.CPUMeasured = cpuPerRequest(cpu0, cpu1, r.Completed)
 	return r, nil
 }
 
@@ -194,12 +226,14 @@ type load struct {
 	submitted, accepted, failed, retries, throttled atomic.Int64
 	mu                                              sync.Mutex
 	acceptMs                                        []float64
+	// sent is when each accepted request's submission was first sent.
+	sent map[string]time.Time
 }
 
 // newLoad reads the catalogue the system serves and registers the desks.
 func newLoad(ctx context.Context, store *postgres.Store, lc loadgenConfig) (*load, error) {
 	l := &load{
-		lc: lc, store: store, run: fmt.Sprintf("%x", rand.Uint32()),
+		lc: lc, store: store, run: fmt.Sprintf("%x", rand.Uint32()), sent: map[string]time.Time{},
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: lc.Concurrency}},
 	}
 	services, err := fetchServices(ctx, l.client, lc.URL)
@@ -316,11 +350,14 @@ func (l *load) post(ctx context.Context, n int, body []byte, token string) {
 	start := time.Now()
 	l.submitted.Add(1)
 	for attempt := 0; ; attempt++ {
-		status := post1(ctx, l.client, l.lc.URL, token, key, body)
+		status, id := post1(ctx, l.client, l.lc.URL, token, key, body)
 		if status == http.StatusAccepted {
 			l.accepted.Add(1)
 			l.mu.Lock()
 			l.acceptMs = append(l.acceptMs, float64(time.Since(start).Microseconds())/1000)
+			if id != "" {
+				l.sent[id] = start
+			}
 			l.mu.Unlock()
 			return
 		}
@@ -406,22 +443,29 @@ func fetchServices(ctx context.Context, client *http.Client, base string) ([]eve
 	return services, nil
 }
 
-// post1 submits once and returns the HTTP status, or 0 when no answer came.
-func post1(ctx context.Context, client *http.Client, base, token, key string, body []byte) int {
+// post1 submits once and returns the HTTP status, or 0 when no answer
+// came, and the request's ID when it was accepted.
+func post1(ctx context.Context, client *http.Client, base, token, key string, body []byte) (int, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/requests", bytes.NewReader(body))
 	if err != nil {
-		return 0
+		return 0, ""
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	var accepted struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&accepted)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, accepted.ID
 }
 
 // completedCount is how many of the desks' requests have finished, read
@@ -485,6 +529,18 @@ func (r *loadReport) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  submit→accepted   p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n",
 		r.Accept["p50"], r.Accept["p95"], r.Accept["p99"], r.Accept["max"])
-	fmt.Fprintf(w, "  submit→completed  p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n",
-		r.Complete["p50"], r.Complete["p95"], r.Complete["p99"], r.Complete["max"])
+	fmt.Fprintf(w, "  submit→completed  p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms  (%s)\n",
+		r.Complete["p50"], r.Complete["p95"], r.Complete["p99"], r.Complete["max"], r.CompleteMeasured)
+	fmt.Fprintf(w, "  in the pipeline   p50 %7.1f ms  p95 %7.1f ms  p99 %7.1f ms  max %7.1f ms  (submitted_at to the completion event's time)\n",
+		r.ServerComplete["p50"], r.ServerComplete["p95"], r.ServerComplete["p99"], r.ServerComplete["max"])
+	if len(r.CPU) == 0 {
+		fmt.Fprintf(w, "  CPU per request   %s\n", r.CPUMeasured)
+		return
+	}
+	kinds := slices.Sorted(maps.Keys(r.CPU))
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %.2f ms", k, r.CPU[k]))
+	}
+	fmt.Fprintf(w, "  CPU per request   %s  (%s)\n", strings.Join(parts, ", "), r.CPUMeasured)
 }

@@ -36,6 +36,18 @@ func TestLoadgen_ReportsWhatItSubmittedOnceItFinished(t *testing.T) {
 	if r.Accept["p50"] <= 0 || r.Complete["p99"] < r.Complete["p50"] {
 		t.Errorf("latencies accepted %v, completed %v; want percentiles of every request", r.Accept, r.Complete)
 	}
+	// What a desk waits for is measured from the client's send to the
+	// commit that made the request readable as completed (spotflow's own
+	// Postgres keeps commit timestamps): longer than the pipeline's part.
+	if !strings.Contains(r.CompleteMeasured, "commit") || r.Complete["p50"] < r.ServerComplete["p50"] || r.ServerComplete["p50"] <= 0 {
+		t.Errorf("submit→completed %v (%s); in the pipeline %v: want the desk's wait, measured to the commit, no shorter than the pipeline's",
+			r.Complete, r.CompleteMeasured, r.ServerComplete)
+	}
+	// The system runs inside this test's process, which is not named
+	// spotflow; its Postgres is seen.
+	if r.CPU["postgres"] <= 0 {
+		t.Errorf("CPU per request %v (%s): want Postgres's", r.CPU, r.CPUMeasured)
+	}
 	if !strings.Contains(stdout.String(), "completed") {
 		t.Errorf("the printed report does not say what completed:\n%s", stdout.String())
 	}

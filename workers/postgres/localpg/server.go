@@ -123,11 +123,17 @@ func (c *Cluster) removeStaleLocks(pid int) error {
 	return nil
 }
 
+// startOptions are the settings every start passes, whenever the cluster
+// was made: each commit's time is kept (track_commit_timestamp), so that
+// the load generator can tell when a request became readable as completed
+// (pg_xact_commit_timestamp of its row); it costs a few bytes per commit.
+const startOptions = "-c track_commit_timestamp=on"
+
 // start runs pg_ctl start. When a killed server's processes still hold its
 // shared memory, which they let go of within moments, it tries again.
 func (c *Cluster) start(ctx context.Context) error {
 	logPath := filepath.Join(c.dir, logName)
-	args := []string{"start", "-w", "-D", c.dir, "-l", logPath}
+	args := []string{"start", "-w", "-D", c.dir, "-l", logPath, "-o", startOptions}
 	if c.tlsCert != "" {
 		args = append(args, "-o", tlsOptions)
 	}
