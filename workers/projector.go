@@ -39,6 +39,11 @@ type ProjectorConfig struct {
 	// all go to the same one of them, in the order they arrived, so that no
 	// event is applied before an earlier one of its request. Default 2.
 	Concurrency int
+	// Linger is how long a small batch waits for more events before its
+	// transaction (natsbus.Settings.Linger): at moderate load a request's
+	// events, which follow one another within milliseconds, then share one
+	// commit instead of paying one each. Default 10 ms; negative: none.
+	Linger time.Duration
 	// UnknownRequestFor is how long an event may name a request that
 	// neither the projection nor intake knows before it counts as poison.
 	// An event of a request intake accepted is retried every second until
@@ -66,6 +71,7 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 	}
 	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 2000)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 2)
+	cfg.Linger = cmp.Or(cfg.Linger, 10*time.Millisecond)
 	cfg.UnknownRequestFor = cmp.Or(cfg.UnknownRequestFor, 2*time.Minute)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Projector{cfg: cfg}, nil
@@ -81,6 +87,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{
 		MaxBatch:    p.cfg.MaxBatch,
 		Concurrency: p.cfg.Concurrency,
+		Linger:      p.cfg.Linger,
 		Key:         requestOf,
 		Logger:      p.cfg.Logger.With("role", "projector"),
 		DeadLetter:  p.deadLetter,

@@ -53,9 +53,17 @@ type Settings struct {
 	// BatchHandler, works on at once. Default 1.
 	Concurrency int
 	// MaxBatch caps how many messages a BatchHandler gets at once: it gets
-	// whatever has arrived, up to this many, never waiting for more.
-	// Default 500.
+	// whatever has arrived, up to this many. Default 500.
 	MaxBatch int
+	// Linger lets a small batch wait for company: when what has arrived
+	// makes fewer than LingerBelow messages, the batch waits up to Linger
+	// after its first message for more, so that at moderate load a batch's
+	// fixed costs (a commit, an fsync) are shared rather than paid by a
+	// message or two; a full batch never waits. Zero: never wait.
+	// ConsumeBatches only.
+	Linger time.Duration
+	// LingerBelow is the size under which a batch lingers. Default 32.
+	LingerBelow int
 	// Key, when set, names what a message is about (for the projector, its
 	// request), and ConsumeBatches keeps each key's messages in order: it
 	// shares the keys out among its Concurrency handlers, so that one key's
@@ -93,6 +101,7 @@ type Settings struct {
 func (s *Settings) fill() {
 	s.Concurrency = cmp.Or(s.Concurrency, 1)
 	s.MaxBatch = cmp.Or(s.MaxBatch, 500)
+	s.LingerBelow = min(cmp.Or(s.LingerBelow, 32), s.MaxBatch)
 	s.Grace = cmp.Or(s.Grace, 10*time.Second)
 	s.OutageRetry = cmp.Or(s.OutageRetry, time.Second)
 	if s.Logger == nil {
@@ -169,20 +178,7 @@ func (s *Settings) batches(ctx, work context.Context, msgs <-chan jetstream.Msg,
 	var wg sync.WaitGroup
 	for first := range msgs {
 		free <- struct{}{}
-		batch := make([]jetstream.Msg, 1, s.MaxBatch)
-		batch[0] = first
-	fill:
-		for len(batch) < s.MaxBatch {
-			select {
-			case m, ok := <-msgs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			default:
-				break fill
-			}
-		}
+		batch := s.gather(first, msgs)
 		wg.Go(func() {
 			defer func() { <-free }()
 			errs := s.runBatch(work, batch, h)
@@ -199,6 +195,44 @@ func (s *Settings) batches(ctx, work context.Context, msgs <-chan jetstream.Msg,
 		})
 	}
 	wg.Wait()
+}
+
+// gather makes a batch of first and what else has arrived on msgs, up to
+// MaxBatch; a batch under LingerBelow waits up to Linger after its first
+// message for more.
+func (s *Settings) gather(first jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
+	batch := make([]jetstream.Msg, 1, s.MaxBatch)
+	batch[0] = first
+	var deadline <-chan time.Time
+	for len(batch) < s.MaxBatch {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+			continue
+		default:
+		}
+		if s.Linger <= 0 || len(batch) >= s.LingerBelow {
+			return batch
+		}
+		if deadline == nil {
+			t := time.NewTimer(s.Linger)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		case <-deadline:
+			return batch
+		}
+	}
+	return batch
 }
 
 // lanes shares the messages of msgs out by key among Concurrency channels,

@@ -333,6 +333,49 @@ func TestConsumeBatches_AcksEachMessageByItsOwnResult(t *testing.T) {
 	}
 }
 
+// TestConsumeBatches_LetsASmallBatchWaitForCompany publishes one message,
+// then two more a moment later: with Linger, the first waits for them and
+// the three make one batch, which goes as soon as it reaches LingerBelow;
+// a lone message later goes alone once Linger is over.
+func TestConsumeBatches_LetsASmallBatchWaitForCompany(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t, "tax")
+	cons := agencyConsumer(t, js, "tax")
+	var (
+		mu      sync.Mutex
+		batches [][]string
+	)
+	got := make(chan struct{}, 10)
+	workertest.Run(t, "ConsumeBatches", func(ctx context.Context) error {
+		return natsbus.ConsumeBatches(ctx, cons, natsbus.Settings{MaxBatch: 10, Linger: 30 * time.Second, LingerBelow: 3, Retry: fastRetry, Logger: quiet},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				ids := make([]string, len(msgs))
+				for i, msg := range msgs {
+					var body map[string]string
+					_ = json.Unmarshal(msg.Data(), &body)
+					ids[i] = body["id"]
+				}
+				mu.Lock()
+				batches = append(batches, ids)
+				mu.Unlock()
+				got <- struct{}{}
+				return make([]error, len(msgs))
+			})
+	})
+	publishWork(t, js, "tax", "w1")
+	// Time enough for w1 to reach the handler, were it not waiting.
+	time.Sleep(200 * time.Millisecond)
+	publishWork(t, js, "tax", "w2")
+	publishWork(t, js, "tax", "w3")
+	receive(t, got, "the first batch")
+	mu.Lock()
+	first := slices.Clone(batches)
+	mu.Unlock()
+	if len(first) != 1 || !slices.Equal(first[0], []string{"w1", "w2", "w3"}) {
+		t.Errorf("batches %q, want w1 to wait for w2 and w3 and go with them at three", first)
+	}
+}
+
 func TestConsumeBatches_HoldsConcurrencyBatchesAtOnce(t *testing.T) {
 	t.Parallel()
 	js := natstest.JetStream(t, "tax")
