@@ -619,7 +619,15 @@ func (m *Main) openBus(ctx context.Context, catalog *events.Catalog, store *post
 		if err != nil {
 			return nil, err
 		}
-		nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+identity, cred, log, m.Config.natsOptions(b.server != nil)...)
+		opts := m.Config.natsOptions(b.server != nil)
+		if b.server != nil && m.Config.TLSCert == "" {
+			// The embedded server's own roles talk to it in memory rather
+			// than through loopback TCP: each message saves a write, a
+			// read and a wake-up on either side. Each still signs in
+			// with its own credential and gets its own permissions.
+			opts = append(opts, nats.InProcessServer(b.server))
+		}
+		nc, js, err := natsbus.Connect(m.natsURL, "spotflow "+identity, cred, log, opts...)
 		if err != nil {
 			return nil, err
 		}
