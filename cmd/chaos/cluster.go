@@ -340,6 +340,10 @@ func (c *cluster) agencyRequest(ctx context.Context, method, agency string, body
 		return st, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// A control request sets a state, so sending it twice is harmless:
+	// saying so lets the transport send it again on a fresh connection
+	// when the server closed the idle one it picked just as it was reused.
+	req.Header.Set("Idempotency-Key", method+" "+agency)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("%s /control/%s: %w", method, agency, err)
