@@ -111,8 +111,14 @@ func (h Health) Alerts() []Alert {
 		}
 	}
 	for _, c := range h.Consumers {
-		if c.Lag() > 0 && !c.LastAcked.IsZero() && h.At.Sub(c.LastAcked) >= StalledAlertAge {
-			age := h.At.Sub(c.LastAcked).Round(time.Minute)
+		// A consumer that never acknowledged anything is judged from its
+		// last delivery; one that never delivered either, not at all.
+		moved := c.LastAcked
+		if moved.IsZero() {
+			moved = c.LastDelivered
+		}
+		if c.Lag() > 0 && !moved.IsZero() && h.At.Sub(moved) >= StalledAlertAge {
+			age := h.At.Sub(moved).Round(time.Minute)
 			out = append(out, Alert{Name: "SpotflowConsumerStalled", Severity: "page", Subject: c.Name,
 				Detail: fmt.Sprintf("%d behind, nothing acknowledged for %s", c.Lag(), age), Count: int64(c.Lag()), Age: age})
 		}

@@ -71,6 +71,15 @@ func TestHealth_AlertsAtTheThresholdsAndNotBelow(t *testing.T) {
 		{"a consumer behind that acknowledged a minute sooner", events.Health{
 			Consumers: []events.ConsumerHealth{{Name: "projector", Pending: 1, LastAcked: ago(events.StalledAlertAge - time.Minute)}},
 		}, nil},
+		{"a consumer that delivered long ago and never acknowledged anything", events.Health{
+			Consumers: []events.ConsumerHealth{{Name: "agency-tax", AckPending: 2, LastDelivered: ago(events.StalledAlertAge)}},
+		}, []string{"SpotflowConsumerStalled agency-tax page"}},
+		{"a consumer that just delivered its first messages", events.Health{
+			Consumers: []events.ConsumerHealth{{Name: "agency-tax", AckPending: 2, LastDelivered: ago(time.Second)}},
+		}, nil},
+		{"a consumer behind that never delivered anything", events.Health{
+			Consumers: []events.ConsumerHealth{{Name: "agency-tax", Pending: 2}},
+		}, nil},
 		{"an idle consumer with nothing to do", events.Health{
 			Consumers: []events.ConsumerHealth{{Name: "projector", LastAcked: ago(time.Hour)}},
 		}, nil},

@@ -330,8 +330,13 @@ func TestConsole_RefusesAFormWithAForgedTokenOrFromAnotherOrigin(t *testing.T) {
 	w.newOperator(t, "ines", events.RoleOperator)
 	fresh := w.browser(t)
 	page := fresh.get("/desk/ops/sign-in?lang=en")
-	wantStatus(t, fresh.post("/desk/ops/sign-in", page, url.Values{"csrf": {"forged"}, "username": {"ines"}, "password": {opsPassword}}),
-		http.StatusForbidden, "sign-in with a forged form token")
+	refused := fresh.post("/desk/ops/sign-in", page, url.Values{"csrf": {"forged"}, "username": {"ines"}, "password": {opsPassword}})
+	wantStatus(t, refused, http.StatusForbidden, "sign-in with a forged form token")
+	// Before sign-in too, a refusal on the console's paths leads back to
+	// the console, not to the mediators' desk.
+	if !strings.Contains(refused.body, `href="/desk/ops/"`) || strings.Contains(refused.body, `<a href="/desk/">`) {
+		t.Errorf("the refused sign-in does not lead back to the console: %.1500s", refused.body)
+	}
 
 	b, home := w.signedInOperator(t, "ana", events.RoleOperator)
 	wantStatus(t, b.post("/desk/ops/account", home, url.Values{"csrf": {"forged"}, "language": {"pt"}}), http.StatusForbidden, "a forged token")

@@ -246,8 +246,10 @@ type page struct {
 	Title   string
 	Session *events.Session
 	// Operator is the signed-in operator's session on the console's
-	// pages; nil elsewhere.
+	// pages; nil elsewhere. Console says the page answers a path of the
+	// console, signed in or not, so that it leads back there.
 	Operator  *events.OperatorSession
+	Console   bool
 	CSRF      string
 	Languages []language
 	// Errors lead the page when a form was refused: each links to its
@@ -291,6 +293,7 @@ func (a *App) write(w http.ResponseWriter, r *http.Request, status int, name str
 	for _, code := range a.cfg.Catalog.Current().Languages {
 		p.Languages = append(p.Languages, language{code, a.i18n.text(code, "language.name")})
 	}
+	p.Console = strings.HasPrefix(r.URL.Path, "/desk/ops/")
 	p.Title = p.T("title." + name)
 	if len(p.Errors) > 0 {
 		p.Title = p.T("error.title.prefix") + " " + p.Title
