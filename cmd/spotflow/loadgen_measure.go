@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,19 +65,25 @@ func readableLatencies(ctx context.Context, store *postgres.Store, sent map[stri
 // their command name: spotflow's roles, its Postgres, a separate NATS.
 var processKinds = []string{"spotflow", "postgres", "nats-server"}
 
-// processCPU is the CPU time, in seconds, used so far by this machine's
-// processes of each kind, the load generator itself left out; nil where
-// /proc cannot be read. A process that ends between two readings takes
-// its time with it: Postgres's backends live as long as their pools.
-func processCPU() map[string]float64 {
+// processTime is one process's kind and the CPU time it has used, in
+// seconds.
+type processTime struct {
+	kind    string
+	seconds float64
+}
+
+// processCPU reads the CPU time used so far by each of this machine's
+// processes of processKinds, by process ID, the load generator itself left
+// out; nil where /proc cannot be read.
+func processCPU() map[int]processTime {
 	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil || len(stats) == 0 {
 		return nil
 	}
-	self := strconv.Itoa(os.Getpid())
-	out := map[string]float64{}
+	out := map[int]processTime{}
 	for _, path := range stats {
-		if filepath.Base(filepath.Dir(path)) == self {
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		b, err := os.ReadFile(path)
@@ -88,19 +95,17 @@ func processCPU() map[string]float64 {
 			continue
 		}
 		comm := string(b[open+1 : end])
-		for _, kind := range processKinds {
-			if comm != kind {
-				continue
-			}
-			// utime and stime are the 12th and 13th fields after the name.
-			f := strings.Fields(string(b[end+1:]))
-			if len(f) < 13 {
-				continue
-			}
-			ut, _ := strconv.ParseFloat(f[11], 64)
-			st, _ := strconv.ParseFloat(f[12], 64)
-			out[kind] += (ut + st) / clockTicks
+		if !slices.Contains(processKinds, comm) {
+			continue
 		}
+		// utime and stime are the 12th and 13th fields after the name.
+		f := strings.Fields(string(b[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[pid] = processTime{kind: comm, seconds: (ut + st) / clockTicks}
 	}
 	return out
 }
@@ -110,15 +115,21 @@ const clockTicks = 100
 
 // cpuPerRequest is the CPU each kind of process used between two readings
 // of processCPU, in milliseconds per completed request, and how it was
-// measured.
-func cpuPerRequest(before, after map[string]float64, completed int64) (map[string]float64, string) {
+// measured. A process that started in between counts from its start; one
+// that ended in between took its time with it (Postgres's backends live as
+// long as their pools).
+func cpuPerRequest(before, after map[int]processTime, completed int64) (map[string]float64, string) {
 	if before == nil || after == nil || completed == 0 {
 		return nil, "not measured: no process of the system seen on this machine, or nothing completed"
 	}
 	out := map[string]float64{}
-	for kind, t := range after {
-		if used := t - before[kind]; used > 0 {
-			out[kind] = used * 1000 / float64(completed)
+	for pid, t := range after {
+		used := t.seconds
+		if b, ok := before[pid]; ok && b.kind == t.kind {
+			used -= b.seconds
+		}
+		if used > 0 {
+			out[t.kind] += used * 1000 / float64(completed)
 		}
 	}
 	if len(out) == 0 {
