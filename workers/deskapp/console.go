@@ -66,8 +66,8 @@ type AuditTrail interface {
 	Audit(ctx context.Context, by events.By, action events.AuditAction, target string, detail map[string]any) error
 }
 
-// ConsoleConfig configures the operator's console. Without Accounts there
-// is no console.
+// ConsoleConfig configures the operator's console; without every field
+// set there is no console.
 type ConsoleConfig struct {
 	Accounts OperatorAccounts
 	Work     Work

@@ -46,7 +46,7 @@ func (s *Store) StuckWork(ctx context.Context, q events.StuckQuery) ([]events.St
 	return out, nil
 }
 
-// ReplayProgress says where each dead letter replayed since since stands:
+// ReplayProgress says where each dead letter replayed at or after since stands:
 // its work item's status and round in the projection, or its request's for
 // a dead letter of a request.
 func (s *Store) ReplayProgress(ctx context.Context, since time.Time) ([]events.ReplayState, error) {
