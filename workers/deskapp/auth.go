@@ -184,11 +184,7 @@ func (a *App) signedIn(h sessionHandler) http.HandlerFunc {
 			s, err = a.cfg.Store.Session(r.Context(), hashToken(c.Value), a.cfg.SessionIdle)
 		}
 		if errors.Is(err, events.ErrUnauthenticated) {
-			next := "/desk/"
-			if r.Method == http.MethodGet {
-				next = r.URL.RequestURI()
-			}
-			redirect(w, r, "/desk/sign-in?next="+url.QueryEscape(next))
+			toSignIn(w, r, "/desk/")
 			return
 		}
 		if err != nil {
@@ -201,6 +197,17 @@ func (a *App) signedIn(h sessionHandler) http.HandlerFunc {
 		}
 		h(w, r, &s)
 	}
+}
+
+// toSignIn sends the browser to the sign-in page under home (the desk
+// application's, /desk/, or the console's, /desk/ops/), to come back to the
+// page it asked for, or, after a POST, to home.
+func toSignIn(w http.ResponseWriter, r *http.Request, home string) {
+	next := home
+	if r.Method == http.MethodGet {
+		next = r.URL.RequestURI()
+	}
+	redirect(w, r, home+"sign-in?next="+url.QueryEscape(next))
 }
 
 // signInData is what the sign-in page shows.

@@ -161,11 +161,7 @@ func (a *App) operator(change bool, h consoleHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		o, err := a.operatorSession(r)
 		if errors.Is(err, events.ErrUnauthenticated) || (err == nil && o.SecondFactorDue) {
-			next := "/desk/ops/"
-			if r.Method == http.MethodGet {
-				next = r.URL.RequestURI()
-			}
-			redirect(w, r, "/desk/ops/sign-in?next="+url.QueryEscape(next))
+			toSignIn(w, r, opsHome)
 			return
 		}
 		if err != nil {
