@@ -59,13 +59,13 @@ func mediatorCommand(ctx context.Context, args []string, stdout, stderr io.Write
 			if err != nil {
 				return err
 			}
-			return printJSON(stdout, setupOf(setup, cfg.PublicURL))
+			return printJSON(stdout, setupOf(setup, cfg.PublicURL, "/desk/setup"))
 		case "reset":
 			setup, err := s.ResetMediator(ctx, username, by)
 			if err != nil {
 				return err
 			}
-			return printJSON(stdout, setupOf(setup, cfg.PublicURL))
+			return printJSON(stdout, setupOf(setup, cfg.PublicURL, "/desk/setup"))
 		case "disable", "enable":
 			if err := s.DisableMediator(ctx, username, verb == "enable", by); err != nil {
 				return err
@@ -101,26 +101,34 @@ type mediatorSetup struct {
 	Link string `json:"link"`
 }
 
-func setupOf(s events.MediatorSetup, publicURL string) mediatorSetup {
-	return mediatorSetup{MediatorSetup: s, Link: strings.TrimSuffix(publicURL, "/") + "/desk/setup?code=" + url.QueryEscape(s.Code)}
+// setupOf is a setup code with the link, under publicURL and path (the desk
+// application's /desk/setup or the console's /desk/ops/setup), that uses it.
+func setupOf(s events.MediatorSetup, publicURL, path string) mediatorSetup {
+	return mediatorSetup{MediatorSetup: s, Link: strings.TrimSuffix(publicURL, "/") + path + "?code=" + url.QueryEscape(s.Code)}
+}
+
+// accountState says whether an account is active, disabled (since when) or
+// locked (until when), as the lists of mediators and operators print it.
+func accountState(disabled, lockedUntil time.Time) string {
+	switch {
+	case !disabled.IsZero():
+		return "disabled " + disabled.UTC().Format(time.DateOnly)
+	case lockedUntil.After(time.Now()):
+		return "locked until " + lockedUntil.UTC().Format(time.RFC3339)
+	}
+	return "active"
 }
 
 func printMediators(w io.Writer, list []events.Mediator) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USERNAME\tDESK\tNAME\tLANGUAGE\tROLE\tPASSWORD\tSTATE\tLAST SIGN-IN")
 	for _, m := range list {
-		password, state, last, role := "not set", "active", "never", "mediator"
+		password, state, last, role := "not set", accountState(m.DisabledAt, m.LockedUntil), "never", "mediator"
 		if m.Trainer {
 			role = "trainer"
 		}
 		if m.PasswordSet {
 			password = "set"
-		}
-		switch {
-		case !m.DisabledAt.IsZero():
-			state = "disabled " + m.DisabledAt.UTC().Format(time.DateOnly)
-		case m.LockedUntil.After(time.Now()):
-			state = "locked until " + m.LockedUntil.UTC().Format(time.RFC3339)
 		}
 		if !m.SignedInAt.IsZero() {
 			last = m.SignedInAt.UTC().Format(time.RFC3339)

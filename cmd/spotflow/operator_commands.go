@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -69,13 +68,13 @@ func operatorCommand(ctx context.Context, args []string, stdout, stderr io.Write
 			if err != nil {
 				return err
 			}
-			return printJSON(stdout, operatorSetupOf(setup, cfg.PublicURL))
+			return printJSON(stdout, setupOf(setup, cfg.PublicURL, "/desk/ops/setup"))
 		case "reset":
 			setup, err := s.ResetOperator(ctx, username, by)
 			if err != nil {
 				return err
 			}
-			return printJSON(stdout, operatorSetupOf(setup, cfg.PublicURL))
+			return printJSON(stdout, setupOf(setup, cfg.PublicURL, "/desk/ops/setup"))
 		case "disable", "enable":
 			if err := s.DisableOperator(ctx, username, verb == "enable", by); err != nil {
 				return err
@@ -113,15 +112,9 @@ func operatorCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "USERNAME\tNAME\tROLE\tLANGUAGE\tPASSWORD\tSECOND FACTOR\tSTATE\tLAST SIGN-IN")
 		for _, o := range list {
-			password, state := "not set", "active"
+			password, state := "not set", accountState(o.DisabledAt, o.LockedUntil)
 			if o.PasswordSet {
 				password = "set"
-			}
-			switch {
-			case !o.DisabledAt.IsZero():
-				state = "disabled " + day(o.DisabledAt)
-			case o.LockedUntil.After(time.Now()):
-				state = "locked until " + o.LockedUntil.UTC().Format(time.RFC3339)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", o.Username, o.Name, o.Role, o.Language, password, o.SecondFactor, state, day(o.SignedInAt))
 		}
@@ -143,10 +136,4 @@ func day(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.DateOnly)
-}
-
-// operatorSetupOf is an operator's setup code with the link where they
-// use it.
-func operatorSetupOf(s events.MediatorSetup, publicURL string) mediatorSetup {
-	return mediatorSetup{MediatorSetup: s, Link: strings.TrimSuffix(publicURL, "/") + "/desk/ops/setup?code=" + url.QueryEscape(s.Code)}
 }
