@@ -160,8 +160,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	gate := access.NewPolicy(cfg.HTTPAddr, "")
-	gate.Operators = access.Any{
+	gate := access.NewPolicy(cfg.HTTPAddr, access.Any{
 		access.NewLookup(func(ctx context.Context, token string) (bool, error) {
 			_, err := store.OperatorByToken(ctx, token)
 			if errors.Is(err, events.ErrUnauthenticated) {
@@ -170,7 +169,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err == nil, err
 		}, 0),
 		deskapp.Sessions{Accounts: store, Idle: cfg.DeskSessionIdle},
-	}
+	})
 	g, gctx := errgroup.WithContext(ctx)
 	p := &process{
 		Main: m, ctx: gctx, g: g, log: log, catalogs: catalogs, catalog: catalog,

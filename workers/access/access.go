@@ -171,14 +171,10 @@ type Policy struct {
 	Loopback bool
 }
 
-// NewPolicy is the policy of an HTTP server listening on addr, with the
-// operators' shared token; an empty token configures no credential.
-func NewPolicy(addr, token string) Policy {
-	p := Policy{Loopback: Loopback(addr)}
-	if token != "" {
-		p.Operators, _ = NewToken(token) // not empty: cannot fail
-	}
-	return p
+// NewPolicy is the policy of an HTTP server listening on addr, letting in
+// the operators that operators recognises (nil: none).
+func NewPolicy(addr string, operators Operators) Policy {
+	return Policy{Loopback: Loopback(addr), Operators: operators}
 }
 
 // Operator reports whether r carries an operator's credential.

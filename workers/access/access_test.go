@@ -18,6 +18,19 @@ import (
 
 const secret = "op-secret-0123456789"
 
+// tokenOf is the check of secret, or no check at all for "".
+func tokenOf(t *testing.T, secret string) access.Operators {
+	t.Helper()
+	if secret == "" {
+		return nil
+	}
+	token, err := access.NewToken(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
 func basic(user, password string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
 }
@@ -80,7 +93,7 @@ func serve(t *testing.T, p access.Policy, authorization string) *http.Response {
 
 func TestPolicy_RequireBeyondLoopbackLetsOnlyOperatorsIn(t *testing.T) {
 	t.Parallel()
-	p := access.NewPolicy("0.0.0.0:8080", secret)
+	p := access.NewPolicy("0.0.0.0:8080", tokenOf(t, secret))
 	if p.Loopback {
 		t.Fatal("0.0.0.0 taken for loopback")
 	}
@@ -125,7 +138,7 @@ func TestPolicy_RequireBeyondLoopbackLetsOnlyOperatorsIn(t *testing.T) {
 
 func TestPolicy_RequireBeyondLoopbackWithoutATokenSaysHowToSetOne(t *testing.T) {
 	t.Parallel()
-	p := access.NewPolicy(":8080", "")
+	p := access.NewPolicy(":8080", nil)
 	for _, authorization := range []string{"", "Bearer anything", basic("me", "anything")} {
 		resp := serve(t, p, authorization)
 		body, _ := io.ReadAll(resp.Body)
@@ -138,7 +151,7 @@ func TestPolicy_RequireBeyondLoopbackWithoutATokenSaysHowToSetOne(t *testing.T) 
 func TestPolicy_RequireOnLoopbackLetsAnyoneIn(t *testing.T) {
 	t.Parallel()
 	for _, token := range []string{"", secret} {
-		p := access.NewPolicy("127.0.0.1:8080", token)
+		p := access.NewPolicy("127.0.0.1:8080", tokenOf(t, token))
 		for _, authorization := range []string{"", "Bearer wrong", "Bearer " + secret} {
 			if resp := serve(t, p, authorization); resp.StatusCode != http.StatusOK {
 				t.Errorf("token %q, authorization %q: status %d, want 200 on loopback", token, authorization, resp.StatusCode)
@@ -152,8 +165,8 @@ func TestPolicy_OperatorTellsTheDashboardsTwoAudiencesApart(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/dashboard", nil)
 	withToken := httptest.NewRequest(http.MethodGet, "/dashboard", nil)
 	withToken.SetBasicAuth("", secret)
-	on := access.NewPolicy("127.0.0.1:8080", secret)
-	off := access.NewPolicy("127.0.0.1:8080", "")
+	on := access.NewPolicy("127.0.0.1:8080", tokenOf(t, secret))
+	off := access.NewPolicy("127.0.0.1:8080", nil)
 	if on.Operator(r) || !on.Operator(withToken) {
 		t.Errorf("with a token: Operator without a credential %v, with %v; want false, true", on.Operator(r), on.Operator(withToken))
 	}

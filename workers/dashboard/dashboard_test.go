@@ -393,7 +393,7 @@ func TestDashboard_BeyondLoopbackOnlyOperatorsGetIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	policy := access.NewPolicy("0.0.0.0:8080", operatorToken)
+	policy := access.NewPolicy("0.0.0.0:8080", operators(t))
 	srv := httptest.NewServer(policy.Require(d))
 	t.Cleanup(srv.Close)
 	for _, path := range []string{"/dashboard", "/dashboard/figures", "/dashboard/live", "/dashboard/assets/dashboard.css"} {
