@@ -281,3 +281,35 @@ func TestFoldRollups_CountsEachProjectedEventOnceAcrossConcurrentFolds(t *testin
 	}
 	assertRollupsMatchTimeline(t, s)
 }
+
+func TestFoldRollups_FoldsABacklogLargerThanOneFoldInOneCall(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := t.Context()
+	// A backlog of 2,500 projector batches of one submission each, more
+	// than a fold takes at once.
+	const batches = 2500
+	_, err := s.Pool().Exec(ctx, `
+		INSERT INTO dashboard_inbox (minute, desk_id, municipality, service_code, agency, status, since_submitted_us)
+		SELECT ARRAY[$1::timestamptz], ARRAY['desk-' || (i % 7)], ARRAY['lisboa'], ARRAY['tax-id-certificate'],
+		       ARRAY[''], ARRAY['submitted'], ARRAY[0::bigint]
+		FROM generate_series(1, $2) AS i`, t0, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.FoldRollups(ctx)
+	if err != nil || n != batches {
+		t.Fatalf("FoldRollups folded %d events (%v), want all %d", n, err, batches)
+	}
+	var left, counted int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM dashboard_inbox`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Pool().QueryRow(ctx, `SELECT coalesce(sum(events), 0) FROM throughput_minute WHERE status = 'submitted'`).Scan(&counted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || counted != batches {
+		t.Errorf("after one FoldRollups: %d inbox rows left, %d submissions counted; want 0 and %d", left, counted, batches)
+	}
+}

@@ -74,7 +74,7 @@ func queueForDashboard(q *pgx.Batch, evs []countedEvent) {
 
 // foldRows is how many inbox rows (projector batches) one fold takes at
 // most, so that a long backlog is folded in transactions of bounded size.
-const foldRows = 100
+const foldRows = 1000
 
 // FoldRollups moves the events waiting in the inbox into the roll-ups
 // (throughput_minute, dashboard_counts and dashboard_latency) and reports
@@ -82,22 +82,28 @@ const foldRows = 100
 // rows, adds their events to the roll-ups and deletes them in one
 // transaction, so an event counts once however folds and crashes
 // interleave; concurrent folds (several projector processes) take
-// different rows. It folds until the inbox is empty or ctx ends.
+// different rows. It folds again only while a fold was full (a backlog
+// waits), never for the few rows that arrived during the last one: under
+// load those would make a stream of small folds, each writing nearly as
+// many roll-up rows as a large one, where the next tick folds them
+// together. It stops early when ctx ends.
 func (s *Store) FoldRollups(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := s.foldOnce(ctx)
+		n, rows, err := s.foldOnce(ctx)
 		total += n
-		if err != nil || n == 0 {
+		if err != nil || rows < foldRows {
 			return total, err
 		}
 	}
 }
 
-func (s *Store) foldOnce(ctx context.Context) (int, error) {
+// foldOnce folds up to foldRows inbox rows in one transaction and reports
+// how many events and inbox rows it folded.
+func (s *Store) foldOnce(ctx context.Context) (int, int, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, classify(fmt.Errorf("fold roll-ups: begin: %w", err))
+		return 0, 0, classify(fmt.Errorf("fold roll-ups: begin: %w", err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	rows, err := tx.Query(ctx, `
@@ -105,7 +111,7 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 			SELECT id FROM dashboard_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
 		RETURNING minute, desk_id, municipality, service_code, agency, status, since_submitted_us`, foldRows)
 	if err != nil {
-		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
+		return 0, 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	tallies := make(map[throughputKey]*tally)
 	folded, n := 0, 0
@@ -117,7 +123,7 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 		)
 		if err := rows.Scan(&minute, &desk, &muni, &svc, &agency, &status, &since); err != nil {
 			rows.Close()
-			return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
+			return 0, 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 		}
 		folded++
 		n += len(minute)
@@ -127,21 +133,21 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
+		return 0, 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	if folded == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err := writeThroughput(ctx, tx, tallies); err != nil {
-		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
+		return 0, 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	if err := addDashboard(ctx, tx, tallies); err != nil {
-		return 0, classify(fmt.Errorf("fold roll-ups: %w", err))
+		return 0, 0, classify(fmt.Errorf("fold roll-ups: %w", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, classify(fmt.Errorf("fold roll-ups: commit: %w", err))
+		return 0, 0, classify(fmt.Errorf("fold roll-ups: commit: %w", err))
 	}
-	return n, nil
+	return n, folded, nil
 }
 
 // tally is what the events that share one throughput key add to the
