@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,13 +9,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/spotflow/spotflow/cmd/internal/procstat"
 )
 
 // postgresCluster is the project's own cluster, started for the run.
@@ -130,65 +130,11 @@ func (s *system) stop() error {
 	}
 }
 
-// peakRSS is the process's peak resident set so far, in MiB.
+// peakRSS is the process's peak resident set so far, in MiB; 0 when /proc
+// cannot say.
 func (s *system) peakRSS() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-// cpuSeconds is the CPU time the process has used.
-func (s *system) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	_, cpu := statCPU(b)
-	return cpu
-}
-
-// commandCPUSeconds is the CPU time used so far by this machine's
-// processes named comm (as /proc shows it: "postgres"). A process that
-// ends between two readings takes its time with it.
-func commandCPUSeconds(comm string) float64 {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	total := 0.0
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // ended meanwhile
-		}
-		if name, cpu := statCPU(b); name == comm {
-			total += cpu
-		}
-	}
-	return total
-}
-
-// statCPU is the command name and the CPU time, user and system, of a
-// /proc/<pid>/stat file's contents.
-func statCPU(b []byte) (comm string, seconds float64) {
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return "", 0
-	}
-	// Fields after the command name, which ends with ')': utime and stime
-	// are the 12th and 13th of them.
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 13 {
-		return "", 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return string(b[open+1 : end]), (ut + st) / clockTicks
+	mib, _ := procstat.PeakRSS(s.cmd.Process.Pid)
+	return mib
 }
 
 // A started system settles for idleSettle, then its idle CPU is measured
@@ -205,12 +151,22 @@ func (s *system) idleCPU(ctx context.Context) (spotflowPct, postgresPct float64,
 	if err := wait(ctx, idleSettle); err != nil {
 		return 0, 0, err
 	}
-	sf0, pg0, begin := s.cpuSeconds(), commandCPUSeconds("postgres"), time.Now()
+	pid := s.cmd.Process.Pid
+	own0, err := procstat.Read(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	postgres0, begin := procstat.Named("postgres"), time.Now()
 	if err := wait(ctx, idleSpan); err != nil {
 		return 0, 0, err
 	}
+	own1, err := procstat.Read(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	postgres := procstat.Used(postgres0, procstat.Named("postgres"))["postgres"]
 	took := time.Since(begin).Seconds()
-	return (s.cpuSeconds() - sf0) / took * 100, (commandCPUSeconds("postgres") - pg0) / took * 100, nil
+	return (own1.CPUSeconds - own0.CPUSeconds) / took * 100, postgres / took * 100, nil
 }
 
 // wait returns after d, or ctx's error when it ends first.
@@ -223,28 +179,6 @@ func wait(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// clockTicks is USER_HZ, the unit of /proc's CPU times, on Linux.
-const clockTicks = 100
-
-// machineBusySeconds is the CPU time every core of the machine spent busy.
-func machineBusySeconds() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	busy := 0.0
-	for i, v := range f[1:] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseFloat(v, 64)
-		busy += n
-	}
-	return busy / clockTicks
 }
 
 // stage is one load generator run against the system.
@@ -305,11 +239,12 @@ func (s *system) loadFrom(ctx context.Context, rate string, desks int, cfg confi
 	cmd := exec.CommandContext(ctx, s.bin, "loadgen", "--url", s.httpURL, "--database-url", s.dbURL,
 		"--rate", rate, "--duration", cfg.Duration.String(), "--drain", cfg.Drain.String(),
 		"--desks", strconv.Itoa(desks), "--concurrency", concurrency, "--json", jsonPath, "--log-level", "warn")
-	busy0 := machineBusySeconds()
+	busy0, _ := procstat.MachineBusySeconds()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return stage{}, fmt.Errorf("loadgen at %s: %w\n%s", rate, err, out)
 	}
-	busy := machineBusySeconds() - busy0
+	busy1, _ := procstat.MachineBusySeconds()
+	busy := busy1 - busy0
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		return stage{}, err

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/spotflow/spotflow/cmd/internal/procstat"
 	"github.com/spotflow/spotflow/workers/postgres"
 )
 
@@ -65,71 +61,23 @@ func readableLatencies(ctx context.Context, store *postgres.Store, sent map[stri
 // their command name: spotflow's roles, its Postgres, a separate NATS.
 var processKinds = []string{"spotflow", "postgres", "nats-server"}
 
-// processTime is one process's kind and the CPU time it has used, in
-// seconds.
-type processTime struct {
-	kind    string
-	seconds float64
-}
-
 // processCPU reads the CPU time used so far by each of this machine's
 // processes of processKinds, by process ID, the load generator itself left
 // out; nil where /proc cannot be read.
-func processCPU() map[int]processTime {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil || len(stats) == 0 {
-		return nil
-	}
-	out := map[int]processTime{}
-	for _, path := range stats {
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // ended meanwhile
-		}
-		open, end := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
-		if open < 0 || end < open {
-			continue
-		}
-		comm := string(b[open+1 : end])
-		if !slices.Contains(processKinds, comm) {
-			continue
-		}
-		// utime and stime are the 12th and 13th fields after the name.
-		f := strings.Fields(string(b[end+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		out[pid] = processTime{kind: comm, seconds: (ut + st) / clockTicks}
-	}
-	return out
-}
-
-// clockTicks is USER_HZ, the unit of /proc's CPU times, on Linux.
-const clockTicks = 100
+func processCPU() map[int]procstat.Process { return procstat.Named(processKinds...) }
 
 // cpuPerRequest is the CPU each kind of process used between two readings
 // of processCPU, in milliseconds per completed request, and how it was
-// measured. A process that started in between counts from its start; one
-// that ended in between took its time with it (Postgres's backends live as
-// long as their pools).
-func cpuPerRequest(before, after map[int]processTime, completed int64) (map[string]float64, string) {
+// measured (see procstat.Used for the processes that start or end in
+// between).
+func cpuPerRequest(before, after map[int]procstat.Process, completed int64) (map[string]float64, string) {
 	if before == nil || after == nil || completed == 0 {
 		return nil, "not measured: no process of the system seen on this machine, or nothing completed"
 	}
 	out := map[string]float64{}
-	for pid, t := range after {
-		used := t.seconds
-		if b, ok := before[pid]; ok && b.kind == t.kind {
-			used -= b.seconds
-		}
-		if used > 0 {
-			out[t.kind] += used * 1000 / float64(completed)
+	for kind, seconds := range procstat.Used(before, after) {
+		if seconds > 0 {
+			out[kind] = seconds * 1000 / float64(completed)
 		}
 	}
 	if len(out) == 0 {
