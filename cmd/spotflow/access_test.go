@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -130,4 +131,35 @@ func basic(user, password string) string {
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.SetBasicAuth(user, password)
 	return req.Header.Get("Authorization")[len("Basic "):]
+}
+
+func TestRun_StopsLookingUpTokensFromAnAddressThatGuessedTooOften(t *testing.T) {
+	t.Parallel()
+	m, dbURL := startMain(t, "*:latency=1ms", func(c *Config) { c.HTTPAddr, c.AuthFailures = "0.0.0.0:0", 3 })
+	store := postgres.NewStore(pgtest.Pool(t, dbURL), nil)
+	scraper, err := store.IssueOperatorToken(t.Context(), "prometheus", events.RoleViewer, events.By{Actor: "operator:test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, local(m)+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 3 {
+		if got := get(fmt.Sprintf("guess-%d", i)); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, got)
+		}
+	}
+	// The address has guessed three times this minute: even a token in
+	// force is no longer looked up from it.
+	if got := get(scraper); got != http.StatusUnauthorized {
+		t.Errorf("a token in force, never seen before, from an address past its failures: %d, want 401", got)
+	}
 }

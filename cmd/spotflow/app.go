@@ -160,15 +160,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	tokens := access.NewLookup(func(ctx context.Context, token string) (bool, error) {
+		_, err := store.OperatorByToken(ctx, token)
+		if errors.Is(err, events.ErrUnauthenticated) {
+			return false, nil
+		}
+		return err == nil, err
+	}, 0)
+	// Guessed tokens count against their address as on the APIs.
+	tokens.Failures = ratelimit.New(float64(cfg.AuthFailures)/60, cfg.AuthFailures)
 	gate := access.NewPolicy(cfg.HTTPAddr, access.Any{
-		access.NewLookup(func(ctx context.Context, token string) (bool, error) {
-			_, err := store.OperatorByToken(ctx, token)
-			if errors.Is(err, events.ErrUnauthenticated) {
-				return false, nil
-			}
-			return err == nil, err
-		}, 0),
-		deskapp.Sessions{Accounts: store, Idle: cfg.DeskSessionIdle},
+		tokens, deskapp.Sessions{Accounts: store, Idle: cfg.DeskSessionIdle},
 	})
 	g, gctx := errgroup.WithContext(ctx)
 	p := &process{

@@ -4,7 +4,7 @@
 // credentials, a signed-in operator's session: anything satisfying the
 // Operators interface) and applies one policy: on an
 // HTTP address bound to loopback only, anyone on the machine may look; on
-// any other, only an operator may. It uses the standard library alone.
+// any other, only an operator may.
 package access
 
 import (
@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 // Realm is the protection space named in the challenges: a browser keeps
@@ -103,10 +105,16 @@ func (a Any) Operator(r *http.Request) bool {
 // asking again (default 5 s: a revocation takes effect within it), and for
 // as long as Known fails (the database down: /metrics stays scrapable);
 // one refused is asked about every time, and refused while Known fails.
+// With Failures set, every secret Known refuses counts against the
+// address it came from, and a secret it never recognised from an address
+// that has had too many is refused without asking Known, so that guessing
+// costs the database nothing.
 // Use NewLookup; it is safe for concurrent use.
 type Lookup struct {
 	known func(ctx context.Context, secret string) (bool, error)
 	fresh time.Duration
+	// Failures counts refused secrets by source address (nil: no limit).
+	Failures *ratelimit.Buckets
 
 	mu      sync.Mutex
 	checked map[[sha256.Size]byte]time.Time
@@ -140,9 +148,19 @@ func (l *Lookup) Operator(r *http.Request) bool {
 	if seen && time.Since(at) < l.fresh {
 		return true
 	}
+	// A secret it recognised before is asked about even from an address
+	// that failed too often: one guesser behind a proxy must not lock out
+	// Prometheus scraping through it.
+	address := ratelimit.Host(r.RemoteAddr)
+	if throttled, _ := l.Failures.Empty(address, time.Now()); throttled && !seen {
+		return false
+	}
 	known, err := l.known(r.Context(), given)
 	if err != nil {
 		return seen
+	}
+	if !known {
+		l.Failures.Take(address, time.Now())
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spotflow/spotflow/workers/access"
+	"github.com/spotflow/spotflow/workers/ratelimit"
 )
 
 const secret = "op-secret-0123456789"
@@ -344,5 +345,44 @@ func TestAny_LetsInWhatAnyOfItsChecksRecognises(t *testing.T) {
 		if resp := serve(t, p, auth); resp.StatusCode != want {
 			t.Errorf("a policy beyond loopback with %q: %d, want %d", auth, resp.StatusCode, want)
 		}
+	}
+}
+
+func TestLookup_StopsAskingAboutAnAddressThatGuessedTooOften(t *testing.T) {
+	t.Parallel()
+	const good = "sfo_prometheus"
+	asked := map[string]int{}
+	l := access.NewLookup(func(ctx context.Context, secret string) (bool, error) {
+		asked[secret]++
+		return secret == good, nil
+	}, time.Nanosecond)
+	// Two refusals a minute per address, none refilled during the test.
+	l.Failures = ratelimit.New(1.0/60, 2)
+	from := func(addr, secret string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		r.RemoteAddr = addr
+		r.Header.Set("Authorization", "Bearer "+secret)
+		return r
+	}
+	// Prometheus, behind the same proxy as the guesser, is recognised once.
+	if !l.Operator(from("10.0.0.9:4000", good)) {
+		t.Fatal("the good secret was refused")
+	}
+	for i, guess := range []string{"guess-1", "guess-2", "guess-3", "guess-4"} {
+		if l.Operator(from("10.0.0.9:4001", guess)) {
+			t.Fatalf("guess %d let in", i+1)
+		}
+	}
+	if asked["guess-1"] != 1 || asked["guess-2"] != 1 || asked["guess-3"] != 0 || asked["guess-4"] != 0 {
+		t.Errorf("Known asked about %v; want the first two guesses only, the address throttled after them", asked)
+	}
+	// Another address is asked about as before.
+	if l.Operator(from("10.0.0.10:4000", "guess-5")) || asked["guess-5"] != 1 {
+		t.Errorf("a guess from another address: asked %d times, want once and refused", asked["guess-5"])
+	}
+	// A secret recognised before is still asked about from the throttled
+	// address, and still lets Prometheus in.
+	if !l.Operator(from("10.0.0.9:4000", good)) || asked[good] != 2 {
+		t.Errorf("the good secret from the throttled address: asked %d times, want twice and let in", asked[good])
 	}
 }
