@@ -1,6 +1,7 @@
 package deskapp
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -261,38 +262,67 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 		data.Message = a.i18n.text(lang, key, args...)
 		a.render(w, r, status, "sign-in", lang, nil, nil, data)
 	}
-	addr, now := address(r), time.Now()
-	if a.throttled(w, r, now, func() error { return a.cfg.Store.SignInRefused(r.Context(), "", addr, "address over its limit") }, refuse) {
+	now := time.Now()
+	find := func(ctx context.Context, username string) (passwordCheck, error) {
+		in, err := a.cfg.Store.MediatorForSignIn(ctx, username)
+		return passwordCheck{in.PasswordHash, in.DisabledAt, in.LockedUntil}, err
+	}
+	if !a.passwordAccepted(w, r, username, now, refuse, find, a.cfg.Store.SignInFailed, a.cfg.Store.SignInRefused) {
 		return
 	}
-	in, err := a.cfg.Store.MediatorForSignIn(r.Context(), username)
-	if err != nil && !errors.Is(err, events.ErrNotFound) {
+	session := randomToken()
+	err := a.cfg.Store.SignedIn(r.Context(), username, events.SessionStart{
+		TokenHash: hashToken(session), CSRF: randomToken(), ExpiresAt: now.Add(a.cfg.SessionMax), Address: address(r),
+	})
+	if err != nil {
 		a.unavailable(w, r, nil, err)
 		return
 	}
-	known := err == nil
-	ok := a.cfg.Hasher.Verify(in.PasswordHash, r.PostFormValue("password"))
-	switch {
-	case known && !in.DisabledAt.IsZero():
-		_ = a.cfg.Store.SignInRefused(r.Context(), username, addr, "disabled")
-		refuse(http.StatusUnauthorized, "signin.failed")
-	case known && in.LockedUntil.After(now):
-		_ = a.cfg.Store.SignInRefused(r.Context(), username, addr, "locked")
-		refuse(http.StatusUnauthorized, "signin.locked", int(time.Until(in.LockedUntil).Minutes())+1)
-	case !ok:
-		a.failedSignIn(r, known, username, refuse, a.cfg.Store.SignInFailed, a.cfg.Store.SignInRefused)
-	default:
-		session := randomToken()
-		err := a.cfg.Store.SignedIn(r.Context(), username, events.SessionStart{
-			TokenHash: hashToken(session), CSRF: randomToken(), ExpiresAt: now.Add(a.cfg.SessionMax), Address: addr,
-		})
-		if err != nil {
-			a.unavailable(w, r, nil, err)
-			return
-		}
-		setCookie(w, r, sessionCookie, session, 0)
-		redirect(w, r, data.Next)
+	setCookie(w, r, sessionCookie, session, 0)
+	redirect(w, r, data.Next)
+}
+
+// passwordCheck is an account as a sign-in checks it: its password's hash
+// (empty until set), and when it was disabled and until when it is locked.
+type passwordCheck struct {
+	hash                    string
+	disabledAt, lockedUntil time.Time
+}
+
+// passwordAccepted is what the mediators' and the operators' sign-ins
+// share: it refuses an address that failed too often, finds the account,
+// refuses it disabled or locked, and counts a wrong password (failed) or a
+// refusal (refused). It answers every refusal itself, through refuse or the
+// outage page, and reports whether username may be signed in. An unknown
+// username costs the same hashing as a known one and gets the same answer.
+func (a *App) passwordAccepted(w http.ResponseWriter, r *http.Request, username string, now time.Time,
+	refuse func(int, string, ...any), find func(ctx context.Context, username string) (passwordCheck, error),
+	failed func(ctx context.Context, username, address string, lockAfter int, lockFor time.Duration) (int, bool, error),
+	refused func(ctx context.Context, username, address, why string) error) bool {
+	addr := address(r)
+	if a.throttled(w, r, now, func() error { return refused(r.Context(), "", addr, "address over its limit") }, refuse) {
+		return false
 	}
+	in, err := find(r.Context(), username)
+	if err != nil && !errors.Is(err, events.ErrNotFound) {
+		a.unavailable(w, r, nil, err)
+		return false
+	}
+	known := err == nil
+	ok := a.cfg.Hasher.Verify(in.hash, r.PostFormValue("password"))
+	switch {
+	case known && !in.disabledAt.IsZero():
+		_ = refused(r.Context(), username, addr, "disabled")
+		refuse(http.StatusUnauthorized, "signin.failed")
+	case known && in.lockedUntil.After(now):
+		_ = refused(r.Context(), username, addr, "locked")
+		refuse(http.StatusUnauthorized, "signin.locked", int(time.Until(in.lockedUntil).Minutes())+1)
+	case !ok:
+		a.failedSignIn(r, known, username, refuse, failed, refused)
+	default:
+		return true
+	}
+	return false
 }
 
 func (a *App) signOut(w http.ResponseWriter, r *http.Request, s *events.Session) {

@@ -235,42 +235,30 @@ func (a *App) opsSignIn(w http.ResponseWriter, r *http.Request) {
 		data.Message = a.i18n.text(lang, key, args...)
 		a.renderConsole(w, r, status, "ops-sign-in", nil, nil, data)
 	}
-	addr, now := address(r), time.Now()
-	if a.throttled(w, r, now, func() error { return accounts.OperatorSignInRefused(r.Context(), "", addr, "address over its limit") }, refuse) {
+	now := time.Now()
+	var secondFactor bool
+	find := func(ctx context.Context, username string) (passwordCheck, error) {
+		in, err := accounts.OperatorForSignIn(ctx, username)
+		secondFactor = in.SecondFactor
+		return passwordCheck{in.PasswordHash, in.DisabledAt, in.LockedUntil}, err
+	}
+	if !a.passwordAccepted(w, r, username, now, refuse, find, accounts.OperatorSignInFailed, accounts.OperatorSignInRefused) {
 		return
 	}
-	in, err := accounts.OperatorForSignIn(r.Context(), username)
-	if err != nil && !errors.Is(err, events.ErrNotFound) {
+	session := randomToken()
+	err := accounts.OperatorSignedIn(r.Context(), username, events.SessionStart{
+		TokenHash: hashToken(session), CSRF: randomToken(), ExpiresAt: now.Add(a.cfg.SessionMax), Address: address(r),
+	}, secondFactor)
+	if err != nil {
 		a.unavailable(w, r, nil, err)
 		return
 	}
-	known := err == nil
-	ok := a.cfg.Hasher.Verify(in.PasswordHash, r.PostFormValue("password"))
-	switch {
-	case known && !in.DisabledAt.IsZero():
-		_ = accounts.OperatorSignInRefused(r.Context(), username, addr, "disabled")
-		refuse(http.StatusUnauthorized, "signin.failed")
-	case known && in.LockedUntil.After(now):
-		_ = accounts.OperatorSignInRefused(r.Context(), username, addr, "locked")
-		refuse(http.StatusUnauthorized, "signin.locked", int(time.Until(in.LockedUntil).Minutes())+1)
-	case !ok:
-		a.failedSignIn(r, known, username, refuse, accounts.OperatorSignInFailed, accounts.OperatorSignInRefused)
-	default:
-		session := randomToken()
-		err := accounts.OperatorSignedIn(r.Context(), username, events.SessionStart{
-			TokenHash: hashToken(session), CSRF: randomToken(), ExpiresAt: now.Add(a.cfg.SessionMax), Address: addr,
-		}, in.SecondFactor)
-		if err != nil {
-			a.unavailable(w, r, nil, err)
-			return
-		}
-		setOpsCookie(w, r, session, 0)
-		if in.SecondFactor {
-			redirect(w, r, "/desk/ops/sign-in/code?next="+url.QueryEscape(data.Next))
-			return
-		}
-		redirect(w, r, data.Next)
+	setOpsCookie(w, r, session, 0)
+	if secondFactor {
+		redirect(w, r, "/desk/ops/sign-in/code?next="+url.QueryEscape(data.Next))
+		return
 	}
+	redirect(w, r, data.Next)
 }
 
 // throttled refuses, 429, an address that failed to authenticate too
