@@ -78,3 +78,13 @@ func MakeLegacyCluster(ctx context.Context, dataDir string, log *slog.Logger) (*
 	}
 	return c, c.trustedURL(legacySuperuser, database), nil
 }
+
+// StartAsNew starts the stopped cluster c as Open starts one it has just
+// made: the first start, whose port may still move.
+func StartAsNew(ctx context.Context, c *Cluster) error {
+	c.created = true
+	if err := c.start(ctx); err != nil {
+		return err
+	}
+	return c.waitReady(ctx)
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ func (c *Cluster) ensureInitialised(ctx context.Context) error {
 		if err := c.initdb(ctx); err != nil {
 			return err
 		}
+		c.created = true
 	}
 	if !c.relocated {
 		return nil
@@ -174,6 +176,39 @@ func readPort(dir string) (int, error) {
 		return port, nil
 	}
 	return 0, fmt.Errorf("read postgres port: %s has no port line", path)
+}
+
+// movePort gives the cluster another free port, in spotflow.conf and in
+// the password file: the one it was given when it was made was taken by
+// someone else before its first start.
+func (c *Cluster) movePort() error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(c.dir, confName)
+	conf, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("move postgres port: %w", err)
+	}
+	line := regexp.MustCompile(`(?m)^port = \d+$`)
+	if !line.Match(conf) {
+		return fmt.Errorf("move postgres port: %s has no port line", path)
+	}
+	conf = line.ReplaceAll(conf, []byte("port = "+strconv.Itoa(port)))
+	if err := c.writeFile(path, conf); err != nil {
+		return fmt.Errorf("move postgres port: %w", err)
+	}
+	if password, ok, err := readPassword(c.passfile()); err != nil {
+		return err
+	} else if ok {
+		if err := c.writePassfile(c.dir, port, password); err != nil {
+			return err
+		}
+	}
+	c.log.Info("postgres port taken before the new cluster's first start; moved", "from", c.port, "to", port)
+	c.port = port
+	return nil
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on now.

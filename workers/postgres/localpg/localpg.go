@@ -89,6 +89,7 @@ type Cluster struct {
 	relocated bool
 	dataDir   string
 	port      int
+	created   bool // made by this Open: its port may still move
 	started   bool
 	tlsCert   string // Config.TLSCert: empty when the server serves no TLS
 	tlsKey    string

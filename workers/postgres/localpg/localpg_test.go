@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -70,6 +72,49 @@ func TestOpen_ReusesStoppedClusterWithItsPortAndData(t *testing.T) {
 	}
 	if got := query(t, second.URL(), "SELECT body FROM notes"); got != "kept" {
 		t.Errorf("row after restart = %q, want kept", got)
+	}
+}
+
+func TestOpen_MovesANewClustersPortTakenBeforeItsFirstStart(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(reachableDir(t), ".data")
+	c := mustOpen(t, dataDir)
+	exec(t, c.URL(), "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
+	stop(t, c)
+	before := c.URL()
+	u, err := url.Parse(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone takes the port between initdb and the first start.
+	taken, err := net.Listen("tcp", "127.0.0.1:"+u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	// A cluster made earlier keeps its port and says why it cannot start.
+	if _, err := open(t, dataDir); err == nil || !strings.Contains(err.Error(), "Address already in use") {
+		t.Fatalf("Open of an existing cluster whose port is taken: %v, want the server's refusal", err)
+	}
+	// A cluster on its first start moves to another port.
+	if err := localpg.StartAsNew(t.Context(), c); err != nil {
+		t.Fatalf("first start with its port taken: %v", err)
+	}
+	if c.URL() == before {
+		t.Fatalf("URL still %s after the port moved", before)
+	}
+	if got := query(t, c.URL(), "SELECT body FROM notes"); got != "kept" {
+		t.Errorf("row on the moved port = %q, want kept", got)
+	}
+	// The move is kept: spotflow.conf and the password file name the new port.
+	stop(t, c)
+	again := mustOpen(t, dataDir)
+	if again.URL() != c.URL() {
+		t.Errorf("reopened at %s, want the moved %s", again.URL(), c.URL())
+	}
+	if got := query(t, again.URL(), "SELECT body FROM notes"); got != "kept" {
+		t.Errorf("row after reopening = %q, want kept", got)
 	}
 }
 

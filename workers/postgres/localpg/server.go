@@ -145,6 +145,15 @@ func (c *Cluster) start(ctx context.Context) error {
 			return nil
 		}
 		log := readFrom(logPath, offset)
+		// A new cluster's port, free when initdb began, may have been
+		// taken since (another process listening, or an outgoing
+		// connection's ephemeral port): give it another.
+		if attempt < startAttempts && c.created && bytes.Contains(log, []byte("Address already in use")) {
+			if err := c.movePort(); err != nil {
+				return err
+			}
+			continue
+		}
 		if attempt < startAttempts && bytes.Contains(log, []byte("is still in use")) {
 			c.log.Info("shared memory of a killed postgres server still in use; retrying", "attempt", attempt)
 			t := time.NewTimer(time.Duration(attempt) * 200 * time.Millisecond)
