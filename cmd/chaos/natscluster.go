@@ -251,8 +251,34 @@ func (c *cluster) admin() (*nats.Conn, jetstream.JetStream, error) {
 		slog.New(slog.DiscardHandler), nats.RootCAs(c.natsCA))
 }
 
-// streamLeader is the node that leads stream's replicas now.
+// leaderWait bounds how long streamLeader waits for a stream's replicas to
+// elect a leader, and leaderAsk each question it asks meanwhile: a stream
+// between leaders (its last one just killed, a node just restarted) may
+// leave a question unanswered.
+const (
+	leaderWait = 30 * time.Second
+	leaderAsk  = 2 * time.Second
+)
+
+// streamLeader is the node that leads stream's replicas, waiting up to
+// leaderWait for them to have one.
 func (c *cluster) streamLeader(ctx context.Context, js jetstream.JetStream, stream string) (*natsNode, error) {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		ask, cancel := context.WithTimeout(ctx, leaderAsk)
+		node, err := c.currentStreamLeader(ask, js, stream)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return node, err
+		}
+		if !sleepUntil(ctx, time.Now().Add(250*time.Millisecond)) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// currentStreamLeader is the node that leads stream's replicas now.
+func (c *cluster) currentStreamLeader(ctx context.Context, js jetstream.JetStream, stream string) (*natsNode, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, err
