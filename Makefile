@@ -83,7 +83,7 @@ deploy-deps: ## install systemd-analyze and promtool, which check deploy/systemd
 		else echo "promtool not found: install Debian's prometheus package, or the alert rules cannot be checked" >&2; exit 1; fi; \
 	fi
 
-bench: build postgres-binaries ## measure the whole system (max rate, 20/50/300/1,000 req/s, durable and not): completed/s, desk-felt p50/p99, CPU per request of spotflow and Postgres, idle CPU, peak RSS, against the targets and the raw limit; full report in .data/bench/reports, one line in BENCHMARKS.md
+bench: build postgres-binaries ## measure the whole system (max rate, 20/50/300/1,000 req/s, durable and not): completed/s, desk-felt p50/p99, CPU per request of spotflow and Postgres, idle CPU, peak RSS, against the targets, the raw limit and the floor (what JetStream and Postgres alone cost per request, and how long requests take through them, at 20, 50 and 1,000 req/s); full report in .data/bench/reports, one line in BENCHMARKS.md
 	$(GO) run ./cmd/bench --spotflow $(BIN)
 
 bench-publish: ## run the Go benchmarks of JetStream publishing (durability cost, group commit) and acknowledging

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +37,86 @@ func TestRawLimit_StoresWhatItCountsInPostgres(t *testing.T) {
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('bench_raw') IS NOT NULL`).Scan(&exists); err != nil || exists {
 		t.Errorf("bench_raw left behind (%v, %v)", exists, err)
+	}
+}
+
+func TestMeasureFloor_CompletesEveryRequestOfBothFloors(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	floors, err := measureFloor(ctx, floorConfig{StoreDir: t.TempDir(), DatabaseURL: url, Rate: 50, Duration: time.Second, Drain: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("measureFloor: %v", err)
+	}
+	if len(floors) != 2 || floors[0].What != floorMessage || floors[1].What != floorChain {
+		t.Fatalf("floors = %+v, want one message, then the request's chain", floors)
+	}
+	for _, f := range floors {
+		// measureFloor fails unless every request submitted completed; a
+		// second at 50 a second is 50 of them, give or take a tick.
+		if f.Rate != 50 || f.Completed < 45 || f.Completed > 51 {
+			t.Errorf("%s: rate %d, %d completed; want 50 a second for a second", f.What, f.Rate, f.Completed)
+		}
+		if f.ProcessCPU <= 0 {
+			t.Errorf("%s: process CPU %.3f ms per request, want some", f.What, f.ProcessCPU)
+		}
+		if f.P50Ms <= 0 || f.P99Ms < f.P50Ms {
+			t.Errorf("%s: p50 %.2f ms, p99 %.2f ms; want a time taken, p99 no less than p50", f.What, f.P50Ms, f.P99Ms)
+		}
+	}
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename LIKE 'bench_floor%'`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d floor tables left behind (%v)", left, err)
+	}
+}
+
+func TestPaced_CallsAtTheRateWithIDsOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	n, err := paced(t.Context(), 200, 500*time.Millisecond, func(_ context.Context, id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		ids[id] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("paced: %v", err)
+	}
+	// 200 a second for half a second, however late the ticks came.
+	if n < 95 || n > 101 || len(ids) != int(n) {
+		t.Errorf("paced made %d calls with %d IDs, want about 100, each with its own ID", n, len(ids))
+	}
+	failing := errors.New("refused")
+	if _, err := paced(t.Context(), 100, 100*time.Millisecond, func(context.Context, string) error { return failing }); !errors.Is(err, failing) {
+		t.Errorf("paced with a failing call = %v, want its error", err)
+	}
+}
+
+func TestReport_SetsTheFloorsBesideTheSystem(t *testing.T) {
+	t.Parallel()
+	s := &setting{Name: "durable", Raw: 9000, PeakMB: 300, Stages: []stage{
+		{Rate: "max", CompletedPS: 1000, Complete: map[string]float64{}, Accept: map[string]float64{}},
+		{Rate: "20", Completed: 300, CompletedPS: 20, SystemCPU: 9.5, Complete: map[string]float64{"p99": 19.1}, Accept: map[string]float64{}}},
+		Floors: []floorResult{{What: floorMessage, Rate: 20, Completed: 300, ProcessCPU: 1.7, P50Ms: 0.6, P99Ms: 1.2},
+			{What: floorChain, Rate: 20, Completed: 300, ProcessCPU: 7.4, PostgresCPU: 0.9, P50Ms: 12, P99Ms: 15.55},
+			{What: floorChain, Rate: 1000, Completed: 15000, ProcessCPU: 0.6, PostgresCPU: 0.1, P50Ms: 40, P99Ms: 90}}}
+	var b bytes.Buffer
+	report{When: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC), Settings: []*setting{s}}.write(&b)
+	for _, w := range []string{
+		"| durable | one message | 20 | 300 | 1.70 | 0.00 | 1.70 | 0.6 ms | 1.2 ms | 9.50 | 19.1 ms |",
+		"| durable | the request's chain | 20 | 300 | 7.40 | 0.90 | 8.30 | 12.0 ms | 15.6 ms | 9.50 | 19.1 ms |",
+		"| durable | the request's chain | 1,000 | 15000 | 0.60 | 0.10 | 0.70 | 40.0 ms | 90.0 ms | – | – |",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("report lacks %q:\n%s", w, b.String())
+		}
 	}
 }
 

@@ -43,6 +43,7 @@ type config struct {
 	SkipNoSync bool
 	SkipNoisy  bool
 	NoisyOnly  bool
+	FloorRates string
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.BoolVar(&cfg.SkipNoSync, "skip-nosync", false, "measure only the durable setting")
 	flag.BoolVar(&cfg.SkipNoisy, "skip-noisy", false, "leave out the noisy-desk scenario")
 	flag.BoolVar(&cfg.NoisyOnly, "noisy-only", false, "measure only the noisy-desk scenario")
+	flag.StringVar(&cfg.FloorRates, "floor-rates", "20,50,1000", "rates at which to measure the floor (what JetStream and Postgres alone cost per request), requests per second; empty for none")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -78,6 +80,9 @@ type setting struct {
 	// and of this machine's postgres processes at rest, before any load,
 	// in percent of one core; IdlePct is both together.
 	IdleSpotflowPct, IdlePostgresPct, IdlePct float64
+	// Floors are what JetStream and Postgres alone cost per request at the
+	// --floor-rates (see floorConfig).
+	Floors []floorResult
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -86,12 +91,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var rates []string
-	for r := range strings.SplitSeq(cfg.Rates, ",") {
-		if _, err := strconv.Atoi(strings.TrimSpace(r)); err != nil {
-			return fmt.Errorf("--rates: %q is not a whole number", r)
-		}
-		rates = append(rates, strings.TrimSpace(r))
+	rates, err := wholeNumbers("--rates", cfg.Rates)
+	if err != nil {
+		return err
+	}
+	floorRates, err := wholeNumbers("--floor-rates", cfg.FloorRates)
+	if err != nil {
+		return err
 	}
 	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "nats")); err != nil {
 		return err
@@ -148,6 +154,18 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		for _, rate := range floorRates {
+			fmt.Fprintf(out, "   floor at %s req/s: measuring for %s\n", rate, cfg.Duration)
+			n, _ := strconv.Atoi(rate)
+			floors, err := measureFloor(ctx, floorConfig{
+				StoreDir: filepath.Join(cfg.DataDir, "nats", "floor-"+strconv.FormatBool(s.NoSync)), NoSync: s.NoSync,
+				DatabaseURL: pg.url, Rate: n, Duration: cfg.Duration, Drain: cfg.Drain,
+			})
+			if err != nil {
+				return err
+			}
+			s.Floors = append(s.Floors, floors...)
+		}
 	}
 	var noisy *noisyResult
 	if !cfg.SkipNoisy {
@@ -174,6 +192,21 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		fmt.Fprintf(out, "summary line added to %s\n", cfg.Out)
 	}
 	return nil
+}
+
+// wholeNumbers splits a flag's comma-separated whole numbers.
+func wholeNumbers(flag, list string) ([]string, error) {
+	var out []string
+	for r := range strings.SplitSeq(list, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		if n, err := strconv.Atoi(r); err != nil || n <= 0 {
+			return nil, fmt.Errorf("%s: %q is not a whole number above zero", flag, r)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // requestMessageSize is about the size of a submitted request's message.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -84,6 +85,7 @@ func (r report) write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.3f | %.0f MiB |\n", s.Name, s.Raw, max.CompletedPS, ratio, s.PeakMB)
 	}
+	r.writeFloors(w)
 	var idle []string
 	for _, s := range r.Settings {
 		idle = append(idle, fmt.Sprintf("%s: spotflow %.2f%% + postgres %.2f%% = %.2f%%", s.Name, s.IdleSpotflowPct, s.IdlePostgresPct, s.IdlePct))
@@ -116,6 +118,31 @@ func (r report) write(w io.Writer) {
 		fmt.Sprintf("CPU at rest < %.0f%% of a core: %s (%.2f%%)", targetIdlePct, verdict(d.IdlePct < targetIdlePct), d.IdlePct),
 		fmt.Sprintf("peak RSS ≤ %d MiB: %s (%.0f MiB)", targetRSSMB, verdict(d.PeakMB <= targetRSSMB), d.PeakMB))
 	fmt.Fprintf(w, "\nTargets, durable: %s.\n", strings.Join(targets, "; "))
+}
+
+// writeFloors writes what JetStream and Postgres alone cost per request,
+// and how long requests took through them, beside what the system cost and
+// took at the same rate.
+func (r report) writeFloors(w io.Writer) {
+	if !slices.ContainsFunc(r.Settings, func(s *setting) bool { return len(s.Floors) > 0 }) {
+		return
+	}
+	fmt.Fprintf(w, "\nThe floor: what the parts alone cost per request at a fixed rate, with none of spotflow's own work, on an embedded server with the all-in-one's store encryption and durability. *One message*: a request-sized message published (waiting for JetStream's acknowledgement), delivered to a durable consumer and acknowledged. *The request's chain*: a Postgres commit claiming its key, its message stored, a router storing a routed event and a work item, an agency taking the work item from its queue and storing its answer, a projector writing the request's events to Postgres in one commit (lingering %d ms), on spotflow's streams and consumers. CPU in ms per request: of this process (the server and its clients), of Postgres, together; latency from the submission's start until the message is delivered (one message) or the answer committed (the chain); then the system's CPU and p99 at the same rate, from the table above.\n\n", floorLingerMs)
+	fmt.Fprintln(w, "| setting | floor | rate (req/s) | requests | CPU ms/req process | postgres | together | p50 | p99 | the system's CPU | the system's p99 |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, s := range r.Settings {
+		for _, f := range s.Floors {
+			cpu, p99 := "–", "–"
+			if st := s.stage(strconv.Itoa(f.Rate)); st.Completed > 0 {
+				p99 = fmt.Sprintf("%.1f ms", st.Complete["p99"])
+				if st.SystemCPU > 0 {
+					cpu = fmt.Sprintf("%.2f", st.SystemCPU)
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %d | %.2f | %.2f | %.2f | %.1f ms | %.1f ms | %s | %s |\n",
+				s.Name, f.What, thousands(strconv.Itoa(f.Rate)), f.Completed, f.ProcessCPU, f.PostgresCPU, f.ProcessCPU+f.PostgresCPU, f.P50Ms, f.P99Ms, cpu, p99)
+		}
+	}
 }
 
 // measured says how the stages measured a figure, as of says for one
