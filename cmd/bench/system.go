@@ -143,10 +143,14 @@ func (s *system) peakRSS() float64 {
 }
 
 // A started system settles for idleSettle, then its idle CPU is measured
-// over idleSpan, before any load.
+// over idleSpan, before any load. The settling leaves out the tail of the
+// start (first pulls, first syncs, the collector after the start's
+// allocations); the span is long enough for the periodic jobs (every 2 s)
+// to weigh as they do at rest, and for /proc's 10 ms ticks to resolve
+// about 0.03 % of a core.
 const (
-	idleSettle = 5 * time.Second
-	idleSpan   = 10 * time.Second
+	idleSettle = 20 * time.Second
+	idleSpan   = 30 * time.Second
 )
 
 // idleCPU lets the system settle, then measures, with no load, the CPU of
