@@ -131,47 +131,7 @@ func TestMetrics_EveryStageIsCountedWithBoundedLabels(t *testing.T) {
 
 func TestGrafanaDashboard_QueriesOnlyMetricsSpotflowExports(t *testing.T) {
 	t.Parallel()
-	data, err := os.ReadFile("../../deploy/grafana/spotflow.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-		Templating struct {
-			List []struct {
-				Name  string          `json:"name"`
-				Query json.RawMessage `json:"query"`
-			} `json:"list"`
-		} `json:"templating"`
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("deploy/grafana/spotflow.json is not valid JSON: %v", err)
-	}
-	type query struct{ where, expr string }
-	var queries []query
-	for _, p := range dash.Panels {
-		for _, target := range p.Targets {
-			queries = append(queries, query{"panel " + p.Title, target.Expr})
-		}
-	}
-	labelValues := regexp.MustCompile(`^label_values\((.+),\s*[a-zA-Z_]\w*\)$`)
-	for _, v := range dash.Templating.List {
-		var q struct {
-			Query string `json:"query"`
-		}
-		if json.Unmarshal(v.Query, &q) != nil || q.Query == "" {
-			continue
-		}
-		if m := labelValues.FindStringSubmatch(q.Query); m != nil {
-			q.Query = m[1]
-		}
-		queries = append(queries, query{"variable " + v.Name, q.Query})
-	}
+	queries := dashboardQueries(t)
 	if len(queries) < 10 {
 		t.Fatalf("found %d queries in the dashboard, want at least 10", len(queries))
 	}
@@ -201,6 +161,77 @@ func TestGrafanaDashboard_QueriesOnlyMetricsSpotflowExports(t *testing.T) {
 				t.Errorf("%s: %q names %s, which spotflow does not export", q.where, q.expr, name)
 			}
 		}
+	}
+}
+
+// dashboardQuery is one PromQL query of the Grafana dashboard, and where.
+type dashboardQuery struct{ where, expr string }
+
+// dashboardQueries reads the queries of deploy/grafana/spotflow.json: its
+// panels' and its variables'.
+func dashboardQueries(t *testing.T) []dashboardQuery {
+	t.Helper()
+	data, err := os.ReadFile("../../deploy/grafana/spotflow.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name  string          `json:"name"`
+				Query json.RawMessage `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("deploy/grafana/spotflow.json is not valid JSON: %v", err)
+	}
+	var queries []dashboardQuery
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			queries = append(queries, dashboardQuery{"panel " + p.Title, target.Expr})
+		}
+	}
+	labelValues := regexp.MustCompile(`^label_values\((.+),\s*[a-zA-Z_]\w*\)$`)
+	for _, v := range dash.Templating.List {
+		var q struct {
+			Query string `json:"query"`
+		}
+		if json.Unmarshal(v.Query, &q) != nil || q.Query == "" {
+			continue
+		}
+		if m := labelValues.FindStringSubmatch(q.Query); m != nil {
+			q.Query = m[1]
+		}
+		queries = append(queries, dashboardQuery{"variable " + v.Name, q.Query})
+	}
+	return queries
+}
+
+// Every process with an HTTP address exports the same JetStream consumer
+// gauges, read from the server: summed across processes, a backlog of 10
+// on three processes would read 30. The dashboard takes their max, as the
+// alert rules do.
+func TestGrafanaDashboard_TakesTheConsumerGaugesMaxAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	gauges := 0
+	for _, q := range dashboardQueries(t) {
+		if !strings.Contains(q.expr, "spotflow_consumer_") {
+			continue
+		}
+		gauges++
+		if !strings.HasPrefix(q.expr, "max by (consumer) (") {
+			t.Errorf("%s: %q reads consumer gauges without taking their max by consumer across processes", q.where, q.expr)
+		}
+	}
+	if gauges < 3 {
+		t.Errorf("found %d queries of consumer gauges in the dashboard, want the work queues', the events stream's and the redelivered ones", gauges)
 	}
 }
 
