@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/spotflow/spotflow/cmd/internal/procstat"
 	"github.com/spotflow/spotflow/events"
 	"github.com/spotflow/spotflow/events/natsbus"
 )
@@ -194,25 +193,23 @@ func measureFloorOf(ctx context.Context, what string, cfg floorConfig) (floorRes
 	completed.Store(0)
 	took.reset()
 
-	own0, err := procstat.Read(os.Getpid())
+	before, err := readCPU(os.Getpid())
 	if err != nil {
 		return res, err
 	}
-	postgres0 := procstat.Named("postgres")
 	submitted, err := paced(runCtx, cfg.Rate, cfg.Duration, submit)
 	if err != nil {
 		return res, err
 	}
 	waitFor(&completed, submitted, cfg.Drain)
-	own1, err := procstat.Read(os.Getpid())
+	own, postgres, err := before.since(os.Getpid())
 	if err != nil {
 		return res, err
 	}
-	postgres := procstat.Used(postgres0, procstat.Named("postgres"))["postgres"]
 	if res.Completed = completed.Load(); res.Completed < submitted {
 		return res, fmt.Errorf("%d of %d requests completed within %s", res.Completed, submitted, cfg.Drain)
 	}
-	res.ProcessCPU = (own1.CPUSeconds - own0.CPUSeconds) * 1000 / float64(res.Completed)
+	res.ProcessCPU = own * 1000 / float64(res.Completed)
 	res.PostgresCPU = postgres * 1000 / float64(res.Completed)
 	res.P50Ms, res.P99Ms = took.quantileMs(0.50), took.quantileMs(0.99)
 	return res, nil

@@ -161,21 +161,46 @@ func (s *system) idleCPU(ctx context.Context) (spotflowPct, postgresPct float64,
 		return 0, 0, err
 	}
 	pid := s.cmd.Process.Pid
-	own0, err := procstat.Read(pid)
+	before, err := readCPU(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	postgres0, begin := procstat.Named("postgres"), time.Now()
+	begin := time.Now()
 	if err := wait(ctx, idleSpan); err != nil {
 		return 0, 0, err
 	}
-	own1, err := procstat.Read(pid)
+	own, postgres, err := before.since(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	postgres := procstat.Used(postgres0, procstat.Named("postgres"))["postgres"]
 	took := time.Since(begin).Seconds()
-	return (own1.CPUSeconds - own0.CPUSeconds) / took * 100, postgres / took * 100, nil
+	return own / took * 100, postgres / took * 100, nil
+}
+
+// cpuReading is the CPU time one process and this machine's postgres
+// processes had used when it was read.
+type cpuReading struct {
+	own      float64
+	postgres map[int]procstat.Process
+}
+
+func readCPU(pid int) (cpuReading, error) {
+	p, err := procstat.Read(pid)
+	if err != nil {
+		return cpuReading{}, err
+	}
+	return cpuReading{own: p.CPUSeconds, postgres: procstat.Named("postgres")}, nil
+}
+
+// since is the CPU time, in seconds, the process pid and the postgres
+// processes used from r until now (procstat.Used says how processes that
+// start or end in between count).
+func (r cpuReading) since(pid int) (own, postgres float64, err error) {
+	now, err := readCPU(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return now.own - r.own, procstat.Used(r.postgres, now.postgres)["postgres"], nil
 }
 
 // wait returns after d, or ctx's error when it ends first.
